@@ -1,0 +1,103 @@
+//! `confab-server <PORT> <BLOCK_DURATION> <TIMEOUT>`: the command-line front
+//! end of [`confab::server`]. It only turns arguments into a
+//! [`confab::server::Config`]; all behaviour lives in the library.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use confab::chat::ChatConfig;
+use confab::server::{defaults, Config, Server};
+
+/// A chat server for one core: plain-text protocol, so `nc` and `telnet`
+/// are clients too.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// TCP port to listen on; 0 picks a free one.
+    port: u16,
+    /// Seconds a username stays banned after 3 consecutive wrong passwords
+    /// (fractions allowed, e.g. 0.5).
+    #[arg(value_parser = parse_seconds)]
+    block_duration: Duration,
+    /// Seconds without a command after which a connection is logged out
+    /// (fractions allowed).
+    #[arg(value_parser = parse_seconds)]
+    timeout: Duration,
+    /// The accounts, one `username password` per line.
+    #[arg(long, value_name = "FILE", default_value = "credentials.txt")]
+    credentials: PathBuf,
+    /// Address to listen on; `::` or `0.0.0.0` to listen everywhere.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// Longest accepted line in bytes (not counting the newline).
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE,
+          value_parser = parse_positive)]
+    max_line: usize,
+    /// Unsent output bytes after which a client that does not read is
+    /// disconnected.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PENDING,
+          value_parser = parse_positive)]
+    max_pending: usize,
+    /// Most connections at once; one more is told the server is full.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS,
+          value_parser = parse_positive)]
+    max_clients: usize,
+}
+
+/// Longest duration accepted on the command line (ten years), so that
+/// adding it to a clock reading can never overflow.
+const MAX_SECONDS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let seconds: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds <= MAX_SECONDS) {
+        return Err(format!(
+            "`{s}` must be more than 0 and at most {MAX_SECONDS} seconds"
+        ));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number above 0")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("confab-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let accounts = confab::credentials::load(&args.credentials).map_err(|e| e.to_string())?;
+    let bind = SocketAddr::new(args.bind, args.port);
+    let config = Config {
+        bind,
+        chat: ChatConfig {
+            block_duration: args.block_duration,
+            timeout: args.timeout,
+        },
+        max_line: args.max_line,
+        max_pending: args.max_pending,
+        max_clients: args.max_clients,
+    };
+    let mut server =
+        Server::bind(config, accounts).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("listening on {addr}");
+    server.run().map_err(|e| format!("poll loop failed: {e}"))
+}

@@ -1,0 +1,656 @@
+//! The chat domain: accounts, logins and bans, who is online, block lists,
+//! offline mailboxes, and every rule of `protocol.md` about them.
+//!
+//! [`Chat`] is pure and synchronous. It never touches a socket and never
+//! reads the clock: every call takes `now`, and every reaction is pushed
+//! into an [`Outbox`] of [`Effect`]s (send these bytes to that session,
+//! close that session) that the server drains. It owns the idle and ban
+//! timers as a [`Deadlines`] heap, and [`Chat::next_deadline`] tells the
+//! poll loop how long it may sleep.
+//!
+//! A session is one connection, named by the [`SessionId`] the server gives
+//! it; it becomes a *user* once login succeeds. Every way a session ends
+//! goes through one function (`end_session`), which is the only place that
+//! announces `<user> logged out`, so that announcement happens exactly
+//! once per session.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::credentials::Account;
+use crate::deadlines::Deadlines;
+use crate::protocol::{self, Command, LineError};
+
+/// The server's name for one connection (its slab key). The server must not
+/// reuse an id until it has called [`Chat::disconnect`] for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub usize);
+
+/// Index of an account in file order; interned so that block checks and
+/// presence lists compare integers, not strings.
+type UserId = u32;
+
+/// The two durations of the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// How long a username stays banned after three wrong passwords.
+    pub block_duration: Duration,
+    /// How long a connection may send no non-empty line before it is closed.
+    pub timeout: Duration,
+}
+
+/// One thing the server must do on behalf of the domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Append the bytes `text` of [`Outbox::text`] to the session's output.
+    Send {
+        /// The recipient.
+        to: SessionId,
+        /// Where the bytes are in the outbox's text.
+        text: Range<usize>,
+    },
+    /// Flush the session's pending output, then close its connection. The
+    /// session is already over in the domain.
+    Close(SessionId),
+}
+
+/// The effects of the calls since the server last drained it. The text of
+/// every `Send` lives in one shared buffer, so a line sent to a thousand
+/// users is rendered once and costs no allocation per recipient.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    text: Vec<u8>,
+    effects: Vec<Effect>,
+}
+
+impl Outbox {
+    /// The effects in the order they happened.
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
+    /// The bytes of a `Send` effect.
+    pub fn text(&self, range: Range<usize>) -> &[u8] {
+        &self.text[range]
+    }
+
+    /// Forgets every effect, keeping the buffers' capacity for reuse.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.effects.clear();
+    }
+
+    /// Renders `args` once, ending it with a newline, and returns where it
+    /// is, ready to be sent to any number of sessions.
+    fn render(&mut self, args: std::fmt::Arguments<'_>) -> Range<usize> {
+        let start = self.text.len();
+        // Writing into a Vec<u8> through fmt::Write cannot fail.
+        let mut out = Utf8Sink(&mut self.text);
+        let _ = out.write_fmt(args);
+        self.text.push(b'\n');
+        start..self.text.len()
+    }
+
+    fn send_range(&mut self, to: SessionId, text: Range<usize>) {
+        self.effects.push(Effect::Send { to, text });
+    }
+
+    /// Sends one line (a newline is added).
+    fn line(&mut self, to: SessionId, line: &str) {
+        let range = self.render(format_args!("{line}"));
+        self.send_range(to, range);
+    }
+
+    /// Sends text with no newline: the login prompts.
+    fn prompt(&mut self, to: SessionId, prompt: &str) {
+        let start = self.text.len();
+        self.text.extend_from_slice(prompt.as_bytes());
+        self.send_range(to, start..self.text.len());
+    }
+}
+
+/// `fmt::Write` into a byte vector.
+struct Utf8Sink<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8Sink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Per-account state, kept for the life of the server.
+#[derive(Debug)]
+struct User {
+    name: Box<str>,
+    password: Box<str>,
+    /// The session this user is logged in on.
+    session: Option<SessionId>,
+    /// Position in `Chat::online` while logged in.
+    online_slot: usize,
+    /// Consecutive wrong passwords since the last login or ban.
+    failures: u8,
+    /// Set while the username is banned.
+    banned_until: Option<Instant>,
+    /// Users this user blocked, sorted.
+    blocked: Vec<UserId>,
+    /// When this user's last session ended.
+    last_seen: Option<Instant>,
+    /// Messages that arrived while offline, oldest first, rendered as
+    /// `<sender>: <text>`.
+    mailbox: Vec<Box<str>>,
+}
+
+impl User {
+    fn has_blocked(&self, other: UserId) -> bool {
+        self.blocked.binary_search(&other).is_ok()
+    }
+}
+
+/// Where a session is in the login dialogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Username,
+    Password(UserId),
+    LoggedIn(UserId),
+}
+
+#[derive(Debug)]
+struct Session {
+    stage: Stage,
+    last_activity: Instant,
+    /// Distinguishes this session from earlier ones with the same id, so a
+    /// stale idle timer cannot touch a newer session.
+    epoch: u64,
+}
+
+/// What a heap entry was armed for; checked against the state when it pops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Idle { session: SessionId, epoch: u64 },
+    BanEnd(UserId),
+}
+
+/// How many consecutive wrong passwords ban a username.
+const MAX_FAILURES: u8 = 3;
+
+/// The whole domain state. See the module documentation.
+#[derive(Debug)]
+pub struct Chat {
+    config: ChatConfig,
+    users: Vec<User>,
+    by_name: HashMap<Box<str>, UserId>,
+    /// Indexed by `SessionId`.
+    sessions: Vec<Option<Session>>,
+    /// The users logged in now, in no particular order.
+    online: Vec<UserId>,
+    deadlines: Deadlines<Timer>,
+    next_epoch: u64,
+    outbox: Outbox,
+}
+
+impl Chat {
+    /// A domain with these accounts (usernames must be unique, as
+    /// `credentials::parse` guarantees) and nobody connected.
+    pub fn new(accounts: Vec<Account>, config: ChatConfig) -> Chat {
+        let users: Vec<User> = accounts
+            .into_iter()
+            .map(|a| User {
+                name: a.username.into(),
+                password: a.password.into(),
+                session: None,
+                online_slot: 0,
+                failures: 0,
+                banned_until: None,
+                blocked: Vec::new(),
+                last_seen: None,
+                mailbox: Vec::new(),
+            })
+            .collect();
+        let by_name = users
+            .iter()
+            .enumerate()
+            .map(|(id, u)| (u.name.clone(), id as UserId))
+            .collect();
+        Chat {
+            config,
+            users,
+            by_name,
+            sessions: Vec::new(),
+            online: Vec::new(),
+            deadlines: Deadlines::default(),
+            next_epoch: 0,
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// The effects produced since the last [`Outbox::clear`].
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// When the earliest timer is due; the poll loop must call
+    /// [`Chat::expire`] no later than that.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    /// How many users are logged in.
+    pub fn online_count(&self) -> usize {
+        self.online.len()
+    }
+
+    /// Whether `name` is logged in.
+    pub fn is_online(&self, name: &str) -> bool {
+        self.user_id(name)
+            .is_some_and(|u| self.users[u as usize].session.is_some())
+    }
+
+    /// A new connection: asks for the username and starts its idle timer.
+    pub fn connect(&mut self, sid: SessionId, now: Instant) {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        if self.sessions.len() <= sid.0 {
+            self.sessions.resize_with(sid.0 + 1, || None);
+        }
+        self.sessions[sid.0] = Some(Session {
+            stage: Stage::Username,
+            last_activity: now,
+            epoch,
+        });
+        self.deadlines.arm(
+            now + self.config.timeout,
+            Timer::Idle {
+                session: sid,
+                epoch,
+            },
+        );
+        self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+    }
+
+    /// The connection is gone (closed by the peer, failed, or cut off by a
+    /// limit). Ends the session if it was still going; a no-op for a session
+    /// the domain closed itself.
+    pub fn disconnect(&mut self, sid: SessionId, now: Instant) {
+        self.end_session(sid, now);
+    }
+
+    /// A complete non-empty line from `sid`, already decoded by
+    /// [`protocol::decode_line`].
+    pub fn line(&mut self, sid: SessionId, line: &str, now: Instant) {
+        let Some(stage) = self.touch(sid, now) else {
+            return;
+        };
+        match stage {
+            Stage::Username => self.username(sid, line),
+            Stage::Password(user) => self.password(sid, user, line, now),
+            Stage::LoggedIn(user) => match protocol::parse(line) {
+                Ok(command) => self.command(sid, user, command, now),
+                Err(error) => {
+                    let range = self.outbox.render(format_args!("{error}"));
+                    self.outbox.send_range(sid, range);
+                }
+            },
+        }
+    }
+
+    /// A line that could not be read as text. It counts as activity; during
+    /// login the prompt is repeated and no password failure is counted.
+    pub fn line_error(&mut self, sid: SessionId, error: LineError, now: Instant) {
+        let Some(stage) = self.touch(sid, now) else {
+            return;
+        };
+        let range = self.outbox.render(format_args!("{error}"));
+        self.outbox.send_range(sid, range);
+        self.reprompt(sid, stage);
+    }
+
+    /// Fires every timer due at `now`: idle timeouts and ban expiries.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((_, timer)) = self.deadlines.pop_due(now) {
+            match timer {
+                Timer::Idle { session, epoch } => self.idle_check(session, epoch, now),
+                Timer::BanEnd(user) => self.lift_ban_if_over(user, now),
+            }
+        }
+    }
+
+    /// Tells every session that the server stops and closes it, without
+    /// presence announcements (everyone is leaving at once).
+    pub fn shutdown(&mut self, now: Instant) {
+        for index in 0..self.sessions.len() {
+            if self.sessions[index].is_some() {
+                let sid = SessionId(index);
+                self.outbox.line(sid, protocol::SHUTTING_DOWN);
+                self.end_session_quietly(sid, now);
+                self.outbox.effects.push(Effect::Close(sid));
+            }
+        }
+    }
+
+    fn user_id(&self, name: &str) -> Option<UserId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Records activity and returns the session's stage, if it exists.
+    fn touch(&mut self, sid: SessionId, now: Instant) -> Option<Stage> {
+        let session = self.sessions.get_mut(sid.0)?.as_mut()?;
+        session.last_activity = now;
+        Some(session.stage)
+    }
+
+    fn set_stage(&mut self, sid: SessionId, stage: Stage) {
+        if let Some(Some(session)) = self.sessions.get_mut(sid.0) {
+            session.stage = stage;
+        }
+    }
+
+    fn reprompt(&mut self, sid: SessionId, stage: Stage) {
+        match stage {
+            Stage::Username => self.outbox.prompt(sid, protocol::USERNAME_PROMPT),
+            Stage::Password(_) => self.outbox.prompt(sid, protocol::PASSWORD_PROMPT),
+            Stage::LoggedIn(_) => {}
+        }
+    }
+
+    fn username(&mut self, sid: SessionId, line: &str) {
+        match self.user_id(line) {
+            Some(user) => {
+                self.set_stage(sid, Stage::Password(user));
+                self.outbox.prompt(sid, protocol::PASSWORD_PROMPT);
+            }
+            None => {
+                self.outbox.line(sid, protocol::INVALID_USERNAME);
+                self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+            }
+        }
+    }
+
+    fn password(&mut self, sid: SessionId, user: UserId, line: &str, now: Instant) {
+        self.lift_ban_if_over(user, now);
+        let block_duration = self.config.block_duration;
+        let account = &mut self.users[user as usize];
+        if account.banned_until.is_some() {
+            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
+            self.close(sid, now);
+        } else if *account.password != *line {
+            account.failures += 1;
+            if account.failures >= MAX_FAILURES {
+                let until = now + block_duration;
+                account.banned_until = Some(until);
+                self.deadlines.arm(until, Timer::BanEnd(user));
+                self.outbox.line(sid, protocol::PASSWORD_BANNED);
+                self.close(sid, now);
+            } else {
+                self.outbox.line(sid, protocol::INVALID_PASSWORD);
+                self.outbox.prompt(sid, protocol::PASSWORD_PROMPT);
+            }
+        } else if account.session.is_some() {
+            self.set_stage(sid, Stage::Username);
+            self.outbox.line(sid, protocol::ALREADY_LOGGED_IN);
+            self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+        } else {
+            self.log_in(sid, user);
+        }
+    }
+
+    fn log_in(&mut self, sid: SessionId, user: UserId) {
+        self.set_stage(sid, Stage::LoggedIn(user));
+        let slot = self.online.len();
+        self.online.push(user);
+        let account = &mut self.users[user as usize];
+        account.session = Some(sid);
+        account.online_slot = slot;
+        account.failures = 0;
+        let mailbox = std::mem::take(&mut account.mailbox);
+        self.outbox.line(sid, protocol::WELCOME);
+        for message in &mailbox {
+            self.outbox.line(sid, message);
+        }
+        self.announce(user, "logged in");
+    }
+
+    /// Tells every other online user, except those `subject` blocked, that
+    /// `subject` logged in or out.
+    fn announce(&mut self, subject: UserId, what: &str) {
+        let subject_user = &self.users[subject as usize];
+        let range = self
+            .outbox
+            .render(format_args!("{} {what}", subject_user.name));
+        for &observer in &self.online {
+            if observer == subject || subject_user.has_blocked(observer) {
+                continue;
+            }
+            if let Some(to) = self.users[observer as usize].session {
+                self.outbox.effects.push(Effect::Send {
+                    to,
+                    text: range.clone(),
+                });
+            }
+        }
+    }
+
+    fn command(&mut self, sid: SessionId, me: UserId, command: Command<'_>, now: Instant) {
+        match command {
+            Command::Message { to, text } => self.message(sid, me, to, text),
+            Command::Broadcast { text } => self.broadcast(sid, me, text),
+            Command::WhoElse => self.who_else(sid, me, Duration::ZERO, now),
+            Command::WhoElseSince { seconds } => {
+                self.who_else(sid, me, Duration::from_secs(seconds), now)
+            }
+            Command::Block { user } => self.block(sid, me, user),
+            Command::Unblock { user } => self.unblock(sid, me, user),
+            Command::Logout => {
+                self.end_session(sid, now);
+                self.outbox.line(sid, protocol::GOODBYE);
+                self.outbox.effects.push(Effect::Close(sid));
+            }
+            Command::Help => {
+                for line in protocol::HELP {
+                    self.outbox.line(sid, line);
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, sid: SessionId, me: UserId, to: &str, text: &str) {
+        let Some(them) = self.user_id(to) else {
+            return self.outbox.line(sid, protocol::INVALID_USER);
+        };
+        if them == me {
+            return self.outbox.line(sid, protocol::CANNOT_MESSAGE_SELF);
+        }
+        let recipient = &self.users[them as usize];
+        if recipient.has_blocked(me) {
+            return self.outbox.line(sid, protocol::MESSAGE_BLOCKED);
+        }
+        let sender = &self.users[me as usize].name;
+        match recipient.session {
+            Some(their_sid) => {
+                let range = self.outbox.render(format_args!("{sender}: {text}"));
+                self.outbox.send_range(their_sid, range);
+            }
+            None => {
+                let stored = format!("{sender}: {text}").into_boxed_str();
+                self.users[them as usize].mailbox.push(stored);
+                let range = self.outbox.render(format_args!(
+                    "{to} is offline. Your message will be delivered when they log in"
+                ));
+                self.outbox.send_range(sid, range);
+            }
+        }
+    }
+
+    fn broadcast(&mut self, sid: SessionId, me: UserId, text: &str) {
+        let range = self
+            .outbox
+            .render(format_args!("{}: {text}", self.users[me as usize].name));
+        let mut skipped = false;
+        for &other in &self.online {
+            if other == me {
+                continue;
+            }
+            let user = &self.users[other as usize];
+            if user.has_blocked(me) {
+                skipped = true;
+            } else if let Some(to) = user.session {
+                self.outbox.effects.push(Effect::Send {
+                    to,
+                    text: range.clone(),
+                });
+            }
+        }
+        if skipped {
+            self.outbox.line(sid, protocol::BROADCAST_PARTIAL);
+        }
+    }
+
+    /// `whoelse` (a zero window) and `whoelsesince`: users online now or
+    /// whose last session ended less than `window` ago, sorted, without
+    /// `me` and without users who blocked `me`.
+    fn who_else(&mut self, sid: SessionId, me: UserId, window: Duration, now: Instant) {
+        let mut names: Vec<&str> = self
+            .users
+            .iter()
+            .enumerate()
+            .filter(|&(id, user)| {
+                id as UserId != me
+                    && !user.has_blocked(me)
+                    && (user.session.is_some()
+                        || user
+                            .last_seen
+                            .is_some_and(|t| now.saturating_duration_since(t) < window))
+            })
+            .map(|(_, user)| &*user.name)
+            .collect();
+        if names.is_empty() {
+            let none = if window.is_zero() {
+                protocol::NO_OTHER_USERS
+            } else {
+                protocol::NO_OTHER_USERS_SINCE
+            };
+            return self.outbox.line(sid, none);
+        }
+        names.sort_unstable();
+        for name in names {
+            let range = self.outbox.render(format_args!("{name}"));
+            self.outbox.effects.push(Effect::Send {
+                to: sid,
+                text: range,
+            });
+        }
+    }
+
+    fn block(&mut self, sid: SessionId, me: UserId, name: &str) {
+        let Some(them) = self.user_id(name) else {
+            return self.outbox.line(sid, protocol::INVALID_USER);
+        };
+        if them == me {
+            return self.outbox.line(sid, protocol::CANNOT_BLOCK_SELF);
+        }
+        let blocked = &mut self.users[me as usize].blocked;
+        let range = match blocked.binary_search(&them) {
+            Ok(_) => self
+                .outbox
+                .render(format_args!("Error. {name} is already blocked")),
+            Err(at) => {
+                blocked.insert(at, them);
+                self.outbox.render(format_args!("{name} is blocked"))
+            }
+        };
+        self.outbox.send_range(sid, range);
+    }
+
+    fn unblock(&mut self, sid: SessionId, me: UserId, name: &str) {
+        let Some(them) = self.user_id(name) else {
+            return self.outbox.line(sid, protocol::INVALID_USER);
+        };
+        if them == me {
+            return self.outbox.line(sid, protocol::CANNOT_UNBLOCK_SELF);
+        }
+        let blocked = &mut self.users[me as usize].blocked;
+        let range = match blocked.binary_search(&them) {
+            Ok(at) => {
+                blocked.remove(at);
+                self.outbox.render(format_args!("{name} is unblocked"))
+            }
+            Err(_) => self
+                .outbox
+                .render(format_args!("Error. {name} was not blocked")),
+        };
+        self.outbox.send_range(sid, range);
+    }
+
+    fn idle_check(&mut self, sid: SessionId, epoch: u64, now: Instant) {
+        let Some(Some(session)) = self.sessions.get(sid.0) else {
+            return;
+        };
+        if session.epoch != epoch {
+            return;
+        }
+        let due = session.last_activity + self.config.timeout;
+        if due > now {
+            self.deadlines.arm(
+                due,
+                Timer::Idle {
+                    session: sid,
+                    epoch,
+                },
+            );
+            return;
+        }
+        let message = match session.stage {
+            Stage::LoggedIn(_) => protocol::INACTIVITY_LOGOUT,
+            Stage::Username | Stage::Password(_) => protocol::LOGIN_TIMED_OUT,
+        };
+        self.outbox.line(sid, message);
+        self.close(sid, now);
+    }
+
+    fn lift_ban_if_over(&mut self, user: UserId, now: Instant) {
+        let account = &mut self.users[user as usize];
+        if account.banned_until.is_some_and(|until| until <= now) {
+            account.banned_until = None;
+            account.failures = 0;
+        }
+    }
+
+    /// Ends the session and asks the server to close its connection once
+    /// what was queued for it is flushed.
+    fn close(&mut self, sid: SessionId, now: Instant) {
+        self.end_session(sid, now);
+        self.outbox.effects.push(Effect::Close(sid));
+    }
+
+    /// The one place a session ends: the user goes offline, their last-seen
+    /// time is recorded and the other users are told, exactly once because
+    /// the session is gone afterwards.
+    fn end_session(&mut self, sid: SessionId, now: Instant) {
+        if let Some(user) = self.end_session_quietly(sid, now) {
+            self.announce(user, "logged out");
+        }
+    }
+
+    /// Ends the session without telling anyone; returns the user it was
+    /// logged in as.
+    fn end_session_quietly(&mut self, sid: SessionId, now: Instant) -> Option<UserId> {
+        let session = self.sessions.get_mut(sid.0)?.take()?;
+        let Stage::LoggedIn(user) = session.stage else {
+            return None;
+        };
+        let slot = self.users[user as usize].online_slot;
+        self.online.swap_remove(slot);
+        if let Some(&moved) = self.online.get(slot) {
+            self.users[moved as usize].online_slot = slot;
+        }
+        let account = &mut self.users[user as usize];
+        account.session = None;
+        account.last_seen = Some(now);
+        Some(user)
+    }
+}
+
+#[cfg(test)]
+mod tests;

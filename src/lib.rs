@@ -1,0 +1,12 @@
+//! confab: a chat server for one core, and its terminal client.
+//!
+//! The server is one thread and one `mio` poll loop ([`server`]) around a
+//! pure domain ([`chat`]) that speaks the text protocol of [`protocol`].
+//! See `README.md` for how to run it and `protocol.md` for the contract.
+
+pub mod chat;
+pub mod conn;
+pub mod credentials;
+pub mod deadlines;
+pub mod protocol;
+pub mod server;

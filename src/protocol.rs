@@ -1,0 +1,390 @@
+//! The wire protocol as text: turning one received line into a [`Command`],
+//! and every line the server sends, in one place.
+//!
+//! Nothing here does I/O, so the parser can be unit-tested and fuzzed on its
+//! own. The wording of every reply is fixed by `protocol.md`; the
+//! constants below are that wording and nothing else may spell it out again.
+
+use std::fmt;
+
+/// The first login prompt; like [`PASSWORD_PROMPT`] it has no newline so that
+/// typing after it in `nc` feels natural.
+pub const USERNAME_PROMPT: &str = "Username: ";
+/// The second login prompt.
+pub const PASSWORD_PROMPT: &str = "Password: ";
+/// Sent after a successful login, before any queued offline messages.
+pub const WELCOME: &str = "Welcome to the greatest messaging application ever!";
+/// Login with a username that is not in the credentials file.
+pub const INVALID_USERNAME: &str = "Invalid Username. Please try again";
+/// First or second consecutive wrong password.
+pub const INVALID_PASSWORD: &str = "Invalid Password. Please try again";
+/// Third consecutive wrong password: the account is banned.
+pub const PASSWORD_BANNED: &str =
+    "Invalid Password. Your account has been blocked. Please try again later";
+/// Any password for an account that is currently banned.
+pub const ACCOUNT_BANNED: &str =
+    "Your account is blocked due to multiple login failures. Please try again later";
+/// Right password for a user that is online on another connection.
+pub const ALREADY_LOGGED_IN: &str = "This user is already logged in";
+/// Reply to `logout`, sent after the user is already offline.
+pub const GOODBYE: &str = "Goodbye";
+/// Idle timeout of a logged-in user.
+pub const INACTIVITY_LOGOUT: &str = "You have been logged out due to inactivity";
+/// Idle timeout before login completed.
+pub const LOGIN_TIMED_OUT: &str = "Login timed out";
+/// A message whose recipient blocked the sender.
+pub const MESSAGE_BLOCKED: &str =
+    "Your message could not be delivered as the recipient has blocked you";
+/// A broadcast that skipped someone online because they blocked the sender.
+pub const BROADCAST_PARTIAL: &str = "Your message could not be delivered to some recipients";
+/// `whoelse` with nobody to list.
+pub const NO_OTHER_USERS: &str = "No other users are online";
+/// `whoelsesince` with nobody to list.
+pub const NO_OTHER_USERS_SINCE: &str = "No other users since then";
+/// A command naming a user that is not in the credentials file.
+pub const INVALID_USER: &str = "Error. Invalid user";
+/// `message` to oneself.
+pub const CANNOT_MESSAGE_SELF: &str = "Error. Cannot message self";
+/// `block` of oneself.
+pub const CANNOT_BLOCK_SELF: &str = "Error. Cannot block self";
+/// `unblock` of oneself.
+pub const CANNOT_UNBLOCK_SELF: &str = "Error. Cannot unblock self";
+/// A line after login that is not a known command.
+pub const INVALID_COMMAND: &str = "Error. Invalid command";
+/// A line longer than the line limit.
+pub const LINE_TOO_LONG: &str = "Error. Line too long";
+/// A line that is not valid UTF-8.
+pub const INVALID_ENCODING: &str = "Error. Invalid encoding";
+/// A connection beyond `--max-clients`.
+pub const SERVER_FULL: &str = "Error. Server is full";
+/// Sent to every connection when the server stops.
+pub const SHUTTING_DOWN: &str = "Server is shutting down";
+/// The reply to `help`: one line per command with its arguments.
+pub const HELP: &[&str] = &[
+    "message <user> <message>",
+    "broadcast <message>",
+    "whoelse",
+    "whoelsesince <seconds>",
+    "block <user>",
+    "unblock <user>",
+    "logout",
+    "help",
+];
+
+/// One command of a logged-in user, borrowing its arguments from the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `message <user> <message>`: send text to one user, online or not.
+    Message {
+        /// The recipient's username as typed.
+        to: &'a str,
+        /// The rest of the line, inner spaces kept.
+        text: &'a str,
+    },
+    /// `broadcast <message>`: send text to everyone online.
+    Broadcast {
+        /// The rest of the line, inner spaces kept.
+        text: &'a str,
+    },
+    /// `whoelse`: list the other users online now.
+    WhoElse,
+    /// `whoelsesince <seconds>`: list users online within a window.
+    WhoElseSince {
+        /// The window; values too large for `u64` saturate (any whole
+        /// number is valid, and a window longer than the server's uptime
+        /// lists everyone it has seen).
+        seconds: u64,
+    },
+    /// `block <user>`: stop receiving from and being seen by `<user>`.
+    Block {
+        /// The username as typed.
+        user: &'a str,
+    },
+    /// `unblock <user>`: undo a `block`.
+    Unblock {
+        /// The username as typed.
+        user: &'a str,
+    },
+    /// `logout`: end the session.
+    Logout,
+    /// `help`: list the commands.
+    Help,
+}
+
+/// Why a line did not parse into a [`Command`]; its `Display` is the exact
+/// error line the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a known command keyword.
+    InvalidCommand,
+    /// A known keyword with missing or extra arguments.
+    Usage(Keyword),
+}
+
+/// The command keywords, used to name the usage line of a malformed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyword {
+    /// `message`
+    Message,
+    /// `broadcast`
+    Broadcast,
+    /// `whoelse`
+    WhoElse,
+    /// `whoelsesince`
+    WhoElseSince,
+    /// `block`
+    Block,
+    /// `unblock`
+    Unblock,
+    /// `logout`
+    Logout,
+    /// `help`
+    Help,
+}
+
+impl Keyword {
+    /// The exact usage line for this command.
+    pub fn usage(self) -> &'static str {
+        match self {
+            Keyword::Message => "Error. Usage: message <user> <message>",
+            Keyword::Broadcast => "Error. Usage: broadcast <message>",
+            Keyword::WhoElse => "Error. Usage: whoelse",
+            Keyword::WhoElseSince => "Error. Usage: whoelsesince <seconds>",
+            Keyword::Block => "Error. Usage: block <user>",
+            Keyword::Unblock => "Error. Usage: unblock <user>",
+            Keyword::Logout => "Error. Usage: logout",
+            Keyword::Help => "Error. Usage: help",
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::InvalidCommand => f.write_str(INVALID_COMMAND),
+            ParseError::Usage(keyword) => f.write_str(keyword.usage()),
+        }
+    }
+}
+
+/// Why a received line could not even be read as text; its `Display` is
+/// the exact error line the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineError {
+    /// Longer than the line limit; the rest of it up to `\n` is discarded.
+    TooLong,
+    /// Not valid UTF-8.
+    InvalidEncoding,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LineError::TooLong => LINE_TOO_LONG,
+            LineError::InvalidEncoding => INVALID_ENCODING,
+        })
+    }
+}
+
+/// Turns the bytes of one received line (without its `\n`) into text:
+/// strips one trailing `\r` and the surrounding spaces. `Ok(None)` is a line
+/// that is empty after that, which the protocol ignores (it is not
+/// activity).
+pub fn decode_line(raw: &[u8]) -> Result<Option<&str>, LineError> {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let text = std::str::from_utf8(raw).map_err(|_| LineError::InvalidEncoding)?;
+    let text = text.trim_matches(' ');
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// Splits off the first space-separated word of `s` (which has no leading
+/// spaces); the rest has its leading spaces removed.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.split_once(' ') {
+        Some((word, rest)) => (word, rest.trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+/// Parses one decoded, non-empty line of a logged-in user (as returned by
+/// [`decode_line`]: no surrounding spaces).
+pub fn parse(line: &str) -> Result<Command<'_>, ParseError> {
+    let (keyword, rest) = split_word(line);
+    let usage = |k: Keyword| Err(ParseError::Usage(k));
+    match keyword {
+        "message" => {
+            let (to, text) = split_word(rest);
+            if to.is_empty() || text.is_empty() {
+                return usage(Keyword::Message);
+            }
+            Ok(Command::Message { to, text })
+        }
+        "broadcast" if rest.is_empty() => usage(Keyword::Broadcast),
+        "broadcast" => Ok(Command::Broadcast { text: rest }),
+        "whoelse" if rest.is_empty() => Ok(Command::WhoElse),
+        "whoelse" => usage(Keyword::WhoElse),
+        "whoelsesince" => match parse_seconds(rest) {
+            Some(seconds) => Ok(Command::WhoElseSince { seconds }),
+            None => usage(Keyword::WhoElseSince),
+        },
+        "block" => match single_word(rest) {
+            Some(user) => Ok(Command::Block { user }),
+            None => usage(Keyword::Block),
+        },
+        "unblock" => match single_word(rest) {
+            Some(user) => Ok(Command::Unblock { user }),
+            None => usage(Keyword::Unblock),
+        },
+        "logout" if rest.is_empty() => Ok(Command::Logout),
+        "logout" => usage(Keyword::Logout),
+        "help" if rest.is_empty() => Ok(Command::Help),
+        "help" => usage(Keyword::Help),
+        _ => Err(ParseError::InvalidCommand),
+    }
+}
+
+/// `rest` if it is exactly one word.
+fn single_word(rest: &str) -> Option<&str> {
+    (!rest.is_empty() && !rest.contains(' ')).then_some(rest)
+}
+
+/// A whole number ≥ 0 written in ASCII digits; saturates instead of
+/// overflowing.
+fn parse_seconds(rest: &str) -> Option<u64> {
+    let digits = single_word(rest)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.bytes().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(k: Keyword) -> Result<Command<'static>, ParseError> {
+        Err(ParseError::Usage(k))
+    }
+
+    #[test]
+    fn decode_strips_one_cr_and_spaces() {
+        assert_eq!(decode_line(b"  whoelse \r"), Ok(Some("whoelse")));
+        assert_eq!(decode_line(b"a\r\r"), Ok(Some("a\r")));
+        assert_eq!(decode_line(b""), Ok(None));
+        assert_eq!(decode_line(b"   \r"), Ok(None));
+        assert_eq!(decode_line(b"\r"), Ok(None));
+    }
+
+    #[test]
+    fn decode_rejects_invalid_utf8() {
+        assert_eq!(decode_line(b"\xff\xfe"), Err(LineError::InvalidEncoding));
+        assert_eq!(decode_line(b"abc\xc3"), Err(LineError::InvalidEncoding));
+        assert_eq!(decode_line("héllo".as_bytes()), Ok(Some("héllo")));
+    }
+
+    #[test]
+    fn message_keeps_inner_spaces() {
+        assert_eq!(
+            parse("message yoda  hello   there"),
+            Ok(Command::Message {
+                to: "yoda",
+                text: "hello   there"
+            })
+        );
+        assert_eq!(
+            parse("message   yoda x"),
+            Ok(Command::Message {
+                to: "yoda",
+                text: "x"
+            })
+        );
+    }
+
+    #[test]
+    fn message_needs_user_and_text() {
+        assert_eq!(parse("message"), usage(Keyword::Message));
+        assert_eq!(parse("message yoda"), usage(Keyword::Message));
+    }
+
+    #[test]
+    fn broadcast() {
+        assert_eq!(
+            parse("broadcast hi  all"),
+            Ok(Command::Broadcast { text: "hi  all" })
+        );
+        assert_eq!(parse("broadcast"), usage(Keyword::Broadcast));
+    }
+
+    #[test]
+    fn commands_without_arguments() {
+        assert_eq!(parse("whoelse"), Ok(Command::WhoElse));
+        assert_eq!(parse("whoelse x"), usage(Keyword::WhoElse));
+        assert_eq!(parse("logout"), Ok(Command::Logout));
+        assert_eq!(parse("logout now"), usage(Keyword::Logout));
+        assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(parse("help me"), usage(Keyword::Help));
+    }
+
+    #[test]
+    fn whoelsesince_takes_a_whole_number() {
+        assert_eq!(
+            parse("whoelsesince 30"),
+            Ok(Command::WhoElseSince { seconds: 30 })
+        );
+        assert_eq!(
+            parse("whoelsesince 0"),
+            Ok(Command::WhoElseSince { seconds: 0 })
+        );
+        assert_eq!(
+            parse("whoelsesince 99999999999999999999999"),
+            Ok(Command::WhoElseSince { seconds: u64::MAX })
+        );
+        for bad in [
+            "whoelsesince",
+            "whoelsesince -1",
+            "whoelsesince 1.5",
+            "whoelsesince abc",
+            "whoelsesince +3",
+            "whoelsesince 1 2",
+            "whoelsesince ３",
+        ] {
+            assert_eq!(parse(bad), usage(Keyword::WhoElseSince), "{bad}");
+        }
+    }
+
+    #[test]
+    fn block_and_unblock_take_one_user() {
+        assert_eq!(parse("block yoda"), Ok(Command::Block { user: "yoda" }));
+        assert_eq!(parse("block"), usage(Keyword::Block));
+        assert_eq!(parse("block a b"), usage(Keyword::Block));
+        assert_eq!(parse("unblock yoda"), Ok(Command::Unblock { user: "yoda" }));
+        assert_eq!(parse("unblock"), usage(Keyword::Unblock));
+        assert_eq!(parse("unblock a  b"), usage(Keyword::Unblock));
+    }
+
+    #[test]
+    fn keywords_are_lowercase_and_exact() {
+        for bad in ["Message yoda hi", "WHOELSE", "logouts", "hel", "x", "\0"] {
+            assert_eq!(parse(bad), Err(ParseError::InvalidCommand), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_lines_are_exact() {
+        assert_eq!(
+            ParseError::InvalidCommand.to_string(),
+            "Error. Invalid command"
+        );
+        assert_eq!(
+            ParseError::Usage(Keyword::WhoElseSince).to_string(),
+            "Error. Usage: whoelsesince <seconds>"
+        );
+        assert_eq!(LineError::TooLong.to_string(), "Error. Line too long");
+        assert_eq!(
+            LineError::InvalidEncoding.to_string(),
+            "Error. Invalid encoding"
+        );
+    }
+}

@@ -1,0 +1,560 @@
+//! The poll loop: one thread, one `mio::Poll`, every socket.
+//!
+//! Each iteration: wait for readiness or the next deadline; accept until
+//! `WouldBlock`; read each readable connection into one shared scratch
+//! buffer and feed every complete line to [`Chat`], copying the effects into
+//! the connections' output buffers as they come; fire due timers; then, at
+//! the end, remove doomed connections (the one place that does, which also
+//! tells the domain so it can announce the leaver) and write each
+//! connection with pending output once. `WRITABLE` interest is registered
+//! only while output is pending.
+//!
+//! Fairness: a connection is read at most [`READ_BUDGET`] bytes per
+//! iteration. One that still had data is remembered (edge-triggered
+//! readiness will not fire again for it) and served in the next iteration,
+//! after the others had their turn.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::chat::{Chat, ChatConfig, Effect, Outbox, SessionId};
+use crate::conn::Conn;
+use crate::credentials::Account;
+use crate::deadlines::Deadlines;
+use crate::protocol;
+
+/// The listener's token; connections use their slab key, which is always
+/// smaller.
+const LISTENER: Token = Token(usize::MAX);
+/// The token of the waker that [`ShutdownHandle`] uses.
+const WAKER: Token = Token(usize::MAX - 1);
+/// Size of the shared read buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Bytes read from one connection per loop iteration, so that a client
+/// pipelining megabytes cannot starve the others.
+pub const READ_BUDGET: usize = SCRATCH_SIZE;
+/// How long a connection being closed may take to accept its last output.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long to wait before accepting again after running out of file
+/// descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Poll events handled per wake-up.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Everything the server needs besides the accounts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Ban and idle durations.
+    pub chat: ChatConfig,
+    /// Longest accepted line in bytes, not counting `\n` and one `\r`.
+    pub max_line: usize,
+    /// Most unsent output bytes per connection before it is cut off.
+    pub max_pending: usize,
+    /// Most connections at once; one more is told the server is full.
+    pub max_clients: usize,
+}
+
+/// Defaults of the limits, shared by the command line and tests.
+pub mod defaults {
+    /// `--max-line`.
+    pub const MAX_LINE: usize = 1024;
+    /// `--max-pending`: 1 MiB.
+    pub const MAX_PENDING: usize = 1 << 20;
+    /// `--max-clients`.
+    pub const MAX_CLIENTS: usize = 10_000;
+}
+
+/// Timers of the loop itself (the domain's are in [`Chat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LoopTimer {
+    /// A closing connection did not take its last output in time.
+    Linger { key: usize, serial: u64 },
+    /// Try accepting again after descriptors ran out.
+    AcceptRetry,
+}
+
+/// Stops a running [`Server`] from another thread: every connection is told
+/// the server is shutting down and [`Server::run`] returns.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to shut down; returns at once.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.flag.store(true, Ordering::SeqCst);
+        self.waker.wake()
+    }
+}
+
+/// The chat server: a bound listener and all connection state.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    config: Config,
+    chat: Chat,
+    conns: Slab<Conn>,
+    scratch: Vec<u8>,
+    join: Vec<u8>,
+    /// Connections with output to write or a close to finish.
+    dirty: Vec<usize>,
+    /// Connections to remove at the end of this iteration.
+    doomed: Vec<usize>,
+    /// Connections that may still have input after using their budget.
+    unread: Vec<usize>,
+    timers: Deadlines<LoopTimer>,
+    accept_paused: bool,
+    next_serial: u64,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Server {
+    /// Binds the listener and loads the accounts into the domain.
+    pub fn bind(config: Config, accounts: Vec<Account>) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.bind)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        info!("listening on {}", listener.local_addr()?);
+        Ok(Server {
+            poll,
+            listener,
+            chat: Chat::new(accounts, config.chat),
+            config,
+            conns: Slab::new(),
+            scratch: vec![0; SCRATCH_SIZE],
+            join: Vec::new(),
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            unread: Vec::new(),
+            timers: Deadlines::default(),
+            accept_paused: false,
+            next_serial: 0,
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+        })
+    }
+
+    /// The address the listener is bound to (with the real port when 0 was
+    /// asked for).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that stops [`Server::run`] from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: Arc::clone(&self.stop),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Serves until shut down through a [`ShutdownHandle`]; then tells every
+    /// connection, flushes what it can within [`LINGER`], and returns.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        while !self.stop.load(Ordering::SeqCst) {
+            self.wait(&mut events)?;
+            let now = Instant::now();
+            for event in &events {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => {}
+                    Token(key) => self.on_event(key, event.is_readable(), event.is_writable()),
+                }
+            }
+            self.read_unread(now);
+            self.fire_timers(now);
+            self.finish_iteration(now);
+        }
+        self.shut_down(&mut events)
+    }
+
+    /// Polls until readiness or the next deadline, retrying interruptions.
+    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
+        let now = Instant::now();
+        let next = [self.chat.next_deadline(), self.timers.next()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = if self.unread.is_empty() {
+            // Round up so that the loop never wakes just before a deadline.
+            next.map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
+        } else {
+            Some(Duration::ZERO)
+        };
+        loop {
+            match self.poll.poll(events, timeout) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        while !self.accept_paused {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if is_out_of_descriptors(&e) => {
+                    warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused = true;
+                    self.timers
+                        .arm(now + ACCEPT_BACKOFF, LoopTimer::AcceptRetry);
+                }
+                Err(e) => {
+                    warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.conns.len() >= self.config.max_clients {
+            debug!("{peer}: refused, server full");
+            // Best effort: a fresh socket's send buffer takes one line.
+            let _ = io::Write::write_all(
+                &mut stream,
+                format!("{}\n", protocol::SERVER_FULL).as_bytes(),
+            );
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{peer}: set_nodelay: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            warn!("{peer}: register: {e}");
+            return;
+        }
+        debug!("{peer}: connected as #{key}");
+        entry.insert(Conn::new(stream, self.next_serial));
+        self.next_serial += 1;
+        self.chat.connect(SessionId(key), now);
+        self.apply_effects();
+        // The client may have sent its username already; its edge came
+        // before registration, so look now.
+        self.read(key, now);
+    }
+
+    fn on_event(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.doomed {
+            return;
+        }
+        if writable {
+            self.mark_dirty(key);
+        }
+        if readable {
+            self.read(key, Instant::now());
+        }
+    }
+
+    /// Serves connections that used their read budget last iteration.
+    fn read_unread(&mut self, now: Instant) {
+        for key in std::mem::take(&mut self.unread) {
+            self.read(key, now);
+        }
+    }
+
+    /// Reads up to [`READ_BUDGET`] bytes from `key` and handles every
+    /// complete line.
+    fn read(&mut self, key: usize, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.doomed || conn.closing {
+                return;
+            }
+            if budget == 0 {
+                self.unread.push(key);
+                return;
+            }
+            let want = budget.min(self.scratch.len());
+            match conn.stream.read(&mut self.scratch[..want]) {
+                Ok(0) => {
+                    debug!("#{key}: peer finished sending");
+                    conn.closing = true;
+                    self.mark_dirty(key);
+                    return;
+                }
+                Ok(n) => {
+                    budget -= n;
+                    self.consume(key, n, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("#{key}: read: {e}");
+                    self.doom(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Feeds the lines in the first `n` scratch bytes to the domain.
+    fn consume(&mut self, key: usize, n: usize, now: Instant) {
+        let sid = SessionId(key);
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.doomed || conn.closing {
+                return;
+            }
+            let Some(item) = conn.next_line(
+                &self.scratch[..n],
+                &mut pos,
+                &mut self.join,
+                self.config.max_line,
+            ) else {
+                return;
+            };
+            match item.and_then(protocol::decode_line) {
+                Ok(None) => continue,
+                Ok(Some(line)) => self.chat.line(sid, line, now),
+                Err(error) => self.chat.line_error(sid, error, now),
+            }
+            self.apply_effects();
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        self.chat.expire(now);
+        self.apply_effects();
+        while let Some((_, timer)) = self.timers.pop_due(now) {
+            match timer {
+                LoopTimer::Linger { key, serial } => {
+                    if self.conns.get(key).is_some_and(|c| c.serial == serial) {
+                        debug!("#{key}: did not take its last output in time");
+                        self.doom(key);
+                    }
+                }
+                LoopTimer::AcceptRetry => {
+                    self.accept_paused = false;
+                    self.accept(now);
+                }
+            }
+        }
+    }
+
+    /// Copies the domain's effects into the connections' output buffers.
+    fn apply_effects(&mut self) {
+        let outbox = std::mem::take(self.chat.outbox());
+        for effect in outbox.effects() {
+            match effect {
+                Effect::Send { to, text } => self.send(to.0, &outbox, text.clone()),
+                Effect::Close(sid) => self.close_after_flush(sid.0),
+            }
+        }
+        let mut outbox = outbox;
+        outbox.clear();
+        *self.chat.outbox() = outbox;
+    }
+
+    fn send(&mut self, key: usize, outbox: &Outbox, text: std::ops::Range<usize>) {
+        let max_pending = self.config.max_pending;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.doomed {
+            return;
+        }
+        let bytes = outbox.text(text);
+        if conn.pending() + bytes.len() > max_pending {
+            // Make room by writing now; a reader this far behind that still
+            // cannot take it is cut off.
+            if conn.flush().is_err() || conn.pending() + bytes.len() > max_pending {
+                debug!("#{key}: more than {max_pending} bytes pending, cutting off");
+                conn.discard_output();
+                self.doom(key);
+                return;
+            }
+        }
+        conn.queue(bytes);
+        self.mark_dirty(key);
+    }
+
+    fn close_after_flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.closing {
+            conn.closing = true;
+            let serial = conn.serial;
+            self.timers
+                .arm(Instant::now() + LINGER, LoopTimer::Linger { key, serial });
+        }
+        self.mark_dirty(key);
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    fn doom(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.doomed {
+                conn.doomed = true;
+                self.doomed.push(key);
+            }
+        }
+    }
+
+    /// Removes doomed connections and flushes dirty ones until neither is
+    /// left: a removal announces the leaver to others (more output), and a
+    /// failed write dooms a connection.
+    fn finish_iteration(&mut self, now: Instant) {
+        loop {
+            while let Some(key) = self.doomed.pop() {
+                self.remove(key, now);
+            }
+            let dirty = std::mem::take(&mut self.dirty);
+            for &key in &dirty {
+                self.flush(key);
+            }
+            self.dirty = dirty;
+            self.dirty.clear();
+            if self.doomed.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Writes a connection's output, closes it if it was closing and is
+    /// done, and keeps its `WRITABLE` interest in step with its output.
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        if conn.doomed {
+            return;
+        }
+        if let Err(e) = conn.flush() {
+            debug!("#{key}: write: {e}");
+            self.doom(key);
+            return;
+        }
+        let pending = conn.pending() > 0;
+        if conn.closing && !pending {
+            let _ = conn.stream.shutdown(Shutdown::Write);
+            self.doom(key);
+            return;
+        }
+        if pending != conn.writable_interest {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), interest)
+            {
+                Ok(()) => conn.writable_interest = pending,
+                Err(e) => {
+                    warn!("#{key}: reregister: {e}");
+                    self.doom(key);
+                }
+            }
+        }
+    }
+
+    /// The one place a connection is removed: the domain is told (it
+    /// announces a logged-in user's departure) and the socket is closed.
+    fn remove(&mut self, key: usize, now: Instant) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            debug!("#{key}: deregister: {e}");
+        }
+        debug!("#{key}: closed");
+        drop(conn);
+        self.chat.disconnect(SessionId(key), now);
+        self.apply_effects();
+        if self.accept_paused {
+            self.accept_paused = false;
+            self.accept(now);
+        }
+    }
+
+    /// Tells everyone the server stops, flushes for at most [`LINGER`], and
+    /// closes every connection.
+    fn shut_down(&mut self, events: &mut Events) -> io::Result<()> {
+        info!("shutting down");
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            debug!("deregister listener: {e}");
+        }
+        let now = Instant::now();
+        self.chat.shutdown(now);
+        self.apply_effects();
+        self.finish_iteration(now);
+        let deadline = now + LINGER;
+        while !self.conns.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match self.poll.poll(events, Some(deadline - now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                if event.is_writable() {
+                    self.mark_dirty(event.token().0);
+                }
+            }
+            self.finish_iteration(Instant::now());
+        }
+        self.conns.clear();
+        Ok(())
+    }
+}
+
+/// `EMFILE` or `ENFILE`: the process or the system ran out of descriptors.
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
