@@ -8,5 +8,6 @@ pub mod chat;
 pub mod conn;
 pub mod credentials;
 pub mod deadlines;
+pub mod fdlimit;
 pub mod protocol;
 pub mod server;

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::chat::{Chat, ChatConfig, Effect, Outbox, SessionId};
@@ -36,6 +38,9 @@ use crate::protocol;
 const LISTENER: Token = Token(usize::MAX);
 /// The token of the waker that [`ShutdownHandle`] uses.
 const WAKER: Token = Token(usize::MAX - 1);
+/// The token of the SIGINT/SIGTERM source, once [`Server::handle_signals`]
+/// registered it.
+const SIGNALS: Token = Token(usize::MAX - 2);
 /// Size of the shared read buffer.
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection per loop iteration, so that a client
@@ -119,6 +124,7 @@ pub struct Server {
     next_serial: u64,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    signals: Option<Signals>,
 }
 
 impl Server {
@@ -146,6 +152,7 @@ impl Server {
             next_serial: 0,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
+            signals: None,
         })
     }
 
@@ -161,6 +168,25 @@ impl Server {
             flag: Arc::clone(&self.stop),
             waker: Arc::clone(&self.waker),
         }
+    }
+
+    /// Makes SIGINT and SIGTERM shut the server down gracefully, as a
+    /// [`ShutdownHandle`] does; a second signal during the shutdown ends it
+    /// at once. The signals arrive through the same poll as the sockets.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Whether a signal arrived since the last call.
+    fn signalled(&mut self) -> bool {
+        self.signals
+            .as_mut()
+            .is_some_and(|signals| signals.pending().count() > 0)
     }
 
     /// How many connections are open.
@@ -179,6 +205,12 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => {}
+                    SIGNALS => {
+                        if self.signalled() {
+                            info!("signal received");
+                            self.stop.store(true, Ordering::SeqCst);
+                        }
+                    }
                     Token(key) => self.on_event(key, event.is_readable(), event.is_writable()),
                 }
             }
@@ -543,6 +575,11 @@ impl Server {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
+                if event.token() == SIGNALS && self.signalled() {
+                    warn!("second signal: exiting without flushing");
+                    self.conns.clear();
+                    return Ok(());
+                }
                 if event.is_writable() {
                     self.mark_dirty(event.token().0);
                 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use log::{info, warn};
 use confab::chat::ChatConfig;
 use confab::server::{defaults, Config, Server};
 
@@ -84,6 +85,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let accounts = confab::credentials::load(&args.credentials).map_err(|e| e.to_string())?;
+    match confab::fdlimit::raise_to_hard_limit() {
+        Ok(limit) => info!("open-file limit: {limit}"),
+        Err(e) => warn!("cannot raise the open-file limit: {e}"),
+    }
     let bind = SocketAddr::new(args.bind, args.port);
     let config = Config {
         bind,
@@ -97,6 +102,9 @@ fn run(args: Args) -> Result<(), String> {
     };
     let mut server =
         Server::bind(config, accounts).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    server
+        .handle_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     eprintln!("listening on {addr}");
     server.run().map_err(|e| format!("poll loop failed: {e}"))
