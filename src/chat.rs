@@ -436,9 +436,9 @@ impl Chat {
         match command {
             Command::Message { to, text } => self.message(sid, me, to, text),
             Command::Broadcast { text } => self.broadcast(sid, me, text),
-            Command::WhoElse => self.who_else(sid, me, Duration::ZERO, now),
+            Command::WhoElse => self.who_else(sid, me, None, now),
             Command::WhoElseSince { seconds } => {
-                self.who_else(sid, me, Duration::from_secs(seconds), now)
+                self.who_else(sid, me, Some(Duration::from_secs(seconds)), now)
             }
             Command::Block { user } => self.block(sid, me, user),
             Command::Unblock { user } => self.unblock(sid, me, user),
@@ -507,10 +507,11 @@ impl Chat {
         }
     }
 
-    /// `whoelse` (a zero window) and `whoelsesince`: users online now or
+    /// `whoelse` (no window) and `whoelsesince`: users online now or
     /// whose last session ended less than `window` ago, sorted, without
     /// `me` and without users who blocked `me`.
-    fn who_else(&mut self, sid: SessionId, me: UserId, window: Duration, now: Instant) {
+    fn who_else(&mut self, sid: SessionId, me: UserId, since: Option<Duration>, now: Instant) {
+        let window = since.unwrap_or(Duration::ZERO);
         let mut names: Vec<&str> = self
             .users
             .iter()
@@ -526,10 +527,10 @@ impl Chat {
             .map(|(_, user)| &*user.name)
             .collect();
         if names.is_empty() {
-            let none = if window.is_zero() {
-                protocol::NO_OTHER_USERS
-            } else {
-                protocol::NO_OTHER_USERS_SINCE
+            // `whoelsesince 0` is still `whoelsesince`: it has its own reply.
+            let none = match since {
+                None => protocol::NO_OTHER_USERS,
+                Some(_) => protocol::NO_OTHER_USERS_SINCE,
             };
             return self.outbox.line(sid, none);
         }

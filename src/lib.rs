@@ -5,6 +5,7 @@
 //! See `README.md` for how to run it and `protocol.md` for the contract.
 
 pub mod chat;
+pub mod client;
 pub mod conn;
 pub mod credentials;
 pub mod deadlines;

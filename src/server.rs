@@ -337,9 +337,10 @@ impl Server {
             let want = budget.min(self.scratch.len());
             match conn.stream.read(&mut self.scratch[..want]) {
                 Ok(0) => {
+                    // A half-close: the peer may still read, so what is
+                    // pending goes out before the connection is removed.
                     debug!("#{key}: peer finished sending");
-                    conn.closing = true;
-                    self.mark_dirty(key);
+                    self.close_after_flush(key);
                     return;
                 }
                 Ok(n) => {

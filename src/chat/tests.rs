@@ -1,1 +1,1365 @@
+//! Tests of the chat domain against `protocol.md`, through its public API.
+//!
+//! Every reply is spelled out literally here (not through the constants of
+//! `protocol.rs`), so a wording change anywhere breaks a test. Time is
+//! simulated: every call takes an `Instant` derived from one `t0`.
 
+use super::*;
+use crate::credentials::Account;
+use crate::protocol::LineError;
+use std::collections::{HashMap, HashSet};
+
+const BLOCK: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+const WELCOME: &str = "Welcome to the greatest messaging application ever!\n";
+const USERNAME: &str = "Username: ";
+const PASSWORD: &str = "Password: ";
+const INVALID_USERNAME: &str = "Invalid Username. Please try again\nUsername: ";
+const INVALID_PASSWORD: &str = "Invalid Password. Please try again\nPassword: ";
+const NOW_BANNED: &str =
+    "Invalid Password. Your account has been blocked. Please try again later\n";
+const BANNED: &str =
+    "Your account is blocked due to multiple login failures. Please try again later\n";
+const ALREADY_ONLINE: &str = "This user is already logged in\nUsername: ";
+const INACTIVE: &str = "You have been logged out due to inactivity\n";
+const LOGIN_TIMED_OUT: &str = "Login timed out\n";
+const GOODBYE: &str = "Goodbye\n";
+const MESSAGE_BLOCKED: &str =
+    "Your message could not be delivered as the recipient has blocked you\n";
+const PARTIAL: &str = "Your message could not be delivered to some recipients\n";
+const NOBODY_ONLINE: &str = "No other users are online\n";
+const NOBODY_SINCE: &str = "No other users since then\n";
+
+const Y: SessionId = SessionId(1);
+const H: SessionId = SessionId(2);
+const V: SessionId = SessionId(3);
+const L: SessionId = SessionId(4);
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn offline(user: &str) -> String {
+    format!("{user} is offline. Your message will be delivered when they log in\n")
+}
+
+/// The domain plus what every session received, drained after each call.
+struct Harness {
+    chat: Chat,
+    /// Bytes received by each session since its last `take`.
+    received: HashMap<SessionId, Vec<u8>>,
+    /// Sessions that got `Effect::Close` (forgotten when the id reconnects).
+    closed: HashSet<SessionId>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let accounts = [
+            ("yoda", "wise"),
+            ("hans", "falcon"),
+            ("vader", "sithlord"),
+            ("luke", "lightsaber"),
+        ]
+        .into_iter()
+        .map(|(u, p)| Account {
+            username: u.to_owned(),
+            password: p.to_owned(),
+        })
+        .collect();
+        let config = ChatConfig {
+            block_duration: BLOCK,
+            timeout: TIMEOUT,
+        };
+        Harness {
+            chat: Chat::new(accounts, config),
+            received: HashMap::new(),
+            closed: HashSet::new(),
+        }
+    }
+
+    /// Moves the outbox into the transcripts, checking that nothing is sent
+    /// to a closed session, that nothing is closed twice, and that the poll
+    /// loop would wake up in time for every pending timer.
+    #[track_caller]
+    fn drain(&mut self) {
+        let outbox = self.chat.outbox();
+        for effect in outbox.effects() {
+            match effect {
+                Effect::Send { to, text } => {
+                    assert!(!self.closed.contains(to), "{to:?} got output after Close");
+                    self.received
+                        .entry(*to)
+                        .or_default()
+                        .extend_from_slice(outbox.text(text.clone()));
+                }
+                Effect::Close(sid) => {
+                    assert!(self.closed.insert(*sid), "{sid:?} closed twice");
+                }
+            }
+        }
+        outbox.clear();
+        self.check_deadlines();
+    }
+
+    /// `next_deadline` is never later than an idle timeout or a ban end.
+    #[track_caller]
+    fn check_deadlines(&self) {
+        let next = self.chat.next_deadline();
+        for session in self.chat.sessions.iter().flatten() {
+            let due = session.last_activity + TIMEOUT;
+            assert!(next.is_some_and(|d| d <= due), "idle deadline missed");
+        }
+        for user in &self.chat.users {
+            if let Some(until) = user.banned_until {
+                assert!(next.is_some_and(|d| d <= until), "ban end missed");
+            }
+        }
+    }
+
+    #[track_caller]
+    fn connect(&mut self, sid: SessionId, now: Instant) {
+        self.closed.remove(&sid);
+        self.chat.connect(sid, now);
+        self.drain();
+    }
+
+    #[track_caller]
+    fn send(&mut self, sid: SessionId, line: &str, now: Instant) {
+        self.chat.line(sid, line, now);
+        self.drain();
+    }
+
+    /// Sends a line and returns what `sid` received since its last take.
+    #[track_caller]
+    fn ask(&mut self, sid: SessionId, line: &str, now: Instant) -> String {
+        self.send(sid, line, now);
+        self.take(sid)
+    }
+
+    #[track_caller]
+    fn line_error(&mut self, sid: SessionId, error: LineError, now: Instant) -> String {
+        self.chat.line_error(sid, error, now);
+        self.drain();
+        self.take(sid)
+    }
+
+    #[track_caller]
+    fn disconnect(&mut self, sid: SessionId, now: Instant) {
+        self.chat.disconnect(sid, now);
+        self.drain();
+    }
+
+    #[track_caller]
+    fn expire(&mut self, now: Instant) {
+        self.chat.expire(now);
+        self.drain();
+    }
+
+    #[track_caller]
+    fn shutdown(&mut self, now: Instant) {
+        self.chat.shutdown(now);
+        self.drain();
+    }
+
+    /// What `sid` received since the last take.
+    #[track_caller]
+    fn take(&mut self, sid: SessionId) -> String {
+        let bytes = self.received.remove(&sid).unwrap_or_default();
+        String::from_utf8(bytes).expect("output is UTF-8")
+    }
+
+    /// Forgets what every session received (for set-up steps).
+    fn discard(&mut self) {
+        self.received.clear();
+    }
+
+    fn closed(&self, sid: SessionId) -> bool {
+        self.closed.contains(&sid)
+    }
+
+    /// Connects `sid`, types the username (checking the prompts) and the
+    /// password, and returns what the password got.
+    #[track_caller]
+    fn try_login(&mut self, sid: SessionId, user: &str, pass: &str, now: Instant) -> String {
+        self.connect(sid, now);
+        assert_eq!(self.take(sid), USERNAME);
+        assert_eq!(self.ask(sid, user, now), PASSWORD);
+        self.ask(sid, pass, now)
+    }
+
+    /// Logs in and returns the queued offline messages after the welcome.
+    #[track_caller]
+    fn login_with_mail(&mut self, sid: SessionId, user: &str, pass: &str, now: Instant) -> String {
+        let got = self.try_login(sid, user, pass, now);
+        let mail = got.strip_prefix(WELCOME);
+        assert!(mail.is_some(), "login of {user} got {got:?}");
+        assert!(self.chat.is_online(user));
+        assert!(!self.closed(sid));
+        mail.unwrap_or_default().to_owned()
+    }
+
+    /// Logs in a user that has no offline messages.
+    #[track_caller]
+    fn login(&mut self, sid: SessionId, user: &str, pass: &str, now: Instant) {
+        assert_eq!(self.login_with_mail(sid, user, pass, now), "");
+    }
+
+    /// Bans `user` with three wrong passwords on a new session `sid`.
+    #[track_caller]
+    fn ban(&mut self, sid: SessionId, user: &str, now: Instant) {
+        assert_eq!(self.try_login(sid, user, "wrong1", now), INVALID_PASSWORD);
+        assert_eq!(self.ask(sid, "wrong2", now), INVALID_PASSWORD);
+        assert!(!self.closed(sid));
+        assert_eq!(self.ask(sid, "wrong3", now), NOW_BANNED);
+        assert!(self.closed(sid));
+    }
+
+    /// Runs the timers the way the poll loop does (sleep until
+    /// `next_deadline`, then `expire`) up to `until`, and returns every
+    /// session closed meanwhile with the instant it was closed at.
+    #[track_caller]
+    fn run_timers(&mut self, until: Instant) -> Vec<(SessionId, Instant)> {
+        let mut closes = Vec::new();
+        for _ in 0..1000 {
+            match self.chat.next_deadline() {
+                Some(at) if at <= until => {
+                    let before = self.closed.clone();
+                    self.expire(at);
+                    let mut new: Vec<_> = self.closed.difference(&before).copied().collect();
+                    new.sort();
+                    closes.extend(new.into_iter().map(|sid| (sid, at)));
+                }
+                _ => return closes,
+            }
+        }
+        panic!("expire does not advance next_deadline");
+    }
+}
+
+// ---------------------------------------------------------------- login
+
+#[test]
+fn login_prompts_then_welcome() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    assert_eq!(h.take(Y), "Username: ");
+    assert_eq!(h.ask(Y, "yoda", t0), "Password: ");
+    assert!(!h.chat.is_online("yoda"));
+    assert_eq!(h.chat.online_count(), 0);
+    assert_eq!(
+        h.ask(Y, "wise", t0),
+        "Welcome to the greatest messaging application ever!\n"
+    );
+    assert!(h.chat.is_online("yoda"));
+    assert!(!h.chat.is_online("hans"));
+    assert!(!h.chat.is_online("nobody"));
+    assert_eq!(h.chat.online_count(), 1);
+    assert!(!h.closed(Y));
+}
+
+#[test]
+fn unknown_username_asks_for_the_username_again() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    h.take(Y);
+    assert_eq!(
+        h.ask(Y, "bob", t0),
+        "Invalid Username. Please try again\nUsername: "
+    );
+    assert_eq!(h.ask(Y, "Yoda", t0), INVALID_USERNAME);
+    assert_eq!(h.ask(Y, "wise", t0), INVALID_USERNAME);
+    assert!(!h.closed(Y));
+    assert_eq!(h.ask(Y, "yoda", t0), PASSWORD);
+    assert_eq!(h.ask(Y, "wise", t0), WELCOME);
+}
+
+#[test]
+fn wrong_password_twice_asks_again_and_the_third_bans_and_closes() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    assert_eq!(
+        h.try_login(Y, "yoda", "falcon", t0),
+        "Invalid Password. Please try again\nPassword: "
+    );
+    assert!(!h.closed(Y));
+    assert_eq!(h.ask(Y, "WISE", t0), INVALID_PASSWORD);
+    assert!(!h.closed(Y));
+    assert_eq!(
+        h.ask(Y, "wis", t0),
+        "Invalid Password. Your account has been blocked. Please try again later\n"
+    );
+    assert!(h.closed(Y));
+    assert!(!h.chat.is_online("yoda"));
+    // The session is over: later lines get nothing (the harness would also
+    // fail on output after Close).
+    assert_eq!(h.ask(Y, "wise", t0), "");
+}
+
+#[test]
+fn a_banned_username_is_refused_after_the_password_prompt_whatever_the_password() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.ban(SessionId(10), "yoda", t0);
+    assert_eq!(
+        h.try_login(SessionId(11), "yoda", "wise", t0 + secs(1)),
+        "Your account is blocked due to multiple login failures. Please try again later\n"
+    );
+    assert!(h.closed(SessionId(11)));
+    assert_eq!(
+        h.try_login(SessionId(12), "yoda", "nope", t0 + secs(2)),
+        BANNED
+    );
+    assert!(h.closed(SessionId(12)));
+    assert!(!h.chat.is_online("yoda"));
+    // Other usernames are not affected.
+    h.login(H, "hans", "falcon", t0 + secs(2));
+}
+
+#[test]
+fn a_session_already_at_the_password_prompt_is_refused_once_the_ban_starts() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    h.take(Y);
+    assert_eq!(h.ask(Y, "yoda", t0), PASSWORD);
+    h.ban(SessionId(10), "yoda", t0 + secs(1));
+    assert_eq!(h.ask(Y, "wise", t0 + secs(2)), BANNED);
+    assert!(h.closed(Y));
+}
+
+#[test]
+fn right_password_while_online_elsewhere_asks_for_the_username_and_keeps_the_count() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    let s = SessionId(10);
+    assert_eq!(h.try_login(s, "yoda", "bad", t0), INVALID_PASSWORD); // 1st
+    assert_eq!(
+        h.ask(s, "wise", t0),
+        "This user is already logged in\nUsername: "
+    );
+    assert!(!h.closed(s));
+    assert_eq!(h.chat.online_count(), 1);
+    // Back at the username prompt.
+    assert_eq!(h.ask(s, "wise", t0), INVALID_USERNAME);
+    assert_eq!(h.ask(s, "yoda", t0), PASSWORD);
+    assert_eq!(h.ask(s, "wise", t0), ALREADY_ONLINE);
+    assert_eq!(h.ask(s, "yoda", t0), PASSWORD);
+    // Not counted as a failure: this is the 2nd one...
+    assert_eq!(h.ask(s, "bad", t0), INVALID_PASSWORD);
+    // ...and the count was not reset either: the 3rd bans.
+    assert_eq!(h.ask(s, "bad", t0), NOW_BANNED);
+    assert!(h.closed(s));
+    // The online session is untouched.
+    assert!(h.chat.is_online("yoda"));
+    assert!(!h.closed(Y));
+    assert_eq!(h.take(Y), "");
+}
+
+#[test]
+fn two_sessions_racing_for_the_same_user() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    for s in [Y, H] {
+        h.connect(s, t0);
+        h.take(s);
+        assert_eq!(h.ask(s, "yoda", t0), PASSWORD);
+    }
+    assert_eq!(h.ask(Y, "wise", t0), WELCOME);
+    assert_eq!(h.ask(H, "wise", t0), ALREADY_ONLINE);
+    assert_eq!(h.chat.online_count(), 1);
+    assert_eq!(h.take(Y), "");
+}
+
+#[test]
+fn failure_counts_are_per_username_across_sessions() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    let [s1, s2, s3, s4] = [10, 11, 12, 13].map(SessionId);
+    assert_eq!(h.try_login(s1, "yoda", "bad", t0), INVALID_PASSWORD); // yoda 1
+    h.disconnect(s1, t0);
+    assert_eq!(h.try_login(s2, "hans", "bad", t0), INVALID_PASSWORD); // hans 1
+    assert_eq!(h.try_login(s3, "yoda", "bad", t0), INVALID_PASSWORD); // yoda 2
+    assert_eq!(h.try_login(s4, "yoda", "bad", t0), NOW_BANNED); // yoda 3
+    assert!(h.closed(s4));
+    // s3 was still at the password prompt: now banned.
+    assert_eq!(h.ask(s3, "wise", t0), BANNED);
+    assert!(h.closed(s3));
+    // hans has one failure only.
+    assert_eq!(h.ask(s2, "bad", t0), INVALID_PASSWORD);
+    assert_eq!(h.ask(s2, "falcon", t0), WELCOME);
+}
+
+#[test]
+fn a_successful_login_resets_the_count() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    assert_eq!(h.try_login(Y, "yoda", "bad", t0), INVALID_PASSWORD);
+    assert_eq!(h.ask(Y, "bad", t0), INVALID_PASSWORD);
+    assert_eq!(h.ask(Y, "wise", t0), WELCOME);
+    assert_eq!(h.ask(Y, "logout", t0), GOODBYE);
+    assert_eq!(h.try_login(Y, "yoda", "bad", t0), INVALID_PASSWORD);
+    assert_eq!(h.ask(Y, "bad", t0), INVALID_PASSWORD);
+    assert!(!h.closed(Y));
+    assert_eq!(h.ask(Y, "bad", t0), NOW_BANNED);
+}
+
+#[test]
+fn a_ban_lasts_exactly_block_duration_without_expire() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.ban(SessionId(10), "yoda", t0);
+    let end = t0 + BLOCK;
+    assert_eq!(
+        h.try_login(SessionId(11), "yoda", "wise", end - ms(1)),
+        BANNED
+    );
+    assert_eq!(h.try_login(Y, "yoda", "wise", end), WELCOME);
+}
+
+#[test]
+fn a_ban_lasts_exactly_block_duration_with_expire() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.ban(SessionId(10), "yoda", t0);
+    let end = t0 + BLOCK;
+    assert!(h.chat.next_deadline().is_some_and(|d| d <= end));
+    h.expire(end - ms(1));
+    assert_eq!(
+        h.try_login(SessionId(11), "yoda", "wise", end - ms(1)),
+        BANNED
+    );
+    h.expire(end);
+    assert_eq!(h.try_login(Y, "yoda", "wise", end), WELCOME);
+}
+
+#[test]
+fn a_ban_that_ends_while_at_the_password_prompt_lets_the_user_in() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.ban(SessionId(10), "yoda", t0);
+    h.connect(Y, t0 + secs(1));
+    h.take(Y);
+    assert_eq!(h.ask(Y, "yoda", t0 + secs(1)), PASSWORD);
+    assert_eq!(h.ask(Y, "wise", t0 + BLOCK), WELCOME);
+}
+
+#[test]
+fn nothing_extends_a_ban() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.ban(SessionId(10), "yoda", t0);
+    for (i, (pass, at)) in [
+        ("bad", secs(1)),
+        ("wise", secs(2)),
+        ("bad", secs(5)),
+        ("bad", secs(9)),
+        ("bad", BLOCK - ms(1)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = SessionId(20 + i);
+        assert_eq!(h.try_login(s, "yoda", pass, t0 + at), BANNED);
+        assert!(h.closed(s));
+    }
+    assert_eq!(h.try_login(Y, "yoda", "wise", t0 + BLOCK), WELCOME);
+}
+
+#[test]
+fn the_count_is_reset_when_a_ban_ends() {
+    for use_expire in [false, true] {
+        let t0 = Instant::now();
+        let mut h = Harness::new();
+        h.ban(SessionId(10), "yoda", t0);
+        let t1 = t0 + BLOCK;
+        if use_expire {
+            h.expire(t1);
+        }
+        // Three new failures are needed to ban again.
+        assert_eq!(h.try_login(Y, "yoda", "bad", t1), INVALID_PASSWORD);
+        assert_eq!(h.ask(Y, "bad", t1), INVALID_PASSWORD);
+        assert!(!h.closed(Y));
+        assert_eq!(h.ask(Y, "bad", t1), NOW_BANNED);
+        // And that is a new ban of its own full length.
+        let t2 = t1 + BLOCK;
+        if use_expire {
+            h.expire(t2 - ms(1));
+        }
+        assert_eq!(h.try_login(H, "yoda", "wise", t2 - ms(1)), BANNED);
+        if use_expire {
+            h.expire(t2);
+        }
+        assert_eq!(h.try_login(V, "yoda", "wise", t2), WELCOME);
+    }
+}
+
+#[test]
+fn line_errors_during_login_repeat_the_prompt_and_are_not_password_failures() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    h.take(Y);
+    assert_eq!(
+        h.line_error(Y, LineError::TooLong, t0),
+        "Error. Line too long\nUsername: "
+    );
+    assert_eq!(
+        h.line_error(Y, LineError::InvalidEncoding, t0),
+        "Error. Invalid encoding\nUsername: "
+    );
+    assert_eq!(h.ask(Y, "yoda", t0), PASSWORD);
+    assert_eq!(h.ask(Y, "bad", t0), INVALID_PASSWORD); // 1st failure
+    assert_eq!(
+        h.line_error(Y, LineError::TooLong, t0),
+        "Error. Line too long\nPassword: "
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            h.line_error(Y, LineError::InvalidEncoding, t0),
+            "Error. Invalid encoding\nPassword: "
+        );
+    }
+    assert!(!h.closed(Y));
+    assert_eq!(h.ask(Y, "bad", t0), INVALID_PASSWORD); // only the 2nd
+    assert_eq!(h.ask(Y, "wise", t0), WELCOME);
+    // After login there is no prompt to repeat.
+    assert_eq!(
+        h.line_error(Y, LineError::TooLong, t0),
+        "Error. Line too long\n"
+    );
+    assert_eq!(
+        h.line_error(Y, LineError::InvalidEncoding, t0),
+        "Error. Invalid encoding\n"
+    );
+    assert!(!h.closed(Y));
+}
+
+#[test]
+fn commands_are_not_understood_before_login() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    h.take(Y);
+    assert_eq!(h.ask(Y, "help", t0), INVALID_USERNAME);
+    assert_eq!(h.ask(Y, "logout", t0), INVALID_USERNAME);
+    assert!(!h.closed(Y));
+}
+
+// ------------------------------------------------------ offline messages
+
+#[test]
+fn offline_messages_follow_the_welcome_in_order_and_only_once() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(H, "hans", "falcon", t0);
+    assert_eq!(
+        h.ask(H, "message yoda first", t0),
+        "yoda is offline. Your message will be delivered when they log in\n"
+    );
+    assert_eq!(
+        h.ask(H, "message yoda second   with  spaces", t0),
+        offline("yoda")
+    );
+    h.login(V, "vader", "sithlord", t0);
+    assert_eq!(h.take(H), "vader logged in\n");
+    assert_eq!(h.ask(V, "message yoda from vader", t0), offline("yoda"));
+    assert_eq!(h.ask(H, "message yoda third", t0), offline("yoda"));
+    // Connected but not logged in is still offline.
+    h.connect(Y, t0);
+    h.take(Y);
+    assert_eq!(h.ask(Y, "yoda", t0), PASSWORD);
+    assert_eq!(h.ask(H, "message yoda fourth", t0), offline("yoda"));
+    assert_eq!(
+        h.ask(Y, "wise", t0),
+        "Welcome to the greatest messaging application ever!\n\
+         hans: first\n\
+         hans: second   with  spaces\n\
+         vader: from vader\n\
+         hans: third\n\
+         hans: fourth\n"
+    );
+    assert_eq!(h.take(H), "yoda logged in\n");
+    assert_eq!(h.take(V), "yoda logged in\n");
+    assert_eq!(h.ask(Y, "logout", t0), GOODBYE);
+    h.login(Y, "yoda", "wise", t0); // asserts nothing follows the welcome
+}
+
+#[test]
+fn mailboxes_are_per_user() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(H, "hans", "falcon", t0);
+    assert_eq!(h.ask(H, "message luke to luke", t0), offline("luke"));
+    assert_eq!(h.ask(H, "message yoda to yoda", t0), offline("yoda"));
+    assert_eq!(h.login_with_mail(Y, "yoda", "wise", t0), "hans: to yoda\n");
+    assert_eq!(
+        h.login_with_mail(L, "luke", "lightsaber", t0),
+        "hans: to luke\n"
+    );
+}
+
+// -------------------------------------------------------------- presence
+
+#[test]
+fn login_and_logout_are_announced_to_every_other_online_user() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    assert_eq!(h.take(Y), "hans logged in\n");
+    // A session that has not logged in hears nothing.
+    let s = SessionId(10);
+    h.connect(s, t0);
+    h.take(s);
+    assert_eq!(h.ask(s, "luke", t0), PASSWORD);
+    h.login(V, "vader", "sithlord", t0);
+    assert_eq!(h.take(Y), "vader logged in\n");
+    assert_eq!(h.take(H), "vader logged in\n");
+    assert_eq!(h.ask(V, "logout", t0), GOODBYE);
+    assert_eq!(h.take(Y), "vader logged out\n");
+    assert_eq!(h.take(H), "vader logged out\n");
+    assert_eq!(h.take(s), "");
+    // A login that fails announces nothing.
+    assert_eq!(h.try_login(V, "vader", "bad", t0), INVALID_PASSWORD);
+    assert_eq!(h.take(Y), "");
+    assert_eq!(h.take(H), "");
+}
+
+#[test]
+fn presence_skips_the_users_the_subject_blocked() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.login(V, "vader", "sithlord", t0);
+    h.discard();
+    assert_eq!(h.ask(V, "block yoda", t0), "yoda is blocked\n");
+    assert_eq!(h.take(Y), "");
+    assert_eq!(h.ask(V, "logout", t0), GOODBYE);
+    assert_eq!(h.take(H), "vader logged out\n");
+    assert_eq!(h.take(Y), "");
+    h.login(V, "vader", "sithlord", t0);
+    assert_eq!(h.take(H), "vader logged in\n");
+    assert_eq!(h.take(Y), "");
+    // Yoda did not block vader: vader hears about yoda.
+    assert_eq!(h.ask(Y, "logout", t0), GOODBYE);
+    assert_eq!(h.take(V), "yoda logged out\n");
+    assert_eq!(h.take(H), "yoda logged out\n");
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.take(V), "yoda logged in\n");
+    assert_eq!(h.take(H), "yoda logged in\n");
+    // Once unblocked, yoda hears about vader again.
+    assert_eq!(h.ask(V, "unblock yoda", t0), "yoda is unblocked\n");
+    h.disconnect(V, t0);
+    assert_eq!(h.take(Y), "vader logged out\n");
+    assert_eq!(h.take(H), "vader logged out\n");
+}
+
+#[test]
+fn logged_out_is_announced_exactly_once_whatever_ends_the_session() {
+    let ways = [
+        "logout then disconnect",
+        "disconnect twice",
+        "timeout then disconnect",
+        "timeout then lines",
+        "logout then timeout",
+    ];
+    for way in ways {
+        let t0 = Instant::now();
+        let mut h = Harness::new();
+        h.login(Y, "yoda", "wise", t0);
+        // Hans stays active longer than yoda.
+        h.login(H, "hans", "falcon", t0 + secs(30));
+        h.discard();
+        let t1 = t0 + TIMEOUT;
+        match way {
+            "logout then disconnect" => {
+                assert_eq!(h.ask(Y, "logout", t0 + secs(40)), GOODBYE);
+                assert_eq!(h.take(H), "yoda logged out\n", "{way}");
+                h.disconnect(Y, t0 + secs(41));
+            }
+            "disconnect twice" => {
+                h.disconnect(Y, t0 + secs(40));
+                assert_eq!(h.take(H), "yoda logged out\n", "{way}");
+                h.disconnect(Y, t0 + secs(41));
+            }
+            "timeout then disconnect" => {
+                h.expire(t1);
+                assert_eq!(h.take(Y), INACTIVE, "{way}");
+                assert_eq!(h.take(H), "yoda logged out\n", "{way}");
+                h.disconnect(Y, t1);
+            }
+            "timeout then lines" => {
+                h.expire(t1);
+                assert_eq!(h.take(Y), INACTIVE, "{way}");
+                assert_eq!(h.take(H), "yoda logged out\n", "{way}");
+                assert_eq!(h.ask(Y, "logout", t1), "", "{way}");
+                h.chat.line_error(Y, LineError::TooLong, t1);
+                h.drain();
+                h.disconnect(Y, t1);
+            }
+            "logout then timeout" => {
+                assert_eq!(h.ask(Y, "logout", t0 + secs(1)), GOODBYE);
+                assert_eq!(h.take(H), "yoda logged out\n", "{way}");
+                h.expire(t1 + secs(1));
+            }
+            _ => unreachable!(),
+        }
+        assert!(!h.chat.is_online("yoda"), "{way}");
+        assert_eq!(h.take(H), "", "{way}");
+        assert_eq!(h.take(Y), "", "{way}");
+        assert!(h.closed(Y) || way == "disconnect twice", "{way}");
+    }
+}
+
+#[test]
+fn sessions_that_never_logged_in_announce_nothing() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    let [a, b] = [SessionId(10), SessionId(11)];
+    h.connect(a, t0);
+    h.connect(b, t0);
+    assert_eq!(h.ask(b, "hans", t0), "Username: Password: ");
+    h.login(Y, "yoda", "wise", t0 + secs(30));
+    h.disconnect(a, t0 + secs(1));
+    h.expire(t0 + TIMEOUT);
+    assert_eq!(h.take(b), LOGIN_TIMED_OUT);
+    assert!(h.closed(b));
+    assert_eq!(h.take(Y), "");
+    assert_eq!(h.chat.online_count(), 1);
+}
+
+// -------------------------------------------------------------- commands
+
+#[test]
+fn message_to_an_online_user() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "message hans hello   there  friend", t0), "");
+    assert_eq!(h.take(H), "yoda: hello   there  friend\n");
+    assert_eq!(h.ask(H, "message yoda hi", t0), "");
+    assert_eq!(h.take(Y), "hans: hi\n");
+}
+
+#[test]
+fn message_errors() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.ask(Y, "message bob hi", t0), "Error. Invalid user\n");
+    assert_eq!(h.ask(Y, "message Hans hi", t0), "Error. Invalid user\n");
+    assert_eq!(
+        h.ask(Y, "message yoda hi", t0),
+        "Error. Cannot message self\n"
+    );
+    assert_eq!(
+        h.ask(Y, "message hans", t0),
+        "Error. Usage: message <user> <message>\n"
+    );
+    // Nothing was stored for hans.
+    h.login(H, "hans", "falcon", t0);
+}
+
+#[test]
+fn message_to_a_user_who_blocked_me_is_refused_online_and_offline() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.ask(H, "block yoda", t0), "yoda is blocked\n");
+    assert_eq!(
+        h.ask(Y, "message hans hi", t0),
+        "Your message could not be delivered as the recipient has blocked you\n"
+    );
+    assert_eq!(h.take(H), "");
+    assert_eq!(h.ask(H, "logout", t0), GOODBYE);
+    assert_eq!(h.take(Y), ""); // hans blocked yoda: no presence
+    assert_eq!(h.ask(Y, "message hans later", t0), MESSAGE_BLOCKED);
+    h.login(H, "hans", "falcon", t0); // nothing was stored
+    assert_eq!(h.take(Y), "");
+    // Error order: invalid user and self come first regardless.
+    assert_eq!(h.ask(Y, "message bob hi", t0), "Error. Invalid user\n");
+    assert_eq!(
+        h.ask(Y, "message yoda hi", t0),
+        "Error. Cannot message self\n"
+    );
+    // Hans's own messages still reach yoda, online and offline.
+    assert_eq!(h.ask(H, "message yoda hey", t0), "");
+    assert_eq!(h.take(Y), "hans: hey\n");
+    assert_eq!(h.ask(Y, "logout", t0), GOODBYE);
+    assert_eq!(h.take(H), "yoda logged out\n");
+    assert_eq!(h.ask(H, "message yoda later", t0), offline("yoda"));
+    assert_eq!(h.login_with_mail(Y, "yoda", "wise", t0), "hans: later\n");
+}
+
+#[test]
+fn broadcast_reaches_everyone_online_except_the_sender_and_blockers() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.login(V, "vader", "sithlord", t0);
+    let s = SessionId(10); // luke, not logged in yet
+    h.connect(s, t0);
+    h.send(s, "luke", t0);
+    h.discard();
+
+    assert_eq!(h.ask(Y, "broadcast hello  all", t0), "");
+    assert_eq!(h.take(H), "yoda: hello  all\n");
+    assert_eq!(h.take(V), "yoda: hello  all\n");
+    assert_eq!(h.take(s), "");
+
+    assert_eq!(h.ask(V, "block yoda", t0), "yoda is blocked\n");
+    assert_eq!(
+        h.ask(Y, "broadcast again", t0),
+        "Your message could not be delivered to some recipients\n"
+    );
+    assert_eq!(h.take(H), "yoda: again\n");
+    assert_eq!(h.take(V), "");
+
+    // The blocker's own broadcasts still reach yoda.
+    assert_eq!(h.ask(V, "broadcast from vader", t0), "");
+    assert_eq!(h.take(Y), "vader: from vader\n");
+    assert_eq!(h.take(H), "vader: from vader\n");
+
+    // Blocking someone does not stop one's own broadcasts reaching them.
+    assert_eq!(h.ask(Y, "block hans", t0), "hans is blocked\n");
+    assert_eq!(h.ask(Y, "broadcast still", t0), PARTIAL);
+    assert_eq!(h.take(H), "yoda: still\n");
+
+    // A blocker who is offline was not skipped: no partial-delivery line.
+    assert_eq!(h.ask(V, "logout", t0), GOODBYE);
+    assert_eq!(h.take(H), "vader logged out\n");
+    assert_eq!(h.ask(Y, "broadcast third", t0), "");
+    assert_eq!(h.take(H), "yoda: third\n");
+
+    // Broadcasts are not stored for offline users.
+    assert_eq!(h.ask(s, "lightsaber", t0), WELCOME);
+    h.login(V, "vader", "sithlord", t0);
+    assert_eq!(h.take(Y), "luke logged in\n"); // vader blocked yoda
+    assert_eq!(
+        h.ask(Y, "broadcast", t0),
+        "Error. Usage: broadcast <message>\n"
+    );
+}
+
+#[test]
+fn broadcast_with_nobody_else_online_says_nothing() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.ask(Y, "broadcast anyone?", t0), "");
+}
+
+#[test]
+fn whoelse_lists_the_others_sorted_without_those_who_blocked_me() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.ask(Y, "whoelse", t0), "No other users are online\n");
+    let s = SessionId(10);
+    h.connect(s, t0);
+    assert_eq!(h.ask(s, "luke", t0), "Username: Password: ");
+    assert_eq!(h.ask(Y, "whoelse", t0), NOBODY_ONLINE);
+    h.login(V, "vader", "sithlord", t0);
+    assert_eq!(h.ask(s, "lightsaber", t0), WELCOME);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "whoelse", t0), "hans\nluke\nvader\n");
+    assert_eq!(h.ask(s, "block yoda", t0), "yoda is blocked\n");
+    assert_eq!(h.ask(Y, "whoelse", t0), "hans\nvader\n");
+    // Luke still sees yoda.
+    assert_eq!(h.ask(s, "whoelse", t0), "hans\nvader\nyoda\n");
+    // Users I blocked are still listed.
+    assert_eq!(h.ask(Y, "block hans", t0), "hans is blocked\n");
+    assert_eq!(h.ask(Y, "whoelse", t0), "hans\nvader\n");
+    assert_eq!(h.ask(Y, "whoelse now", t0), "Error. Usage: whoelse\n");
+    h.disconnect(V, t0);
+    h.disconnect(H, t0);
+    assert_eq!(h.take(Y), "vader logged out\nhans logged out\n");
+    assert_eq!(h.ask(Y, "whoelse", t0), NOBODY_ONLINE);
+}
+
+#[test]
+fn whoelsesince_covers_sessions_that_ended_less_than_the_window_ago() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.login(V, "vader", "sithlord", t0);
+    h.discard();
+    assert_eq!(h.ask(V, "block yoda", t0), "yoda is blocked\n");
+    let ended = t0 + secs(10);
+    assert_eq!(h.ask(H, "logout", ended), GOODBYE);
+    h.disconnect(V, ended);
+    h.discard();
+
+    let t1 = ended + secs(5);
+    // Just under 5 s ago is less than 5 s ago.
+    assert_eq!(h.ask(Y, "whoelsesince 5", t1 - ms(1)), "hans\n");
+    assert_eq!(h.ask(Y, "whoelsesince 6", t1), "hans\n");
+    assert_eq!(
+        h.ask(Y, "whoelsesince 5", t1),
+        "No other users since then\n"
+    );
+    assert_eq!(h.ask(Y, "whoelsesince 0", t1), NOBODY_SINCE);
+    assert_eq!(h.ask(Y, "whoelse", t1), NOBODY_ONLINE);
+    // Luke was never seen; vader blocked yoda.
+    assert_eq!(h.ask(Y, "whoelsesince 1000000", t1), "hans\n");
+    assert_eq!(
+        h.ask(Y, "whoelsesince 99999999999999999999999", t1),
+        "hans\n"
+    );
+    // Online users are listed whatever the window, sorted with the others.
+    h.login(L, "luke", "lightsaber", t1);
+    assert_eq!(h.take(Y), "luke logged in\n");
+    assert_eq!(h.ask(Y, "whoelsesince 0", t1), "luke\n");
+    assert_eq!(h.ask(Y, "whoelsesince 6", t1), "hans\nluke\n");
+    // Vader sees yoda (online).
+    h.login(V, "vader", "sithlord", t1);
+    assert_eq!(h.ask(V, "whoelsesince 6", t1), "hans\nluke\nyoda\n");
+    assert_eq!(h.ask(Y, "whoelsesince 6", t1), "hans\nluke\n");
+
+    for bad in [
+        "whoelsesince",
+        "whoelsesince -1",
+        "whoelsesince 1.5",
+        "whoelsesince 1 2",
+    ] {
+        assert_eq!(
+            h.ask(Y, bad, t1),
+            "Error. Usage: whoelsesince <seconds>\n",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn whoelsesince_uses_the_end_of_the_last_session() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    assert_eq!(h.ask(H, "logout", t0 + secs(1)), GOODBYE);
+    h.login(H, "hans", "falcon", t0 + secs(20));
+    h.disconnect(H, t0 + secs(21));
+    h.discard();
+    let t1 = t0 + secs(30);
+    assert_eq!(h.ask(Y, "whoelsesince 10", t1), "hans\n");
+    assert_eq!(h.ask(Y, "whoelsesince 9", t1), NOBODY_SINCE);
+}
+
+#[test]
+fn block_and_unblock_replies_and_errors() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "block hans", t0), "hans is blocked\n");
+    assert_eq!(h.take(H), "");
+    assert_eq!(
+        h.ask(Y, "block hans", t0),
+        "Error. hans is already blocked\n"
+    );
+    assert_eq!(h.ask(Y, "block bob", t0), "Error. Invalid user\n");
+    assert_eq!(h.ask(Y, "block yoda", t0), "Error. Cannot block self\n");
+    assert_eq!(h.ask(Y, "block luke", t0), "luke is blocked\n"); // offline, never seen
+    assert_eq!(h.ask(H, "message yoda blocked", t0), MESSAGE_BLOCKED);
+    assert_eq!(h.ask(Y, "unblock hans", t0), "hans is unblocked\n");
+    assert_eq!(h.take(H), "");
+    assert_eq!(
+        h.ask(Y, "unblock hans", t0),
+        "Error. hans was not blocked\n"
+    );
+    assert_eq!(
+        h.ask(Y, "unblock vader", t0),
+        "Error. vader was not blocked\n"
+    );
+    assert_eq!(h.ask(Y, "unblock bob", t0), "Error. Invalid user\n");
+    assert_eq!(h.ask(Y, "unblock yoda", t0), "Error. Cannot unblock self\n");
+    assert_eq!(h.ask(Y, "unblock luke", t0), "luke is unblocked\n");
+    assert_eq!(h.ask(H, "message yoda free", t0), "");
+    assert_eq!(h.take(Y), "hans: free\n");
+    assert_eq!(h.ask(Y, "block", t0), "Error. Usage: block <user>\n");
+    assert_eq!(
+        h.ask(Y, "block hans vader", t0),
+        "Error. Usage: block <user>\n"
+    );
+    assert_eq!(h.ask(Y, "unblock", t0), "Error. Usage: unblock <user>\n");
+    assert_eq!(
+        h.ask(Y, "unblock a b", t0),
+        "Error. Usage: unblock <user>\n"
+    );
+    // None of the usage errors blocked anyone.
+    assert_eq!(h.ask(H, "message yoda ok", t0), "");
+    assert_eq!(h.take(Y), "hans: ok\n");
+}
+
+#[test]
+fn blocks_are_kept_across_logouts_and_disconnects() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "block hans", t0), "hans is blocked\n");
+    assert_eq!(h.ask(Y, "logout", t0), GOODBYE);
+    h.login(Y, "yoda", "wise", t0);
+    h.discard();
+    assert_eq!(h.ask(H, "message yoda hi", t0), MESSAGE_BLOCKED);
+    h.disconnect(Y, t0);
+    assert_eq!(h.ask(H, "message yoda hi", t0), MESSAGE_BLOCKED);
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(
+        h.ask(Y, "block hans", t0),
+        "Error. hans is already blocked\n"
+    );
+}
+
+#[test]
+fn a_user_who_blocked_b_is_invisible_to_b_but_still_reaches_b() {
+    // Yoda (A) blocks hans (B); vader is a bystander.
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.login(V, "vader", "sithlord", t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "block hans", t0), "hans is blocked\n");
+    // B's messages and broadcasts do not reach A.
+    assert_eq!(h.ask(H, "message yoda psst", t0), MESSAGE_BLOCKED);
+    assert_eq!(h.ask(H, "broadcast hi", t0), PARTIAL);
+    assert_eq!(h.take(V), "hans: hi\n");
+    assert_eq!(h.take(Y), "");
+    // A is hidden from B's whoelse and whoelsesince.
+    assert_eq!(h.ask(H, "whoelse", t0), "vader\n");
+    assert_eq!(h.ask(H, "whoelsesince 100", t0), "vader\n");
+    // A sees B.
+    assert_eq!(h.ask(Y, "whoelse", t0), "hans\nvader\n");
+    // A's own messages and broadcasts reach B.
+    assert_eq!(h.ask(Y, "message hans hello", t0), "");
+    assert_eq!(h.take(H), "yoda: hello\n");
+    assert_eq!(h.ask(Y, "broadcast all", t0), "");
+    assert_eq!(h.take(H), "yoda: all\n");
+    assert_eq!(h.take(V), "yoda: all\n");
+    // B gets no presence about A; A gets presence about B.
+    assert_eq!(h.ask(Y, "logout", t0 + secs(1)), GOODBYE);
+    assert_eq!(h.take(H), "");
+    assert_eq!(h.take(V), "yoda logged out\n");
+    assert_eq!(h.ask(H, "whoelsesince 100", t0 + secs(2)), "vader\n");
+    h.login(Y, "yoda", "wise", t0 + secs(2));
+    assert_eq!(h.take(H), "");
+    assert_eq!(h.take(V), "yoda logged in\n");
+    h.disconnect(H, t0 + secs(3));
+    assert_eq!(h.take(Y), "hans logged out\n");
+    assert_eq!(h.take(V), "hans logged out\n");
+}
+
+#[test]
+fn logout_says_goodbye_after_going_offline_and_closes() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "logout now", t0), "Error. Usage: logout\n");
+    assert!(!h.closed(Y));
+
+    h.chat.line(Y, "logout", t0);
+    assert!(!h.chat.is_online("yoda"));
+    assert_eq!(h.chat.online_count(), 1);
+    // In effect order: others are told, then Goodbye, then Close.
+    let outbox = h.chat.outbox();
+    let effects: Vec<(SessionId, Option<String>)> = outbox
+        .effects()
+        .iter()
+        .map(|e| match e {
+            Effect::Send { to, text } => (
+                *to,
+                Some(String::from_utf8_lossy(outbox.text(text.clone())).into_owned()),
+            ),
+            Effect::Close(sid) => (*sid, None),
+        })
+        .collect();
+    assert_eq!(
+        effects,
+        [
+            (H, Some("yoda logged out\n".to_owned())),
+            (Y, Some("Goodbye\n".to_owned())),
+            (Y, None),
+        ]
+    );
+    h.drain();
+    assert!(h.closed(Y));
+    h.discard();
+    // The session is over; the id can log in again after reconnecting.
+    assert_eq!(h.ask(Y, "whoelse", t0), "");
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.take(H), "yoda logged in\n");
+}
+
+#[test]
+fn help_lists_the_eight_commands() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(
+        h.ask(Y, "help", t0),
+        "message <user> <message>\n\
+         broadcast <message>\n\
+         whoelse\n\
+         whoelsesince <seconds>\n\
+         block <user>\n\
+         unblock <user>\n\
+         logout\n\
+         help\n"
+    );
+    assert_eq!(h.ask(Y, "help me", t0), "Error. Usage: help\n");
+}
+
+#[test]
+fn unknown_commands_and_usage_lines() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    for (line, reply) in [
+        ("hello", "Error. Invalid command"),
+        ("Whoelse", "Error. Invalid command"),
+        ("LOGOUT", "Error. Invalid command"),
+        ("messages hans hi", "Error. Invalid command"),
+        ("message", "Error. Usage: message <user> <message>"),
+        ("message hans", "Error. Usage: message <user> <message>"),
+        ("broadcast", "Error. Usage: broadcast <message>"),
+        ("whoelse x", "Error. Usage: whoelse"),
+        ("whoelsesince", "Error. Usage: whoelsesince <seconds>"),
+        ("whoelsesince x", "Error. Usage: whoelsesince <seconds>"),
+        ("block", "Error. Usage: block <user>"),
+        ("unblock", "Error. Usage: unblock <user>"),
+        ("logout x", "Error. Usage: logout"),
+        ("help x", "Error. Usage: help"),
+    ] {
+        assert_eq!(h.ask(Y, line, t0), format!("{reply}\n"), "{line}");
+    }
+    assert!(!h.closed(Y));
+    assert!(h.chat.is_online("yoda"));
+}
+
+// ------------------------------------------------------------ inactivity
+
+#[test]
+fn idle_before_login_times_out_exactly_at_timeout() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    h.take(Y);
+    h.connect(H, t0);
+    h.take(H);
+    assert_eq!(h.ask(H, "yoda", t0 + secs(10)), PASSWORD);
+    h.expire(t0 + TIMEOUT - ms(1));
+    assert_eq!(h.take(Y), "");
+    assert!(!h.closed(Y));
+    h.expire(t0 + TIMEOUT);
+    assert_eq!(h.take(Y), "Login timed out\n");
+    assert!(h.closed(Y));
+    // At the password prompt it is the same message, from the last line.
+    assert_eq!(h.take(H), "");
+    h.expire(t0 + secs(10) + TIMEOUT - ms(1));
+    assert_eq!(h.take(H), "");
+    h.expire(t0 + secs(10) + TIMEOUT);
+    assert_eq!(h.take(H), LOGIN_TIMED_OUT);
+    assert!(h.closed(H));
+}
+
+#[test]
+fn idle_after_login_logs_out_and_announces_it() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0 + secs(30));
+    h.discard();
+    h.expire(t0 + TIMEOUT - ms(1));
+    assert_eq!(h.take(Y), "");
+    assert!(h.chat.is_online("yoda"));
+    let t1 = t0 + TIMEOUT;
+    h.expire(t1);
+    assert_eq!(h.take(Y), "You have been logged out due to inactivity\n");
+    assert!(h.closed(Y));
+    assert!(!h.chat.is_online("yoda"));
+    assert_eq!(h.chat.online_count(), 1);
+    assert_eq!(h.take(H), "yoda logged out\n");
+    // The timeout ended the session at t1.
+    assert_eq!(h.ask(H, "whoelsesince 6", t1 + secs(5)), "yoda\n");
+    assert_eq!(h.ask(H, "whoelsesince 5", t1 + secs(5)), NOBODY_SINCE);
+}
+
+#[test]
+fn any_line_or_line_error_postpones_the_idle_timeout() {
+    let kinds = [
+        "command",
+        "command error",
+        "usage error",
+        "line error",
+        "username",
+        "wrong password",
+        "login line error",
+    ];
+    for kind in kinds {
+        let t0 = Instant::now();
+        let mut h = Harness::new();
+        let before_login = matches!(kind, "username" | "wrong password" | "login line error");
+        if before_login {
+            h.connect(Y, t0);
+            if kind == "wrong password" {
+                h.send(Y, "yoda", t0);
+            }
+        } else {
+            h.login(Y, "yoda", "wise", t0);
+        }
+        h.discard();
+        let last = t0 + secs(50);
+        match kind {
+            "command" => h.send(Y, "whoelse", last),
+            "command error" => h.send(Y, "dance", last),
+            "usage error" => h.send(Y, "block", last),
+            "line error" | "login line error" => {
+                h.line_error(Y, LineError::InvalidEncoding, last);
+            }
+            "username" => h.send(Y, "yoda", last),
+            "wrong password" => h.send(Y, "bad", last),
+            _ => unreachable!(),
+        }
+        h.discard();
+        h.expire(t0 + TIMEOUT);
+        assert_eq!(h.take(Y), "", "{kind}");
+        h.expire(last + TIMEOUT - ms(1));
+        assert_eq!(h.take(Y), "", "{kind}");
+        assert!(!h.closed(Y), "{kind}");
+        h.expire(last + TIMEOUT);
+        let expected = if before_login {
+            LOGIN_TIMED_OUT
+        } else {
+            INACTIVE
+        };
+        assert_eq!(h.take(Y), expected, "{kind}");
+        assert!(h.closed(Y), "{kind}");
+    }
+}
+
+#[test]
+fn receiving_is_not_activity() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    h.send(H, "message yoda one", t0 + secs(30));
+    h.send(H, "broadcast two", t0 + secs(59));
+    h.login(V, "vader", "sithlord", t0 + secs(59));
+    assert_eq!(h.take(H), "vader logged in\n");
+    assert_eq!(h.take(Y), "hans: one\nhans: two\nvader logged in\n");
+    h.expire(t0 + TIMEOUT);
+    assert_eq!(h.take(Y), INACTIVE);
+    assert!(h.closed(Y));
+    assert!(!h.closed(H));
+    assert_eq!(h.take(H), "yoda logged out\n");
+    assert_eq!(h.take(V), "yoda logged out\n");
+}
+
+#[test]
+fn timers_fire_exactly_when_due_when_sleeping_until_next_deadline() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    let s = SessionId(10);
+    let mut closes = Vec::new();
+    // Every step first runs the timers due before it, as the poll loop does.
+    let step = |h: &mut Harness, closes: &mut Vec<(SessionId, Instant)>, at: Instant| {
+        closes.extend(h.run_timers(at - ms(1)));
+    };
+    h.connect(s, t0);
+    h.login(Y, "yoda", "wise", t0);
+    step(&mut h, &mut closes, t0 + secs(1));
+    h.ban(SessionId(11), "vader", t0 + secs(1));
+    step(&mut h, &mut closes, t0 + secs(5));
+    h.login(H, "hans", "falcon", t0 + secs(5));
+    step(&mut h, &mut closes, t0 + secs(10));
+    h.send(Y, "whoelse", t0 + secs(10));
+    step(&mut h, &mut closes, t0 + secs(45));
+    h.chat.line_error(Y, LineError::TooLong, t0 + secs(45));
+    h.drain();
+    step(&mut h, &mut closes, t0 + secs(60));
+    h.send(H, "bogus", t0 + secs(60));
+    closes.extend(h.run_timers(t0 + secs(1000)));
+    assert_eq!(
+        closes,
+        [
+            (s, t0 + TIMEOUT),
+            (Y, t0 + secs(45) + TIMEOUT),
+            (H, t0 + secs(60) + TIMEOUT),
+        ]
+    );
+    assert_eq!(h.take(s), "Username: Login timed out\n");
+    assert_eq!(h.chat.online_count(), 0);
+    // The ban ended on its own timer.
+    h.login(V, "vader", "sithlord", t0 + secs(1000));
+}
+
+#[test]
+fn a_reused_session_id_is_a_new_session() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.connect(Y, t0);
+    h.take(Y);
+    assert_eq!(h.ask(Y, "yoda", t0), PASSWORD);
+    h.disconnect(Y, t0 + secs(1));
+    h.connect(Y, t0 + secs(30));
+    assert_eq!(h.take(Y), USERNAME);
+    h.expire(t0 + TIMEOUT);
+    assert_eq!(h.take(Y), "");
+    h.expire(t0 + secs(30) + TIMEOUT - ms(1));
+    assert_eq!(h.take(Y), "");
+    h.expire(t0 + secs(30) + TIMEOUT);
+    assert_eq!(h.take(Y), LOGIN_TIMED_OUT);
+}
+
+// -------------------------------------------------------------- shutdown
+
+#[test]
+fn shutdown_tells_and_closes_every_session() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    let [at_username, at_password] = [SessionId(10), SessionId(11)];
+    h.connect(at_username, t0);
+    h.connect(at_password, t0);
+    h.send(at_password, "luke", t0);
+    h.discard();
+    h.shutdown(t0 + secs(1));
+    for s in [Y, H, at_username, at_password] {
+        assert_eq!(h.take(s), "Server is shutting down\n", "{s:?}");
+        assert!(h.closed(s), "{s:?}");
+    }
+    assert_eq!(h.chat.online_count(), 0);
+    assert!(!h.chat.is_online("yoda"));
+    // Nothing more happens to those sessions afterwards.
+    for s in [Y, H, at_username, at_password] {
+        h.disconnect(s, t0 + secs(1));
+    }
+    h.expire(t0 + secs(1000));
+    for s in [Y, H, at_username, at_password] {
+        assert_eq!(h.take(s), "", "{s:?}");
+    }
+}

@@ -1,0 +1,486 @@
+//! The terminal client: lines typed on standard input go to the server, and
+//! whatever the server sends is shown as it arrives.
+//!
+//! One edge-triggered `mio` poll watches standard input, the socket and
+//! the stopping signals ([`signals`]), so the client never waits on one
+//! while another has something to say. Three choices shape what the user
+//! sees:
+//!
+//! - **Display.** Server output is shown as it arrives, with control
+//!   characters other than `\n` and `\t` escaped (`\x1b` for ASCII ones,
+//!   `\u{9b}` for C1 controls and bidirectional overrides) so that another
+//!   user's message cannot move the cursor, recolour or retitle the
+//!   terminal, or disguise itself. Invalid UTF-8 is shown as U+FFFD.
+//! - **End of input.** Ctrl-D (or the end of a piped file) logs out when
+//!   logged in and then waits, at most [`LEAVE_TIMEOUT`], for the server to
+//!   close; before login it half-closes the connection and waits the same
+//!   way, so replies to lines already sent are still shown. A close the
+//!   client asked for is not reported; any other close prints
+//!   `Connection closed by server`.
+//! - **Passwords.** While the server's output ends with `Password: ` and
+//!   standard input is a terminal, typed characters are not echoed (the
+//!   newline still is) until the line is entered.
+//!
+//! Typed input waiting for the server is bounded by [`MAX_PENDING`]: past
+//! it the client stops reading standard input until the server catches up,
+//! so nothing typed is lost and memory stays bounded.
+//!
+//! [`display`] decides what server output looks like and what it means,
+//! [`terminal`] holds the changes made to standard input and output, and
+//! this module runs the session.
+
+mod display;
+mod signals;
+mod terminal;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::mem;
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use signal_hook_mio::v1_0::Signals;
+
+use display::{Sanitizer, ServerView};
+use terminal::{NonBlocking, Output, Terminal};
+
+/// Bytes typed but not yet accepted by the server past which standard input
+/// is no longer read until the socket drains.
+pub const MAX_PENDING: usize = 1 << 20;
+
+/// How long to wait, once standard input has ended, for the server to close
+/// the connection before leaving anyway.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Poll token of the connection to the server.
+const SERVER: Token = Token(0);
+/// Poll token of standard input.
+const STDIN: Token = Token(1);
+/// Poll token of the stopping signals.
+const SIGNALS: Token = Token(2);
+
+/// Size of one read from the socket or standard input.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Connects to `host`:`port` and chats until the server closes the
+/// connection, standard input ends, or the user interrupts.
+///
+/// Returns the process's exit status: success when the session ended
+/// normally (the server closing it included); failure, after one line on
+/// stderr, when the host cannot be resolved or reached or I/O fails; and
+/// 128 + the signal number after SIGINT, SIGTERM or SIGHUP. Terminal
+/// settings and standard input's flags are restored before it returns.
+pub fn run(host: &str, port: u16) -> ExitCode {
+    match connect(host, port).and_then(|server| Client::new(server)?.chat()) {
+        Ok(End::Finished) => ExitCode::SUCCESS,
+        Ok(End::Signalled(signal)) => {
+            ExitCode::from(u8::try_from(signal.saturating_add(128)).unwrap_or(u8::MAX))
+        }
+        Err(failure) => {
+            eprintln!("confab: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How a session ended without failing.
+enum End {
+    /// The server closed, or the client left after its input ended.
+    Finished,
+    /// The user or the system asked the client to stop with this signal.
+    Signalled(c_int),
+}
+
+/// Why the client gave up; shown to the user as one line.
+enum Failure {
+    /// The host name could not be turned into addresses.
+    Resolve { host: String, error: io::Error },
+    /// No address of the host accepted the connection.
+    Connect { target: String, error: io::Error },
+    /// A local or socket operation failed; `what` says which.
+    Io {
+        what: &'static str,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resolve { host, error } => write!(f, "cannot resolve {host}: {error}"),
+            Self::Connect { target, error } => write!(f, "cannot connect to {target}: {error}"),
+            Self::Io { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+/// Attaches what was being done to an I/O error.
+trait Context<T> {
+    /// Turns an I/O error into a [`Failure`] that says `what` failed.
+    fn context(self, what: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn context(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|error| Failure::Io { what, error })
+    }
+}
+
+/// Resolves `host` and connects to the first address that accepts, then
+/// makes the socket non-blocking for the poll loop. Connecting blocks:
+/// there is nothing else to do until it is done.
+fn connect(host: &str, port: u16) -> Result<TcpStream, Failure> {
+    let addresses: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| Failure::Resolve {
+            host: host.to_owned(),
+            error,
+        })?
+        .collect();
+    let stream = std::net::TcpStream::connect(&addresses[..]).map_err(|error| {
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Failure::Connect { target, error }
+    })?;
+    stream
+        .set_nodelay(true)
+        .context("cannot configure the connection")?;
+    stream
+        .set_nonblocking(true)
+        .context("cannot configure the connection")?;
+    Ok(TcpStream::from_std(stream))
+}
+
+/// One session: the socket, standard input and output, and what is known
+/// about the conversation so far.
+struct Client {
+    poll: Poll,
+    server: TcpStream,
+    /// Typed bytes the server has not accepted yet.
+    to_server: Vec<u8>,
+    /// Whether the socket is registered for writability too.
+    watching_writable: bool,
+    /// Half-close the connection once `to_server` is empty.
+    close_when_flushed: bool,
+    /// Set when standard input ended: leave if the server has not closed by
+    /// then.
+    leave_by: Option<Instant>,
+    input: Input,
+    terminal: Option<Terminal>,
+    signals: Signals,
+    view: ServerView,
+    sanitizer: Sanitizer,
+    stdout: Output,
+}
+
+impl Client {
+    /// Sets up the poll over the connected socket, the stopping signals and
+    /// standard input.
+    fn new(mut server: TcpStream) -> Result<Self, Failure> {
+        let poll = Poll::new().context("cannot create the event loop")?;
+        poll.registry()
+            .register(&mut server, SERVER, Interest::READABLE)
+            .context("cannot watch the connection")?;
+        let mut signals = signals::watch().context("cannot handle signals")?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .context("cannot handle signals")?;
+        let input = Input::open(poll.registry())?;
+        let stdout = Output::open().context("cannot use standard output")?;
+        Ok(Self {
+            poll,
+            server,
+            to_server: Vec::new(),
+            watching_writable: false,
+            close_when_flushed: false,
+            leave_by: None,
+            input,
+            terminal: Terminal::of_stdin(),
+            signals,
+            view: ServerView::default(),
+            sanitizer: Sanitizer::default(),
+            stdout,
+        })
+    }
+
+    /// Runs the poll loop until the session ends.
+    fn chat(&mut self) -> Result<End, Failure> {
+        let mut events = Events::with_capacity(8);
+        loop {
+            self.read_input()?;
+            if let Some(end) = self.flush_to_server()? {
+                return Ok(end);
+            }
+            self.update_echo()?;
+            let timeout = self
+                .leave_by
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if timeout.is_some_and(|left| left.is_zero()) {
+                return self.give_up();
+            }
+            match self.poll.poll(&mut events, timeout) {
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                result => result.context("cannot wait for events")?,
+            }
+            for event in &events {
+                if let Some(end) = self.handle(event.token())? {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+
+    /// Reacts to one readiness event; returns the end of the session if it
+    /// is over.
+    fn handle(&mut self, token: Token) -> Result<Option<End>, Failure> {
+        match token {
+            SERVER => self.read_server(),
+            STDIN => {
+                self.input.ready = true;
+                Ok(None)
+            }
+            SIGNALS => match self.signals.pending().next() {
+                Some(signal) => {
+                    self.finish_display()?;
+                    Ok(Some(End::Signalled(signal)))
+                }
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads what has been typed, as long as there is room to queue it.
+    fn read_input(&mut self) -> Result<(), Failure> {
+        let mut buf = [0; READ_CHUNK];
+        while self.input.ready && self.to_server.len() < MAX_PENDING {
+            match self.input.file.read(&mut buf) {
+                Ok(0) => self.end_of_input()?,
+                Ok(n) => self.typed(&buf[..n]),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => self.input.ready = false,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(error).context("cannot read standard input"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues typed bytes for the server.
+    fn typed(&mut self, bytes: &[u8]) {
+        if bytes.contains(&b'\n') {
+            self.view.line_typed();
+        }
+        self.input.mid_line = bytes.last() != Some(&b'\n');
+        self.to_server.extend_from_slice(bytes);
+    }
+
+    /// Standard input ended: finish the last line, say goodbye (`logout`
+    /// when logged in, a half-close otherwise) and give the server
+    /// [`LEAVE_TIMEOUT`] to close.
+    fn end_of_input(&mut self) -> Result<(), Failure> {
+        self.input.close(self.poll.registry())?;
+        if self.input.mid_line {
+            self.typed(b"\n");
+        }
+        if self.view.logged_in {
+            self.to_server.extend_from_slice(b"logout\n");
+        } else {
+            self.close_when_flushed = true;
+        }
+        self.leave_by = Some(Instant::now() + LEAVE_TIMEOUT);
+        Ok(())
+    }
+
+    /// Sends queued input until the socket is full, half-closes when asked
+    /// to once everything is sent, and watches for writability only while
+    /// something is left. Returns the end of the session if the server is
+    /// gone.
+    fn flush_to_server(&mut self) -> Result<Option<End>, Failure> {
+        while !self.to_server.is_empty() {
+            match self.server.write(&self.to_server) {
+                Ok(0) => {
+                    return Err(io::Error::from(ErrorKind::WriteZero))
+                        .context("cannot send to the server")
+                }
+                Ok(n) => {
+                    self.to_server.drain(..n);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) if is_disconnect(&error) => return self.server_gone().map(Some),
+                Err(error) => return Err(error).context("cannot send to the server"),
+            }
+        }
+        if self.to_server.is_empty() && mem::take(&mut self.close_when_flushed) {
+            if let Err(error) = self.server.shutdown(Shutdown::Write) {
+                log::debug!("half-closing the connection failed: {error}");
+            }
+        }
+        self.watch_writable(!self.to_server.is_empty())?;
+        Ok(None)
+    }
+
+    /// Registers or drops interest in writability, only when it changes.
+    fn watch_writable(&mut self, writable: bool) -> Result<(), Failure> {
+        if writable == self.watching_writable {
+            return Ok(());
+        }
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.poll
+            .registry()
+            .reregister(&mut self.server, SERVER, interest)
+            .context("cannot watch the connection")?;
+        self.watching_writable = writable;
+        Ok(())
+    }
+
+    /// Reads and shows everything the server has sent so far. Returns the
+    /// end of the session when the server has closed the connection.
+    fn read_server(&mut self) -> Result<Option<End>, Failure> {
+        let mut buf = [0; READ_CHUNK];
+        loop {
+            match self.server.read(&mut buf) {
+                Ok(0) => return self.server_closed().map(Some),
+                Ok(n) => self.show(&buf[..n])?,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) if is_disconnect(&error) => return self.server_closed().map(Some),
+                Err(error) => return Err(error).context("cannot read from the server"),
+            }
+        }
+    }
+
+    /// Sending failed because the server is gone: show what it sent before
+    /// leaving, then end.
+    fn server_gone(&mut self) -> Result<End, Failure> {
+        match self.read_server()? {
+            Some(end) => Ok(end),
+            None => self.server_closed(),
+        }
+    }
+
+    /// Ends the session after the server closed the connection, saying so
+    /// unless the client was leaving and the close is the expected answer.
+    fn server_closed(&mut self) -> Result<End, Failure> {
+        self.finish_display()?;
+        if self.leave_by.is_none() {
+            self.write_out(b"Connection closed by server\n")?;
+        }
+        Ok(End::Finished)
+    }
+
+    /// The server did not close in time after standard input ended.
+    fn give_up(&mut self) -> Result<End, Failure> {
+        log::debug!("the server did not close within {LEAVE_TIMEOUT:?}; leaving");
+        self.finish_display()?;
+        Ok(End::Finished)
+    }
+
+    /// Shows server output and learns from it.
+    fn show(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.view.observe(bytes);
+        let text = self.sanitizer.decode(bytes);
+        self.write_out(text.as_bytes())
+    }
+
+    /// Flushes an unfinished character and ends the server's last line, so
+    /// that whatever is printed next starts on a line of its own.
+    fn finish_display(&mut self) -> Result<(), Failure> {
+        let mut text = self.sanitizer.finish();
+        if self.view.mid_line {
+            text.push('\n');
+            self.view.mid_line = false;
+        }
+        self.write_out(text.as_bytes())
+    }
+
+    /// Writes to standard output.
+    fn write_out(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.stdout
+            .write_all(bytes)
+            .context("cannot write to standard output")
+    }
+
+    /// Hides typed input while a password is asked for on a terminal.
+    fn update_echo(&mut self) -> Result<(), Failure> {
+        let hide = self.view.awaiting_password && !self.input.ended;
+        match &mut self.terminal {
+            Some(terminal) => terminal
+                .hide_input(hide)
+                .context("cannot change terminal settings"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether a socket error means the server has gone away.
+fn is_disconnect(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+    )
+}
+
+/// Standard input, read through a duplicate of fd 0: reading the raw
+/// descriptor keeps `io::stdin()`'s buffer out of the way, and dropping the
+/// duplicate never closes fd 0.
+struct Input {
+    file: File,
+    /// Present while fd 0 is polled; dropping it restores the flags.
+    nonblocking: Option<NonBlocking>,
+    /// A read may return data (not known to be drained).
+    ready: bool,
+    /// End of input was read.
+    ended: bool,
+    /// The last byte read was not a newline.
+    mid_line: bool,
+}
+
+impl Input {
+    /// Registers standard input with the poll and makes it non-blocking.
+    /// Regular files and `/dev/null` cannot be polled (`EPERM`); they are
+    /// read blocking instead, which never waits for long.
+    fn open(registry: &Registry) -> Result<Self, Failure> {
+        let file = terminal::duplicate(io::stdin().as_fd()).context("cannot use standard input")?;
+        let fd = file.as_raw_fd();
+        let nonblocking = match registry.register(&mut SourceFd(&fd), STDIN, Interest::READABLE) {
+            Ok(()) => Some(NonBlocking::set().context("cannot configure standard input")?),
+            Err(error) if error.raw_os_error() == Some(libc::EPERM) => None,
+            Err(error) => return Err(error).context("cannot watch standard input"),
+        };
+        Ok(Self {
+            file,
+            nonblocking,
+            ready: true,
+            ended: false,
+            mid_line: false,
+        })
+    }
+
+    /// Stops watching standard input after it ended, restoring its flags.
+    fn close(&mut self, registry: &Registry) -> Result<(), Failure> {
+        if self.nonblocking.is_some() {
+            registry
+                .deregister(&mut SourceFd(&self.file.as_raw_fd()))
+                .context("cannot stop watching standard input")?;
+            self.nonblocking = None;
+        }
+        self.ready = false;
+        self.ended = true;
+        Ok(())
+    }
+}

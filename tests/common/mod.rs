@@ -1,0 +1,509 @@
+//! Shared harness of the integration tests: an in-process server on its own
+//! thread, and a line-oriented test client over a plain `TcpStream` whose
+//! every read is bounded, so a broken server fails a test instead of
+//! hanging it.
+
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use confab::chat::ChatConfig;
+use confab::credentials::Account;
+use confab::server::{defaults, Config, Server, ShutdownHandle};
+
+/// Longest any single expectation waits for the server.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the server may take to stop after being asked to.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const WELCOME: &str = "Welcome to the greatest messaging application ever!";
+pub const USERNAME: &str = "Username: ";
+pub const PASSWORD: &str = "Password: ";
+
+/// The reply to `help`, line by line.
+pub const HELP: [&str; 8] = [
+    "message <user> <message>",
+    "broadcast <message>",
+    "whoelse",
+    "whoelsesince <seconds>",
+    "block <user>",
+    "unblock <user>",
+    "logout",
+    "help",
+];
+
+/// The test accounts.
+pub const ACCOUNTS: [(&str, &str); 5] = [
+    ("yoda", "wise"),
+    ("hans", "falcon"),
+    ("vader", "sithlord"),
+    ("luke", "lightsaber"),
+    ("leia", "blasterpistol"),
+];
+
+pub fn accounts() -> Vec<Account> {
+    ACCOUNTS
+        .iter()
+        .map(|&(username, password)| Account {
+            username: username.into(),
+            password: password.into(),
+        })
+        .collect()
+}
+
+/// The password of a test account.
+pub fn password(user: &str) -> &'static str {
+    ACCOUNTS
+        .iter()
+        .find(|(name, _)| *name == user)
+        .map(|(_, password)| *password)
+        .unwrap_or_else(|| panic!("no test account {user}"))
+}
+
+/// Server settings; the default has short bans and a long idle timeout, so
+/// that only the tests about inactivity see it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub block_duration: Duration,
+    pub timeout: Duration,
+    pub max_line: usize,
+    pub max_pending: usize,
+    pub max_clients: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            block_duration: Duration::from_millis(500),
+            timeout: Duration::from_secs(30),
+            max_line: defaults::MAX_LINE,
+            max_pending: defaults::MAX_PENDING,
+            max_clients: defaults::MAX_CLIENTS,
+        }
+    }
+}
+
+/// A server running on its own thread; dropping it shuts the server down
+/// and joins the thread, failing the test if the server failed.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::with(Options::default())
+    }
+
+    pub fn with(options: Options) -> TestServer {
+        let config = Config {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            chat: ChatConfig {
+                block_duration: options.block_duration,
+                timeout: options.timeout,
+            },
+            max_line: options.max_line,
+            max_pending: options.max_pending,
+            max_clients: options.max_clients,
+        };
+        let mut server = Server::bind(config, accounts()).expect("bind the server");
+        let addr = server.local_addr().expect("local address");
+        let handle = server.shutdown_handle();
+        let thread = thread::Builder::new()
+            .name("confab-server".into())
+            .spawn(move || server.run())
+            .expect("spawn the server thread");
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// A new connection; nothing read yet.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A new connection logged in as `user` (a test account).
+    pub fn login(&self, user: &str) -> Client {
+        let mut client = self.connect();
+        client.login(user, password(user));
+        client
+    }
+
+    /// Panics if the server thread has ended (returned or panicked).
+    pub fn assert_running(&self) {
+        let thread = self.thread.as_ref().expect("server thread");
+        assert!(!thread.is_finished(), "the server thread has ended");
+    }
+
+    /// Shuts the server down and returns what `run` returned.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> io::Result<()> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let _ = self.handle.shutdown();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                panic!("the server did not stop within {STOP_TIMEOUT:?}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        match thread.join() {
+            Ok(result) => result,
+            Err(_) => panic!("the server thread panicked"),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // Do not turn one failure into an abort; just ask it to stop.
+            let _ = self.handle.shutdown();
+            return;
+        }
+        if let Err(e) = self.stop_inner() {
+            panic!("the server failed: {e}");
+        }
+    }
+}
+
+/// Renders bytes readably in failure messages.
+pub fn show(bytes: &[u8]) -> String {
+    const LIMIT: usize = 300;
+    if bytes.len() > LIMIT {
+        format!(
+            "{:?}... ({} bytes)",
+            String::from_utf8_lossy(&bytes[..LIMIT]),
+            bytes.len()
+        )
+    } else {
+        format!("{:?}", String::from_utf8_lossy(bytes))
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A test client: what it sends is exact bytes, what it expects is exact
+/// bytes, and every wait is bounded by [`IO_TIMEOUT`].
+pub struct Client {
+    stream: TcpStream,
+    /// Received and not yet consumed by an expectation.
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        Client::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_nodelay(true).expect("set_nodelay");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("set_write_timeout");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Another handle on the same socket, for writing from another thread.
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone the stream")
+    }
+
+    /// Sends exactly `text` (the caller adds `\n`).
+    pub fn send(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.stream.write_all(bytes) {
+            panic!("sending {}: {e}", show(bytes));
+        }
+    }
+
+    /// Reads once more into the buffer, waiting until `deadline` at most.
+    /// `Ok(0)` is end of stream.
+    fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let wait = (deadline - now).max(Duration::from_millis(1));
+        self.stream.set_read_timeout(Some(wait))?;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Expects exactly these bytes next (a prompt has no newline).
+    pub fn expect(&mut self, expected: &str) {
+        self.expect_bytes(expected.as_bytes());
+    }
+
+    pub fn expect_bytes(&mut self, expected: &[u8]) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let n = self.buf.len().min(expected.len());
+            if self.buf[..n] != expected[..n] {
+                panic!(
+                    "expected {}, got {}",
+                    show(expected),
+                    show(&self.buf[..self.buf.len().min(expected.len().max(80))])
+                );
+            }
+            if n == expected.len() {
+                self.buf.drain(..n);
+                return;
+            }
+            match self.fill(deadline) {
+                Ok(0) => panic!(
+                    "expected {}, got {} and then end of stream",
+                    show(expected),
+                    show(&self.buf)
+                ),
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "expected {}, got {} and then: {e}",
+                    show(expected),
+                    show(&self.buf)
+                ),
+            }
+        }
+    }
+
+    /// Expects `line` and its `\n` next.
+    pub fn expect_line(&mut self, line: &str) {
+        self.expect(&format!("{line}\n"));
+    }
+
+    /// Expects these lines next, in this order.
+    pub fn expect_lines(&mut self, lines: &[&str]) {
+        for line in lines {
+            self.expect_line(line);
+        }
+    }
+
+    /// The next line, without its `\n`; panics on end of stream, timeout or
+    /// invalid UTF-8.
+    pub fn read_line(&mut self) -> String {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut searched = 0;
+        loop {
+            if let Some(i) = self.buf[searched..].iter().position(|&b| b == b'\n') {
+                let end = searched + i;
+                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
+                return String::from_utf8(line)
+                    .unwrap_or_else(|e| panic!("a line that is not UTF-8: {e}"));
+            }
+            searched = self.buf.len();
+            match self.fill(deadline) {
+                Ok(0) => panic!(
+                    "expected a line, got {} and then end of stream",
+                    show(&self.buf)
+                ),
+                Ok(_) => {}
+                Err(e) => panic!("expected a line, got {} and then: {e}", show(&self.buf)),
+            }
+        }
+    }
+
+    /// The next line if one is complete within `ms`, else `None` (a partial
+    /// line stays buffered). Panics on end of stream or errors.
+    pub fn poll_line(&mut self, ms: u64) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
+                return Some(
+                    String::from_utf8(line)
+                        .unwrap_or_else(|e| panic!("a line that is not UTF-8: {e}")),
+                );
+            }
+            match self.fill(deadline) {
+                Ok(0) => panic!("end of stream after {}", show(&self.buf)),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return None,
+                Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
+            }
+        }
+    }
+
+    /// Expects the server to close the connection with nothing more sent.
+    pub fn expect_eof(&mut self) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if !self.buf.is_empty() {
+                panic!("expected end of stream, got {}", show(&self.buf));
+            }
+            match self.fill(deadline) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => panic!("expected end of stream, got: {e}"),
+            }
+        }
+    }
+
+    /// Reads and throws away everything until the server closes the
+    /// connection (end of stream or reset); returns how many bytes came.
+    pub fn drain_to_close(&mut self) -> usize {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut total = self.buf.len();
+        self.buf.clear();
+        loop {
+            match self.fill(deadline) {
+                Ok(0) => return total,
+                Ok(n) => {
+                    total += n;
+                    self.buf.clear();
+                }
+                Err(e) if is_timeout(&e) => {
+                    panic!("the server did not close the connection within {IO_TIMEOUT:?}")
+                }
+                Err(_) => return total,
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives (not even end of stream) for `ms`.
+    pub fn expect_silence(&mut self, ms: u64) {
+        assert!(
+            self.buf.is_empty(),
+            "expected silence, got {}",
+            show(&self.buf)
+        );
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            match self.fill(deadline) {
+                Ok(0) => panic!("expected silence for {ms} ms, got end of stream"),
+                Ok(_) => panic!("expected silence for {ms} ms, got {}", show(&self.buf)),
+                Err(e) if is_timeout(&e) => {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                }
+                Err(e) => panic!("expected silence for {ms} ms, got: {e}"),
+            }
+        }
+    }
+
+    /// The whole login dialogue from the first prompt to the welcome line.
+    pub fn login(&mut self, user: &str, pass: &str) {
+        self.expect(USERNAME);
+        self.enter(user, pass);
+    }
+
+    /// The login dialogue after `Username: ` has been read.
+    pub fn enter(&mut self, user: &str, pass: &str) {
+        self.send(&format!("{user}\n"));
+        self.expect(PASSWORD);
+        self.send(&format!("{pass}\n"));
+        self.expect_line(WELCOME);
+    }
+
+    /// Sends `help` and expects its reply as the very next lines: proof that
+    /// nothing else was sent to this client before it.
+    pub fn barrier(&mut self) {
+        self.send("help\n");
+        self.expect_lines(&HELP);
+    }
+
+    pub fn logout(&mut self) {
+        self.send("logout\n");
+        self.expect_line("Goodbye");
+        self.expect_eof();
+    }
+
+    /// Closes both directions without waiting for the server.
+    pub fn shutdown_both(&self) {
+        self.stream.shutdown(Shutdown::Both).expect("shutdown");
+    }
+
+    /// Closes the socket with a reset (`SO_LINGER` 0) instead of a FIN.
+    pub fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket descriptor and a correctly sized option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt SO_LINGER: {}",
+            io::Error::last_os_error()
+        );
+        drop(self);
+    }
+}
+
+/// A small seeded PRNG (xorshift64) for reproducible garbage.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        (self.next_u64() >> 24) as u8
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.byte()).collect()
+    }
+}
