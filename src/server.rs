@@ -16,7 +16,7 @@
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,18 @@ impl ShutdownHandle {
     }
 }
 
+/// How many connections a running [`Server`] holds, for tests and
+/// monitoring: a connection leak shows up here.
+#[derive(Debug, Clone)]
+pub struct ConnectionGauge(Arc<AtomicUsize>);
+
+impl ConnectionGauge {
+    /// Connections open at the end of the last loop iteration.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The chat server: a bound listener and all connection state.
 pub struct Server {
     poll: Poll,
@@ -125,6 +137,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     signals: Option<Signals>,
+    open: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -153,6 +166,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             waker,
             signals: None,
+            open: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -189,9 +203,10 @@ impl Server {
             .is_some_and(|signals| signals.pending().count() > 0)
     }
 
-    /// How many connections are open.
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
+    /// A gauge of how many connections are open, readable from any thread
+    /// while the server runs (updated once per loop iteration).
+    pub fn connection_gauge(&self) -> ConnectionGauge {
+        ConnectionGauge(Arc::clone(&self.open))
     }
 
     /// Serves until shut down through a [`ShutdownHandle`]; then tells every
@@ -217,8 +232,11 @@ impl Server {
             self.read_unread(now);
             self.fire_timers(now);
             self.finish_iteration(now);
+            self.open.store(self.conns.len(), Ordering::Relaxed);
         }
-        self.shut_down(&mut events)
+        let result = self.shut_down(&mut events);
+        self.open.store(self.conns.len(), Ordering::Relaxed);
+        result
     }
 
     /// Polls until readiness or the next deadline, retrying interruptions.

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use log::{info, warn};
 use confab::chat::ChatConfig;
 use confab::server::{defaults, Config, Server};
+use log::{info, warn};
 
 /// A chat server for one core: plain-text protocol, so `nc` and `telnet`
 /// are clients too.
