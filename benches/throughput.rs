@@ -1,1 +1,276 @@
-fn main() {}
+//! `cargo bench [FILTER]`: every load workload against a fresh confab
+//! server, three runs each, one table row per workload with the median
+//! run's figure, then the `fanout / ceiling` ratio.
+//!
+//! The server runs on one thread of this process (`idle` starts the real
+//! `confab-server` binary instead, so that its memory is its own), the load
+//! engine on another; nothing is pinned. `--bench` (passed by cargo) is
+//! ignored; a positional FILTER runs only the workloads whose name contains
+//! it.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use confab::load::{self, LoadConfig, LocalServer, Report, Workload};
+
+/// Runs per workload; the row shows the median.
+const RUNS: usize = 3;
+/// Seconds of sending per run.
+const SECONDS: Duration = Duration::from_secs(2);
+/// Seconds `idle` holds its connections before reading the server's memory.
+const IDLE_HOLD: Duration = Duration::from_millis(500);
+/// How long setting up a run may take (`idle` logs in 10,000 users, and
+/// each login is announced to everyone already online).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the server process may take to start or to stop.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    if let Err(e) = confab::fdlimit::raise_to_hard_limit() {
+        eprintln!("cannot raise the open-file limit: {e}");
+    }
+    let selected: Vec<Workload> = Workload::ALL
+        .into_iter()
+        .filter(|w| filter.as_deref().is_none_or(|f| w.name().contains(f)))
+        .collect();
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "confab throughput: median of {RUNS} runs of {} s each, {cores} cores, nothing pinned",
+        SECONDS.as_secs_f64()
+    );
+    println!(
+        "{:<9} {:>13}  {:<13} extra (of the median run)",
+        "workload", "figure", "unit"
+    );
+    let started = Instant::now();
+    let mut failed = false;
+    let mut medians = Vec::new();
+    for workload in selected {
+        let mut reports = Vec::new();
+        for _ in 0..RUNS {
+            match run_once(workload) {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("{}: {e}", workload.name());
+                }
+            }
+        }
+        match median(&mut reports) {
+            Some(middle) => {
+                let report = &reports[middle];
+                let figure = report.figure().unwrap_or(f64::NAN);
+                println!(
+                    "{:<9} {:>13}  {:<13} {}",
+                    workload.name(),
+                    thousands(figure),
+                    report.unit(),
+                    extra(report, &reports)
+                );
+                medians.push((workload, figure));
+            }
+            None => println!("{:<9} {:>13}", workload.name(), "failed"),
+        }
+    }
+    let figure = |w: Workload| medians.iter().find(|(m, _)| *m == w).map(|(_, f)| *f);
+    if let (Some(fanout), Some(ceiling)) = (figure(Workload::Fanout), figure(Workload::Ceiling)) {
+        println!(
+            "fanout / ceiling = {:.2}  ({} / {} deliveries/s)",
+            fanout / ceiling,
+            thousands(fanout),
+            thousands(ceiling)
+        );
+    }
+    println!("total {:.0} s", started.elapsed().as_secs_f64());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One run of `workload` at the scale against a fresh server.
+fn run_once(workload: Workload) -> io::Result<Report> {
+    let mut config = LoadConfig::new(workload, SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.duration = SECONDS;
+    config.setup_timeout = SETUP_TIMEOUT;
+    match workload {
+        Workload::Ceiling => load::run(&config),
+        Workload::Idle => {
+            config.duration = IDLE_HOLD;
+            let server = ChildServer::start(config.users_needed())?;
+            config.target = server.addr;
+            config.server_pid = Some(server.child.id());
+            let report = load::run(&config);
+            server.stop()?;
+            report
+        }
+        _ => {
+            let server = LocalServer::start(load::accounts(config.users_needed()))?;
+            config.target = server.addr();
+            let report = load::run(&config);
+            server.stop()?;
+            report
+        }
+    }
+}
+
+/// Sorts the reports by figure and returns the index of the middle one.
+fn median(reports: &mut [Report]) -> Option<usize> {
+    let figure = |r: &Report| r.figure().unwrap_or(f64::NAN);
+    reports.sort_by(|a, b| figure(a).total_cmp(&figure(b)));
+    (!reports.is_empty()).then_some(reports.len() / 2)
+}
+
+/// The extra column: latency, loss, memory, and every run's figure.
+fn extra(report: &Report, all: &[Report]) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = &report.latency {
+        let what = if report.workload == Workload::Logins {
+            "login "
+        } else {
+            ""
+        };
+        parts.push(format!("{what}p50 {} p99 {}", short(l.p50), short(l.p99)));
+    }
+    if let Some(m) = &report.server_memory {
+        parts.push(format!(
+            "RSS {:.1} -> {:.1} MiB (peak {:.1})",
+            mib(m.before.rss),
+            mib(m.after.rss),
+            mib(m.after.peak)
+        ));
+    }
+    if report.workload != Workload::Idle {
+        parts.push(format!("lost {}", report.lost));
+    }
+    if report.disconnects > 0 {
+        parts.push(format!("disconnects {}", report.disconnects));
+    }
+    let runs: Vec<String> = all
+        .iter()
+        .map(|r| r.figure().map_or("n/a".into(), thousands))
+        .collect();
+    parts.push(format!("runs {}", runs.join(" / ")));
+    parts.join(", ")
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// A duration in µs below a millisecond, else in ms.
+fn short(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// A whole number with thousands separators: `6,012,345`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The real `confab-server` binary as a child process, with a generated
+/// credentials file in a temporary directory and long timeouts.
+struct ChildServer {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl ChildServer {
+    fn start(users: usize) -> io::Result<ChildServer> {
+        let dir = std::env::temp_dir().join(format!("confab-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let credentials = dir.join("credentials.txt");
+        load::write_credentials(&credentials, users)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+            .args(["0", "3600", "3600", "--max-clients"])
+            .arg((users + 100).to_string())
+            .arg("--credentials")
+            .arg(&credentials)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take();
+        let (tx, rx) = mpsc::channel();
+        // Reads `listening on ADDR`, then drains stderr so the server never
+        // blocks on it.
+        thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.parse::<SocketAddr>());
+                    }
+                }
+            }
+        });
+        let mut server = ChildServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+        };
+        match rx.recv_timeout(PROCESS_TIMEOUT) {
+            Ok(Ok(addr)) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Ok(Err(e)) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) => Err(io::Error::other(format!(
+                "confab-server did not start: {e}"
+            ))),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited in time.
+    fn stop(mut self) -> io::Result<()> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> io::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            let pid = i32::try_from(self.child.id()).map_err(io::Error::other)?;
+            // SAFETY: kill has no memory effects; the pid is our child's,
+            // which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + PROCESS_TIMEOUT;
+            while self.child.try_wait()?.is_none() {
+                if Instant::now() >= deadline {
+                    self.child.kill()?;
+                    self.child.wait()?;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}

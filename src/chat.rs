@@ -76,10 +76,23 @@ impl Outbox {
         &self.text[range]
     }
 
-    /// Forgets every effect, keeping the buffers' capacity for reuse.
+    /// Forgets every effect and its text, keeping the buffers' capacity for
+    /// reuse.
     pub fn clear(&mut self) {
         self.text.clear();
         self.effects.clear();
+    }
+
+    /// Forgets the effects but keeps their text, so that the server can
+    /// still copy ranges it has not copied yet (it coalesces consecutive
+    /// lines for one recipient into one copy).
+    pub fn clear_effects(&mut self) {
+        self.effects.clear();
+    }
+
+    /// Bytes of text held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
     }
 
     /// Renders `args` once, ending it with a newline, and returns where it

@@ -11,11 +11,8 @@ use std::io::{self, Write};
 
 use mio::net::TcpStream;
 
+use crate::outbuf::OutBuf;
 use crate::protocol::LineError;
-
-/// A buffer larger than this is freed once it is empty again, so a burst
-/// does not leave an idle connection holding memory.
-const KEEP_CAPACITY: usize = 4096;
 
 /// One item cut from the input stream by [`Conn::next_line`].
 pub type LineItem<'a> = Result<&'a [u8], LineError>;
@@ -33,9 +30,8 @@ pub struct Conn {
     partial: Vec<u8>,
     /// Inside a line already reported as too long: drop bytes up to `\n`.
     discarding: bool,
-    /// Output not yet written; `out[out_pos..]` is pending.
-    out: Vec<u8>,
-    out_pos: usize,
+    /// Output not yet written.
+    out: OutBuf,
     /// Whether the socket is registered for `WRITABLE` too.
     pub writable_interest: bool,
     /// The domain closed the session (or the peer finished sending): flush
@@ -56,8 +52,7 @@ impl Conn {
             serial,
             partial: Vec::new(),
             discarding: false,
-            out: Vec::new(),
-            out_pos: 0,
+            out: OutBuf::default(),
             writable_interest: false,
             closing: false,
             doomed: false,
@@ -67,39 +62,43 @@ impl Conn {
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.pending()
     }
 
     /// Queues bytes for writing.
     pub fn queue(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+        self.out.push(bytes);
     }
 
     /// Drops all queued output and frees its buffer.
     pub fn discard_output(&mut self) {
-        self.out = Vec::new();
-        self.out_pos = 0;
+        self.out = OutBuf::default();
+    }
+
+    /// Whether the output buffer holds memory but no pending bytes.
+    pub fn holds_idle_buffer(&self) -> bool {
+        self.out.holds_idle_memory()
+    }
+
+    /// Frees the output buffer if nothing is pending. The server calls this
+    /// periodically rather than after every write: a busy connection reuses
+    /// its buffer from one iteration to the next (no allocation and no page
+    /// faults per write), an idle one ends up holding none.
+    pub fn release_idle_buffer(&mut self) {
+        self.out.release_if_empty();
     }
 
     /// Writes queued output until it is all written or the socket would
     /// block. An error means the connection is broken.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
+        while self.out.pending() > 0 {
+            match self.stream.write(self.out.unwritten()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => self.out.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
-        if self.out_pos == self.out.len() {
-            if self.out.capacity() > KEEP_CAPACITY {
-                self.out = Vec::new();
-            } else {
-                self.out.clear();
-            }
-            self.out_pos = 0;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +87,15 @@ enum LoopTimer {
     Linger { key: usize, serial: u64 },
     /// Try accepting again after descriptors ran out.
     AcceptRetry,
+    /// Free the output buffers of connections with nothing pending.
+    ReleaseBuffers,
 }
+
+/// Outbox text held for coalescing before it is copied to the connections.
+const STAGE_LIMIT: usize = 256 * 1024;
+/// How often output buffers left empty are freed; see
+/// [`Conn::release_idle_buffer`].
+const RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Stops a running [`Server`] from another thread: every connection is told
 /// the server is shutting down and [`Server::run`] returns.
@@ -127,12 +136,18 @@ pub struct Server {
     join: Vec<u8>,
     /// Connections with output to write or a close to finish.
     dirty: Vec<usize>,
+    /// Per slab key, the outbox range staged for that connection.
+    staged: Vec<Range<usize>>,
+    /// Keys with a staged range.
+    staged_keys: Vec<usize>,
     /// Connections to remove at the end of this iteration.
     doomed: Vec<usize>,
     /// Connections that may still have input after using their budget.
     unread: Vec<usize>,
     timers: Deadlines<LoopTimer>,
     accept_paused: bool,
+    /// A [`LoopTimer::ReleaseBuffers`] is armed.
+    release_armed: bool,
     next_serial: u64,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -158,10 +173,13 @@ impl Server {
             scratch: vec![0; SCRATCH_SIZE],
             join: Vec::new(),
             dirty: Vec::new(),
+            staged: Vec::new(),
+            staged_keys: Vec::new(),
             doomed: Vec::new(),
             unread: Vec::new(),
             timers: Deadlines::default(),
             accept_paused: false,
+            release_armed: false,
             next_serial: 0,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
@@ -364,6 +382,7 @@ impl Server {
                 Ok(n) => {
                     budget -= n;
                     self.consume(key, n, now);
+                    self.materialize();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -419,25 +438,75 @@ impl Server {
                     self.accept_paused = false;
                     self.accept(now);
                 }
+                LoopTimer::ReleaseBuffers => {
+                    self.release_armed = false;
+                    for (_, conn) in &mut self.conns {
+                        conn.release_idle_buffer();
+                    }
+                }
             }
         }
     }
 
-    /// Copies the domain's effects into the connections' output buffers.
+    /// Takes the domain's effects: closes are marked at once, sends are
+    /// staged (see [`Server::stage`]).
     fn apply_effects(&mut self) {
-        let outbox = std::mem::take(self.chat.outbox());
+        let mut outbox = std::mem::take(self.chat.outbox());
         for effect in outbox.effects() {
             match effect {
-                Effect::Send { to, text } => self.send(to.0, &outbox, text.clone()),
+                Effect::Send { to, text } => self.stage(to.0, text.clone(), &outbox),
                 Effect::Close(sid) => self.close_after_flush(sid.0),
             }
         }
-        let mut outbox = outbox;
+        outbox.clear_effects();
+        let over = outbox.text_len() > STAGE_LIMIT;
+        *self.chat.outbox() = outbox;
+        if over {
+            self.materialize();
+        }
+    }
+
+    /// Remembers that `text` of the outbox goes to `key`, without copying
+    /// it yet: when the next line for `key` directly follows it in the
+    /// outbox (a burst of broadcasts does that), the two are copied as one.
+    /// This keeps the per-delivery work in a small array instead of the
+    /// connection, and turns many small copies into one large one.
+    fn stage(&mut self, key: usize, text: Range<usize>, outbox: &Outbox) {
+        if key >= self.staged.len() {
+            self.staged.resize(key + 1, 0..0);
+        }
+        let staged = &mut self.staged[key];
+        if staged.start == staged.end {
+            *staged = text;
+            self.staged_keys.push(key);
+        } else if staged.end == text.start {
+            staged.end = text.end;
+        } else {
+            let earlier = std::mem::replace(staged, text);
+            self.deliver(key, outbox.text(earlier));
+        }
+    }
+
+    /// Copies every staged range into its connection's output buffer, and
+    /// forgets the outbox text.
+    fn materialize(&mut self) {
+        let mut outbox = std::mem::take(self.chat.outbox());
+        let keys = std::mem::take(&mut self.staged_keys);
+        for &key in &keys {
+            let range = std::mem::replace(&mut self.staged[key], 0..0);
+            if !range.is_empty() {
+                self.deliver(key, outbox.text(range));
+            }
+        }
+        self.staged_keys = keys;
+        self.staged_keys.clear();
         outbox.clear();
         *self.chat.outbox() = outbox;
     }
 
-    fn send(&mut self, key: usize, outbox: &Outbox, text: std::ops::Range<usize>) {
+    /// Queues bytes on a connection, cutting it off if that would put it
+    /// more than `max_pending` bytes behind.
+    fn deliver(&mut self, key: usize, bytes: &[u8]) {
         let max_pending = self.config.max_pending;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -445,7 +514,6 @@ impl Server {
         if conn.doomed {
             return;
         }
-        let bytes = outbox.text(text);
         if conn.pending() + bytes.len() > max_pending {
             // Make room by writing now; a reader this far behind that still
             // cannot take it is cut off.
@@ -457,7 +525,10 @@ impl Server {
             }
         }
         conn.queue(bytes);
-        self.mark_dirty(key);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
     }
 
     fn close_after_flush(&mut self, key: usize) {
@@ -499,6 +570,7 @@ impl Server {
             while let Some(key) = self.doomed.pop() {
                 self.remove(key, now);
             }
+            self.materialize();
             let dirty = std::mem::take(&mut self.dirty);
             for &key in &dirty {
                 self.flush(key);
@@ -525,6 +597,11 @@ impl Server {
             debug!("#{key}: write: {e}");
             self.doom(key);
             return;
+        }
+        if conn.holds_idle_buffer() && !self.release_armed {
+            self.release_armed = true;
+            self.timers
+                .arm(Instant::now() + RELEASE_INTERVAL, LoopTimer::ReleaseBuffers);
         }
         let pending = conn.pending() > 0;
         if conn.closing && !pending {
@@ -563,6 +640,11 @@ impl Server {
         }
         debug!("#{key}: closed");
         drop(conn);
+        // The key may be reused at once: nothing staged may reach the next
+        // connection.
+        if let Some(staged) = self.staged.get_mut(key) {
+            *staged = 0..0;
+        }
         self.chat.disconnect(SessionId(key), now);
         self.apply_effects();
         if self.accept_paused {

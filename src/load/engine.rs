@@ -1,0 +1,973 @@
+//! The client side of a load run: one `mio` poll loop on one thread owning
+//! every client connection.
+//!
+//! Each client has a [`Role`] in the workload and a [`Phase`] in its
+//! connection's life. Each turn of the loop lets the senders queue what
+//! their window allows (the "pump"); writes every client with queued output
+//! until `WouldBlock`, registering `WRITABLE` only while output remains;
+//! polls; and reads every readable client until `WouldBlock` into one
+//! shared scratch buffer, handling each complete line (prompts are
+//! recognised as the leftover partial line).
+//!
+//! Flow control keeps the server out of its slow-reader limit: a sender may
+//! be at most `window` bytes of delivered lines ahead of its receiver (of
+//! the slowest listener, for a broadcast; of the slowest online user's
+//! presence lines, for logins).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::ceiling::Progress;
+use super::client::{find_newline, is_presence, parse_stamp, Client, Phase, Role};
+use super::report::{Latency, Report, ServerMemory};
+use super::{accounts, delivered_line, LoadConfig, Workload};
+use crate::credentials::Account;
+use crate::protocol;
+
+/// Size of the shared read buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Longest line accepted from the server; the protocol's lines are far
+/// shorter, so a longer one means the stream is not what we think.
+const MAX_LINE: usize = 8 * 1024;
+/// Most bytes a sender queues before writing.
+const OUT_CAP: usize = 64 * 1024;
+/// Most bytes one sender writes per loop turn, so that a fast socket does
+/// not starve reading.
+const PUMP_BUDGET: usize = 256 * 1024;
+/// Most connections logging in at once during setup, so that the server's
+/// listen backlog never overflows.
+const MAX_CONNECTING: usize = 128;
+/// Poll events handled per turn.
+const EVENTS_CAPACITY: usize = 1024;
+/// Notices kept verbatim in the report.
+const MAX_NOTICES: usize = 8;
+/// Characters of a notice kept.
+const NOTICE_CHARS: usize = 120;
+/// Largest latency the histogram tells apart (a minute, in nanoseconds);
+/// longer ones are recorded as this.
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+/// Counters of the whole run.
+struct Stats {
+    bytes: u64,
+    lines: u64,
+    logins: u64,
+    /// Churner sessions that ended after logging in (each a `logged out`
+    /// for every online user).
+    leaves: u64,
+    disconnects: u64,
+    notices: Vec<String>,
+    notice_count: u64,
+    latency: Histogram<u64>,
+    /// The first and the last delivery (or, for logins, login).
+    first_progress: Option<Instant>,
+    last_progress: Option<Instant>,
+}
+
+impl Stats {
+    fn progress(&mut self, now: Instant) {
+        self.first_progress.get_or_insert(now);
+        self.last_progress = Some(now);
+    }
+}
+
+/// The load engine: every client of one run on one poll loop.
+pub(super) struct Engine {
+    workload: Workload,
+    target: SocketAddr,
+    poll: Poll,
+    events: Events,
+    /// Tokens and readiness of the last poll: (client, readable, writable).
+    ready: Vec<(usize, bool, bool)>,
+    clients: Vec<Client>,
+    accounts: Vec<Account>,
+    scratch: Vec<u8>,
+    dirty: Vec<usize>,
+    /// Time zero of the stamps.
+    epoch: Instant,
+    /// Clients still to connect during setup, last first.
+    to_connect: Vec<usize>,
+    connecting: usize,
+    logged_in: usize,
+    /// Clients connected during setup (all but churners).
+    initial: usize,
+    /// The measurement started: deliveries count.
+    started: bool,
+    /// Senders may start new messages.
+    sending: bool,
+    /// A sender stopped only for its per-turn budget: poll without waiting.
+    busy: bool,
+    /// Most messages in flight per receiver.
+    window_lines: u64,
+    /// Stop sending after this many messages in total.
+    limit: Option<u64>,
+    total_sent: u64,
+    /// A lower bound of the deliveries every open listener (fanout) or
+    /// watcher (logins) has received; recomputed when it holds a sender
+    /// back.
+    floor: u64,
+    duration: Duration,
+    drain: Duration,
+    /// Where ceiling readers report the lines they received.
+    progress: Option<Progress>,
+    stats: Stats,
+}
+
+impl Engine {
+    /// Creates the clients of `config`'s workload, to connect to `target`;
+    /// ceiling readers report their progress in `progress`.
+    pub(super) fn new(
+        config: &LoadConfig,
+        target: SocketAddr,
+        progress: Option<Progress>,
+    ) -> io::Result<Engine> {
+        let now = Instant::now();
+        let workload = config.workload;
+        let n = config.clients;
+        // Ceiling readers need no accounts but are named like users.
+        let accounts = accounts(config.users_needed().max(n).max(1));
+        let name = |i: usize| accounts[i].username.as_str();
+        let size = config.message_size;
+        let mut clients = Vec::new();
+        match workload {
+            Workload::Fanout | Workload::Ceiling => {
+                // The ceiling's lines look like broadcasts of the first user.
+                if workload == Workload::Fanout {
+                    let mut broadcaster = Client::new(Role::Broadcaster, 0, now);
+                    broadcaster.set_template("broadcast ", size);
+                    clients.push(broadcaster);
+                }
+                let first = clients.len();
+                for i in 0..n {
+                    let mut listener = Client::new(Role::Listener, first + i, now);
+                    listener.prefix = format!("{}: ", name(0)).into_bytes();
+                    clients.push(listener);
+                }
+            }
+            Workload::Direct => {
+                for pair in 0..n {
+                    let (s, r) = (2 * pair, 2 * pair + 1);
+                    let mut sender = Client::new(Role::Sender { to: r }, s, now);
+                    sender.set_template(&format!("message {} ", name(r)), size);
+                    let mut receiver = Client::new(Role::Listener, r, now);
+                    receiver.prefix = format!("{}: ", name(s)).into_bytes();
+                    clients.push(sender);
+                    clients.push(receiver);
+                }
+            }
+            Workload::Pingpong => {
+                for i in 0..n / 2 * 2 {
+                    let partner = i ^ 1;
+                    let mut client = Client::new(Role::Echo, i, now);
+                    client.set_template(&format!("message {} ", name(partner)), size);
+                    client.prefix = format!("{}: ", name(partner)).into_bytes();
+                    clients.push(client);
+                }
+            }
+            Workload::Logins => {
+                clients.extend((0..n).map(|i| Client::new(Role::Watcher, i, now)));
+                let churners = n..n + config.churners;
+                clients.extend(churners.map(|i| Client::new(Role::Churner, i, now)));
+            }
+            Workload::Idle => clients.extend((0..n).map(|i| Client::new(Role::Idle, i, now))),
+        }
+        let to_connect: Vec<usize> = (0..clients.len())
+            .rev()
+            .filter(|&i| clients[i].role != Role::Churner)
+            .collect();
+        let line_len = match workload {
+            Workload::Logins => format!("{} logged out\n", name(0)).len(),
+            _ => delivered_line(name(0), size).len(),
+        };
+        let latency = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+            .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+        Ok(Engine {
+            workload,
+            target,
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            ready: Vec::new(),
+            initial: to_connect.len(),
+            to_connect,
+            clients,
+            accounts,
+            scratch: vec![0; SCRATCH_SIZE],
+            dirty: Vec::new(),
+            epoch: now,
+            connecting: 0,
+            logged_in: 0,
+            started: false,
+            sending: false,
+            busy: false,
+            window_lines: (config.window / line_len).max(1) as u64,
+            limit: config.messages,
+            total_sent: 0,
+            floor: 0,
+            duration: config.duration,
+            drain: config.drain,
+            progress,
+            stats: Stats {
+                bytes: 0,
+                lines: 0,
+                logins: 0,
+                leaves: 0,
+                disconnects: 0,
+                notices: Vec::new(),
+                notice_count: 0,
+                latency,
+                first_progress: None,
+                last_progress: None,
+            },
+        })
+    }
+
+    // ----- phases ---------------------------------------------------------
+
+    /// Connects and logs in every client but the churners, at most
+    /// [`MAX_CONNECTING`] at a time; fails if that is not done by
+    /// `deadline` or a login is refused.
+    pub(super) fn log_in_all(&mut self, deadline: Instant) -> io::Result<()> {
+        loop {
+            while self.connecting < MAX_CONNECTING {
+                let Some(i) = self.to_connect.pop() else {
+                    break;
+                };
+                self.connect(i)?;
+                self.connecting += 1;
+            }
+            if self.logged_in == self.initial {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{} of {} clients logged in before the setup timeout",
+                        self.logged_in, self.initial
+                    ),
+                ));
+            }
+            self.turn(Some(deadline - now))?;
+        }
+    }
+
+    /// Reads until nothing arrived for `quiet` (the presence lines of the
+    /// logins are through), or until `deadline`.
+    pub(super) fn settle(&mut self, quiet: Duration, deadline: Instant) -> io::Result<()> {
+        let mut seen = self.stats.bytes;
+        let mut since = Instant::now();
+        loop {
+            let now = Instant::now();
+            let until = (since + quiet).min(deadline);
+            if now >= until {
+                return Ok(());
+            }
+            self.turn(Some(until - now))?;
+            if self.stats.bytes != seen {
+                seen = self.stats.bytes;
+                since = Instant::now();
+            }
+        }
+    }
+
+    /// Sends for the configured duration or message count; returns when
+    /// sending started.
+    pub(super) fn measure(&mut self) -> io::Result<Instant> {
+        self.started = true;
+        self.sending = true;
+        let start = Instant::now();
+        let end = start + self.duration;
+        if self.workload == Workload::Pingpong {
+            let now_ns = self.now_ns();
+            for i in 0..self.clients.len() {
+                if self.may_send() {
+                    self.clients[i].queue_stamped(now_ns);
+                    self.total_sent += 1;
+                    self.mark_dirty(i);
+                }
+            }
+        }
+        loop {
+            let now = Instant::now();
+            if now >= end || !self.may_send() {
+                break;
+            }
+            self.turn(Some(end - now))?;
+        }
+        self.sending = false;
+        Ok(start)
+    }
+
+    /// Waits, at most the configured drain time, for everything sent to
+    /// arrive (and for churners to finish their cycle).
+    pub(super) fn drain(&mut self) -> io::Result<()> {
+        let end = Instant::now() + self.drain;
+        while !self.drained() {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            self.turn(Some(end - now))?;
+        }
+        Ok(())
+    }
+
+    /// The report of a run whose sending started at `start`. For the
+    /// ceiling, `written_lines` is what its writer wrote.
+    pub(super) fn report(
+        &self,
+        start: Instant,
+        written_lines: Option<u64>,
+        server_memory: Option<ServerMemory>,
+    ) -> Report {
+        let received = |role: fn(Role) -> bool| -> u64 {
+            let of_role = self.clients.iter().filter(|c| role(c.role));
+            of_role.map(|c| c.received).sum()
+        };
+        let sent_by = |role: fn(Role) -> bool| -> u64 {
+            let of_role = self.clients.iter().filter(|c| role(c.role));
+            of_role.map(|c| c.sent).sum()
+        };
+        let listeners = self.count(|r| r == Role::Listener) as u64;
+        let (sent, expected, delivered) = match self.workload {
+            Workload::Fanout => {
+                let sent = sent_by(|r| r == Role::Broadcaster);
+                (sent, sent * listeners, received(|r| r == Role::Listener))
+            }
+            Workload::Direct => {
+                let sent = sent_by(|r| matches!(r, Role::Sender { .. }));
+                (sent, sent, received(|r| r == Role::Listener))
+            }
+            Workload::Pingpong => {
+                let sent = sent_by(|r| r == Role::Echo);
+                (sent, sent, received(|r| r == Role::Echo))
+            }
+            Workload::Logins => {
+                let watchers = self.count(|r| r == Role::Watcher) as u64;
+                let events = self.stats.logins + self.stats.leaves;
+                let sent = sent_by(|r| r == Role::Churner);
+                (sent, watchers * events, received(|r| r == Role::Watcher))
+            }
+            Workload::Idle => (0, 0, 0),
+            Workload::Ceiling => {
+                let written = written_lines.unwrap_or(0);
+                (written, written, received(|r| r == Role::Listener))
+            }
+        };
+        // The ceiling's writer may start a moment before the engine does.
+        let begin = self
+            .stats
+            .first_progress
+            .map_or(start, |first| first.min(start));
+        let elapsed = match self.stats.last_progress {
+            Some(last) => last.saturating_duration_since(begin),
+            None => self.duration,
+        };
+        let h = &self.stats.latency;
+        let latency = (!h.is_empty()).then(|| Latency {
+            samples: h.len(),
+            p50: Duration::from_nanos(h.value_at_quantile(0.5)),
+            p99: Duration::from_nanos(h.value_at_quantile(0.99)),
+            p999: Duration::from_nanos(h.value_at_quantile(0.999)),
+            max: Duration::from_nanos(h.max()),
+        });
+        Report {
+            workload: self.workload,
+            clients: self.initial,
+            elapsed,
+            sent,
+            expected,
+            delivered,
+            lost: expected.saturating_sub(delivered),
+            logins: self.stats.logins,
+            bytes_received: self.stats.bytes,
+            lines_received: self.stats.lines,
+            disconnects: self.stats.disconnects,
+            notices: self.stats.notices.clone(),
+            notice_count: self.stats.notice_count,
+            latency,
+            server_memory,
+        }
+    }
+
+    fn count(&self, role: fn(Role) -> bool) -> usize {
+        self.clients.iter().filter(|c| role(c.role)).count()
+    }
+
+    /// Whether everything sent has arrived (and no churner is mid-cycle).
+    fn drained(&self) -> bool {
+        let open = |c: &&Client| c.phase != Phase::Closed;
+        match self.workload {
+            Workload::Fanout => {
+                let sent = self.clients[0].sent;
+                let listeners = self.clients.iter().filter(|c| c.role == Role::Listener);
+                listeners.filter(open).all(|c| c.received >= sent)
+            }
+            Workload::Direct => self.clients.iter().all(|c| match c.role {
+                Role::Sender { to } => {
+                    let receiver = &self.clients[to];
+                    receiver.phase == Phase::Closed || receiver.received >= c.sent
+                }
+                _ => true,
+            }),
+            Workload::Pingpong => {
+                let sent: u64 = self.clients.iter().map(|c| c.sent).sum();
+                let received: u64 = self.clients.iter().map(|c| c.received).sum();
+                received >= sent
+            }
+            Workload::Logins => {
+                let events = self.stats.logins + self.stats.leaves;
+                self.clients.iter().filter(open).all(|c| match c.role {
+                    Role::Churner => c.phase == Phase::Offline,
+                    _ => c.received >= events,
+                })
+            }
+            Workload::Idle => true,
+            Workload::Ceiling => self.clients.iter().all(|c| c.phase == Phase::Closed),
+        }
+    }
+
+    // ----- the loop -------------------------------------------------------
+
+    /// One turn: let the senders queue, write what is queued, poll (not
+    /// longer than `timeout`), and read what is readable.
+    fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.pump()?;
+        for i in std::mem::take(&mut self.dirty) {
+            self.flush(i)?;
+        }
+        let timeout = if self.busy {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
+        loop {
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.ready.clear();
+        for event in self.events.iter() {
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            self.ready
+                .push((event.token().0, readable, event.is_writable()));
+        }
+        let ready = std::mem::take(&mut self.ready);
+        // Clients waiting for an answer (churners) go before the bulk of
+        // receivers, so that a batch of presence lines does not delay them.
+        let result = [true, false].into_iter().try_for_each(|churners| {
+            for &(i, readable, writable) in &ready {
+                let is_churner = self.clients.get(i).map(|c| c.role == Role::Churner);
+                if is_churner == Some(churners) {
+                    self.on_ready(i, readable, writable)?;
+                }
+            }
+            Ok(())
+        });
+        self.ready = ready;
+        result
+    }
+
+    /// Handles one poll event of client `i`.
+    fn on_ready(&mut self, i: usize, readable: bool, writable: bool) -> io::Result<()> {
+        if self.clients[i].phase == Phase::Connecting {
+            self.finish_connect(i)?;
+        }
+        if writable && self.clients[i].pending() > 0 {
+            self.mark_dirty(i);
+        }
+        if readable {
+            self.read(i)?;
+        }
+        Ok(())
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn may_send(&self) -> bool {
+        self.sending && self.limit.is_none_or(|limit| self.total_sent < limit)
+    }
+
+    /// Messages still allowed by the message limit.
+    fn remaining(&self) -> u64 {
+        self.limit
+            .map_or(u64::MAX, |limit| limit.saturating_sub(self.total_sent))
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.accounts[self.clients[i].account].username
+    }
+
+    // ----- connections ----------------------------------------------------
+
+    fn connect(&mut self, i: usize) -> io::Result<()> {
+        let mut stream = TcpStream::connect(self.target)
+            .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", self.target)))?;
+        let ceiling = self.workload == Workload::Ceiling;
+        let interest = if ceiling {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.poll
+            .registry()
+            .register(&mut stream, Token(i), interest)?;
+        let port = stream.local_addr()?.port();
+        let client = &mut self.clients[i];
+        client.port = port;
+        client.stream = Some(stream);
+        client.phase = if ceiling {
+            Phase::Connecting
+        } else {
+            Phase::UserPrompt
+        };
+        client.writable = ceiling;
+        client.partial.clear();
+        client.out.clear();
+        client.out_pos = 0;
+        client.since = Instant::now();
+        Ok(())
+    }
+
+    /// A ceiling reader's connect completed (or failed).
+    fn finish_connect(&mut self, i: usize) -> io::Result<()> {
+        let Some(stream) = self.clients[i].stream.as_mut() else {
+            return Ok(());
+        };
+        let status = match stream.take_error() {
+            Ok(None) => stream.peer_addr().map(|_| ()),
+            Ok(Some(e)) | Err(e) => Err(e),
+        };
+        match status {
+            Ok(()) => {
+                self.poll
+                    .registry()
+                    .reregister(stream, Token(i), Interest::READABLE)?;
+                let client = &mut self.clients[i];
+                client.writable = false;
+                client.phase = Phase::Online;
+                self.logged_in += 1;
+                self.connecting -= 1;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => self.lost(i, format!("connect: {e}")),
+        }
+    }
+
+    /// Deregisters and closes client `i`'s socket.
+    fn close(&mut self, i: usize, phase: Phase) -> io::Result<()> {
+        let client = &mut self.clients[i];
+        client.phase = phase;
+        client.partial = Vec::new();
+        client.out = Vec::new();
+        client.out_pos = 0;
+        client.writable = false;
+        if let Some(mut stream) = client.stream.take() {
+            self.poll.registry().deregister(&mut stream)?;
+        }
+        Ok(())
+    }
+
+    /// Client `i` lost its connection for `reason`: fatal during setup, a
+    /// counted disconnect afterwards.
+    fn lost(&mut self, i: usize, reason: String) -> io::Result<()> {
+        let what = format!("{}: {reason}", self.name(i));
+        if !self.started {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, what));
+        }
+        let client = &self.clients[i];
+        if client.role == Role::Churner && matches!(client.phase, Phase::Online | Phase::LoggingOut)
+        {
+            self.stats.leaves += 1;
+        }
+        self.stats.disconnects += 1;
+        self.notice(what);
+        self.close(i, Phase::Closed)
+    }
+
+    fn notice(&mut self, text: String) {
+        self.stats.notice_count += 1;
+        if self.stats.notices.len() < MAX_NOTICES {
+            self.stats
+                .notices
+                .push(text.chars().take(NOTICE_CHARS).collect());
+        }
+    }
+
+    // ----- reading --------------------------------------------------------
+
+    /// Reads client `i` until `WouldBlock`, handling every complete line.
+    fn read(&mut self, i: usize) -> io::Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.read_into(i, &mut scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    fn read_into(&mut self, i: usize, scratch: &mut [u8]) -> io::Result<()> {
+        loop {
+            let Some(stream) = self.clients[i].stream.as_mut() else {
+                return Ok(());
+            };
+            match stream.read(scratch) {
+                Ok(0) => return self.on_end(i),
+                Ok(n) => {
+                    self.stats.bytes += n as u64;
+                    self.on_bytes(i, &scratch[..n])?;
+                    if let Some(progress) = &self.progress {
+                        let client = &self.clients[i];
+                        progress[usize::from(client.port)]
+                            .store(client.received, Ordering::Relaxed);
+                    }
+                    // Answer now (a prompt, a welcome, an echo) rather than
+                    // after the rest of this poll's events: the reply's
+                    // latency is part of what is measured.
+                    if self.clients[i].pending() > 0 {
+                        self.flush(i)?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.lost(i, format!("read: {e}")),
+            }
+        }
+    }
+
+    /// Splits `data` into lines (joining a partial line left from before)
+    /// and handles each; a leftover partial may be a login prompt.
+    fn on_bytes(&mut self, i: usize, mut data: &[u8]) -> io::Result<()> {
+        let now = Instant::now();
+        let now_ns = self.now_ns();
+        if !self.clients[i].partial.is_empty() {
+            let Some(end) = find_newline(data) else {
+                return self.keep_partial(i, data);
+            };
+            let mut line = std::mem::take(&mut self.clients[i].partial);
+            line.extend_from_slice(&data[..end]);
+            self.on_line(i, &line, now, now_ns)?;
+            line.clear();
+            if self.clients[i].partial.is_empty() {
+                // Keep the allocation for the next partial line.
+                self.clients[i].partial = line;
+            }
+            data = &data[end + 1..];
+        }
+        while let Some(end) = find_newline(data) {
+            self.on_line(i, &data[..end], now, now_ns)?;
+            data = &data[end + 1..];
+        }
+        self.keep_partial(i, data)
+    }
+
+    /// Keeps the start of an unfinished line; answers a complete prompt.
+    fn keep_partial(&mut self, i: usize, data: &[u8]) -> io::Result<()> {
+        let client = &mut self.clients[i];
+        if client.stream.is_none() || data.is_empty() {
+            return Ok(());
+        }
+        if client.partial.len() + data.len() > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a line from the server is longer than {MAX_LINE} bytes"),
+            ));
+        }
+        client.partial.extend_from_slice(data);
+        let account = &self.accounts[client.account];
+        let reply = match client.phase {
+            Phase::UserPrompt if client.partial == protocol::USERNAME_PROMPT.as_bytes() => {
+                if let Some(stream) = &client.stream {
+                    stream.set_nodelay(true)?;
+                }
+                client.phase = Phase::PassPrompt;
+                &account.username
+            }
+            Phase::PassPrompt if client.partial == protocol::PASSWORD_PROMPT.as_bytes() => {
+                client.phase = Phase::Welcome;
+                &account.password
+            }
+            _ => return Ok(()),
+        };
+        client.partial.clear();
+        client.out.extend_from_slice(reply.as_bytes());
+        client.out.push(b'\n');
+        self.mark_dirty(i);
+        Ok(())
+    }
+
+    /// Handles one complete line (without its `\n`) received by client `i`.
+    fn on_line(&mut self, i: usize, line: &[u8], now: Instant, now_ns: u64) -> io::Result<()> {
+        self.stats.lines += 1;
+        match self.clients[i].phase {
+            Phase::UserPrompt | Phase::PassPrompt | Phase::Welcome => {
+                self.on_login_line(i, line, now)
+            }
+            Phase::Online => {
+                self.on_online_line(i, line, now, now_ns);
+                Ok(())
+            }
+            // The goodbye, and presence lines that raced with the logout.
+            Phase::LoggingOut => Ok(()),
+            Phase::Offline | Phase::Connecting | Phase::Closed => Ok(()),
+        }
+    }
+
+    fn on_login_line(&mut self, i: usize, line: &[u8], now: Instant) -> io::Result<()> {
+        let client = &mut self.clients[i];
+        if client.phase != Phase::Welcome || line != protocol::WELCOME.as_bytes() {
+            let line = String::from_utf8_lossy(line).into_owned();
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: login refused: {line} (does the server know the generated accounts?)",
+                    self.accounts[client.account].username
+                ),
+            ));
+        }
+        client.phase = Phase::Online;
+        if client.role != Role::Churner {
+            self.logged_in += 1;
+            self.connecting -= 1;
+            return Ok(());
+        }
+        let took = now.saturating_duration_since(client.since);
+        client.out.extend_from_slice(b"logout\n");
+        client.phase = Phase::LoggingOut;
+        self.stats.logins += 1;
+        self.stats.progress(now);
+        let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.stats.latency.saturating_record(took_ns);
+        self.mark_dirty(i);
+        Ok(())
+    }
+
+    fn on_online_line(&mut self, i: usize, line: &[u8], now: Instant, now_ns: u64) {
+        let client = &self.clients[i];
+        let stamp = line
+            .strip_prefix(client.prefix.as_slice())
+            .filter(|_| !client.prefix.is_empty())
+            .and_then(parse_stamp);
+        if let Some(sent_ns) = stamp {
+            if self.started || self.workload == Workload::Ceiling {
+                self.deliver(i, sent_ns, now, now_ns);
+            } else {
+                self.notice(format!("message before the run started: {}", show(line)));
+            }
+        } else if is_presence(line) {
+            if self.started && client.role == Role::Watcher {
+                self.clients[i].received += 1;
+            }
+        } else {
+            let text = format!("{}: {}", self.name(i), show(line));
+            self.notice(text);
+        }
+    }
+
+    fn deliver(&mut self, i: usize, sent_ns: u64, now: Instant, now_ns: u64) {
+        self.stats.progress(now);
+        if self.workload != Workload::Ceiling {
+            self.stats
+                .latency
+                .saturating_record(now_ns.saturating_sub(sent_ns));
+        }
+        let may_send = self.may_send();
+        let client = &mut self.clients[i];
+        client.received += 1;
+        if client.role == Role::Echo && may_send {
+            client.queue_stamped(now_ns);
+            self.total_sent += 1;
+            self.mark_dirty(i);
+        }
+    }
+
+    /// The server closed client `i`'s connection.
+    fn on_end(&mut self, i: usize) -> io::Result<()> {
+        let client = &self.clients[i];
+        match (client.role, client.phase) {
+            (Role::Churner, Phase::LoggingOut) => {
+                self.stats.leaves += 1;
+                self.close(i, Phase::Offline)
+            }
+            (Role::Listener, Phase::Online) if self.workload == Workload::Ceiling => {
+                self.close(i, Phase::Closed)
+            }
+            _ => {
+                let last = if client.partial.is_empty() {
+                    String::new()
+                } else {
+                    format!(" after {}", show(&client.partial))
+                };
+                self.lost(i, format!("server closed the connection{last}"))
+            }
+        }
+    }
+
+    // ----- sending --------------------------------------------------------
+
+    /// Lets every sender queue what its window allows, and starts churner
+    /// cycles.
+    fn pump(&mut self) -> io::Result<()> {
+        self.busy = false;
+        if !self.may_send() {
+            return Ok(());
+        }
+        match self.workload {
+            Workload::Fanout => self.pump_sender(0),
+            Workload::Direct => {
+                for i in (0..self.clients.len()).step_by(2) {
+                    self.pump_sender(i)?;
+                }
+                Ok(())
+            }
+            Workload::Logins => self.start_churners(),
+            Workload::Pingpong | Workload::Idle | Workload::Ceiling => Ok(()),
+        }
+    }
+
+    /// Deliveries that every receiver of sender `i` has taken, as far as
+    /// the window is concerned.
+    fn acked(&mut self, i: usize) -> u64 {
+        let sent = self.clients[i].sent;
+        match self.clients[i].role {
+            Role::Sender { to } => self.clients[to].received,
+            _ => {
+                if sent.saturating_sub(self.floor) >= self.window_lines {
+                    self.floor = self.slowest(Role::Listener, sent);
+                }
+                self.floor
+            }
+        }
+    }
+
+    /// The fewest deliveries any open client of `role` has received, or
+    /// `none` if there is no such client.
+    fn slowest(&self, role: Role, none: u64) -> u64 {
+        let open = self
+            .clients
+            .iter()
+            .filter(|c| c.role == role && c.phase != Phase::Closed);
+        open.map(|c| c.received).min().unwrap_or(none)
+    }
+
+    /// Queues and writes commands of sender `i` while its window, the
+    /// message limit and this turn's budget allow.
+    fn pump_sender(&mut self, i: usize) -> io::Result<()> {
+        let mut budget = PUMP_BUDGET;
+        loop {
+            if self.clients[i].stream.is_none() {
+                return Ok(());
+            }
+            let acked = self.acked(i);
+            let remaining = self.remaining();
+            let now_ns = self.now_ns();
+            let client = &mut self.clients[i];
+            let in_flight = client.sent.saturating_sub(acked);
+            let mut room = self.window_lines.saturating_sub(in_flight).min(remaining);
+            if room == 0 {
+                return Ok(());
+            }
+            let len = client.template.len();
+            while room > 0 && client.pending() + len <= OUT_CAP && budget >= len {
+                client.queue_stamped(now_ns);
+                self.total_sent += 1;
+                room -= 1;
+                budget -= len;
+            }
+            self.flush(i)?;
+            if self.clients[i].pending() > 0 {
+                // Its WRITABLE edge comes when the socket drains.
+                return Ok(());
+            }
+            if budget < len {
+                self.busy = true;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Starts a new cycle for every offline churner, while the slowest
+    /// online user is less than a window of presence lines behind.
+    fn start_churners(&mut self) -> io::Result<()> {
+        for i in 0..self.clients.len() {
+            if self.clients[i].role != Role::Churner || self.clients[i].phase != Phase::Offline {
+                continue;
+            }
+            let events = self.stats.logins + self.stats.leaves;
+            if events.saturating_sub(self.floor) >= self.window_lines {
+                self.floor = self.slowest(Role::Watcher, events);
+                if events.saturating_sub(self.floor) >= self.window_lines {
+                    return Ok(());
+                }
+            }
+            if self.remaining() == 0 {
+                return Ok(());
+            }
+            self.connect(i)?;
+            self.clients[i].sent += 1;
+            self.total_sent += 1;
+        }
+        Ok(())
+    }
+
+    // ----- writing --------------------------------------------------------
+
+    fn mark_dirty(&mut self, i: usize) {
+        let client = &mut self.clients[i];
+        if !client.dirty {
+            client.dirty = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// Writes client `i`'s output until done or `WouldBlock`, and keeps its
+    /// `WRITABLE` interest in step.
+    fn flush(&mut self, i: usize) -> io::Result<()> {
+        let client = &mut self.clients[i];
+        client.dirty = false;
+        let Some(stream) = client.stream.as_mut() else {
+            return Ok(());
+        };
+        while client.out_pos < client.out.len() {
+            match stream.write(&client.out[client.out_pos..]) {
+                Ok(0) => return self.lost(i, "write: wrote nothing".into()),
+                Ok(n) => client.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.lost(i, format!("write: {e}")),
+            }
+        }
+        if client.out_pos == client.out.len() {
+            client.out.clear();
+            client.out_pos = 0;
+        }
+        let want = client.out_pos < client.out.len();
+        if want != client.writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(stream, Token(i), interest)?;
+            client.writable = want;
+        }
+        Ok(())
+    }
+}
+
+/// A received line for a notice.
+fn show(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).into_owned()
+}

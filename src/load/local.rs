@@ -1,0 +1,99 @@
+//! A confab server on a thread of this process, for benchmarks and tests.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::chat::ChatConfig;
+use crate::credentials::Account;
+use crate::server::{defaults, Config, Server, ShutdownHandle};
+
+/// How long the server thread may take to bind.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ban and idle durations long enough that no run meets them.
+const LONG: Duration = Duration::from_secs(3600);
+
+/// A [`Server`] running on its own thread on `127.0.0.1` and a free port,
+/// with 1-hour ban and idle timeouts, the default line and backlog limits,
+/// and room for every account to be connected at once. Dropping it shuts
+/// the server down and waits for its thread.
+pub struct LocalServer {
+    addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl LocalServer {
+    /// Starts a server that knows `accounts`. The server is built on its
+    /// own thread (it is not `Send`) and reports its address back.
+    pub fn start(accounts: Vec<Account>) -> io::Result<LocalServer> {
+        let config = Config {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            chat: ChatConfig {
+                block_duration: LONG,
+                timeout: LONG,
+            },
+            max_line: defaults::MAX_LINE,
+            max_pending: defaults::MAX_PENDING,
+            max_clients: defaults::MAX_CLIENTS.max(accounts.len() + 100),
+        };
+        let (tx, rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("confab-server".into())
+            .spawn(move || {
+                let bound = Server::bind(config, accounts)
+                    .and_then(|server| Ok((server.local_addr()?, server)));
+                match bound {
+                    Ok((addr, mut server)) => {
+                        // The receiver only goes away if start() gave up.
+                        if tx.send(Ok((addr, server.shutdown_handle()))).is_err() {
+                            return Ok(());
+                        }
+                        server.run()
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        Ok(())
+                    }
+                }
+            })?;
+        let (addr, shutdown) = rx.recv_timeout(START_TIMEOUT).map_err(|e| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("server thread: {e}"))
+        })??;
+        Ok(LocalServer {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts the server down and waits for its thread; reports an error of
+    /// its poll loop.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.shutdown.shutdown()?;
+        thread
+            .join()
+            .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

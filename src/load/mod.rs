@@ -1,0 +1,341 @@
+//! Load generation: many clients driven from one thread, and what the
+//! server delivered to them.
+//!
+//! A run ([`run`]) connects every client of a [`Workload`] on one `mio`
+//! loop (the `engine` module), logs them in with generated accounts
+//! ([`accounts`]), waits until the presence chatter of the logins has
+//! settled, then drives the workload for [`LoadConfig::duration`] (or
+//! [`LoadConfig::messages`]), stops sending, and drains for at most
+//! [`LoadConfig::drain`]. Every message carries its send time (nanoseconds
+//! since the run started, 16 hex digits at the start of the text), so the
+//! receiver of each delivery records its latency. Senders keep a bounded
+//! number of bytes in flight ([`LoadConfig::window`]), far below the
+//! server's 1 MiB slow-reader limit, so the server never has a reason to cut
+//! a client off; anything it does not deliver by the end of the drain is
+//! reported as lost.
+//!
+//! Every phase has a deadline, and runs only ever talk to loopback
+//! addresses.
+
+mod ceiling;
+mod client;
+mod engine;
+mod local;
+mod report;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::credentials::Account;
+
+pub use local::LocalServer;
+pub use report::{memory, Latency, Memory, Report, ServerMemory};
+
+use engine::Engine;
+
+/// Bytes of the send timestamp at the start of every message text: the
+/// nanoseconds since the run started, as 16 lowercase hex digits.
+pub const STAMP_LEN: usize = 16;
+
+/// Longest message text a run sends, so that `message <user> <text>` stays
+/// under the server's default 1024-byte line limit.
+pub const MAX_MESSAGE_SIZE: usize = 960;
+
+/// How long the clients must hear nothing before the login chatter counts
+/// as settled and the measurement starts.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// A named load pattern. The names are those of `confab-load --workload`
+/// and of `cargo bench`'s filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// One broadcaster pipelines `broadcast <text>` to CLIENTS logged-in
+    /// listeners (default 1,000), keeping at most WINDOW bytes in flight
+    /// to the slowest listener. Figure: deliveries/s (lines received by
+    /// listeners). Needs CLIENTS + 1 accounts.
+    Fanout,
+    /// CLIENTS pairs (default 100): each sender pipelines
+    /// `message <partner> <text>` to its partner, at most WINDOW bytes in
+    /// flight per pair. Figure: messages/s delivered. Needs 2 × CLIENTS
+    /// accounts.
+    Direct,
+    /// CLIENTS clients (default 50, rounded down to even) in pairs; each
+    /// starts with one message to its partner and answers every message it
+    /// receives with one, so CLIENTS messages are always in flight, like
+    /// unpipelined request/response clients. Figure: messages/s and
+    /// latency percentiles. Needs CLIENTS accounts.
+    Pingpong,
+    /// CHURNERS clients (default 10) connect, log in, log out and repeat
+    /// while CLIENTS other users stay online (default 1,000) and receive
+    /// every `logged in`/`logged out` presence line, which is counted and
+    /// checked for loss. Figure: logins/s; latency is connect to welcome.
+    /// Needs CLIENTS + CHURNERS accounts.
+    Logins,
+    /// CLIENTS logged-in connections that do nothing (default 10,000),
+    /// held for DURATION once their login chatter settled. Figure: growth
+    /// of the server's resident memory per connection over the empty
+    /// server; needs --server-pid. Needs CLIENTS accounts.
+    Idle,
+    /// No chat server: a minimal in-process `mio` loop writes pre-built
+    /// lines shaped like fanout's deliveries to CLIENTS sockets (default
+    /// 1,000), which the load engine reads and parses exactly as in
+    /// `fanout`. Figure:
+    /// deliveries/s, this machine's physical fan-out limit. Ignores
+    /// --target.
+    Ceiling,
+}
+
+impl Workload {
+    /// Every workload, in the order the benchmark prints them.
+    pub const ALL: [Workload; 6] = [
+        Workload::Fanout,
+        Workload::Direct,
+        Workload::Pingpong,
+        Workload::Logins,
+        Workload::Idle,
+        Workload::Ceiling,
+    ];
+
+    /// The workload's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Fanout => "fanout",
+            Workload::Direct => "direct",
+            Workload::Pingpong => "pingpong",
+            Workload::Logins => "logins",
+            Workload::Idle => "idle",
+            Workload::Ceiling => "ceiling",
+        }
+    }
+
+    /// The default of [`LoadConfig::clients`]: listeners, pairs, clients,
+    /// online users or idle connections, as the workload counts them.
+    pub fn default_clients(self) -> usize {
+        match self {
+            Workload::Fanout | Workload::Logins | Workload::Ceiling => 1000,
+            Workload::Direct => 100,
+            Workload::Pingpong => 50,
+            Workload::Idle => 10_000,
+        }
+    }
+}
+
+/// Everything a load run needs.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// What to do.
+    pub workload: Workload,
+    /// The server; must be a loopback address. Unused by
+    /// [`Workload::Ceiling`], which starts its own writer.
+    pub target: SocketAddr,
+    /// The workload's main count (see [`Workload::default_clients`]).
+    pub clients: usize,
+    /// Clients that log in and out repeatedly in [`Workload::Logins`].
+    pub churners: usize,
+    /// How long to send (for [`Workload::Idle`]: how long to hold the
+    /// connections before reading the server's memory).
+    pub duration: Duration,
+    /// Stop sending after this many messages (or logins) in total, if
+    /// that comes before `duration`.
+    pub messages: Option<u64>,
+    /// Bytes of each message text, the timestamp included; at least
+    /// [`STAMP_LEN`], at most [`MAX_MESSAGE_SIZE`].
+    pub message_size: usize,
+    /// Most bytes of delivered lines a sender keeps in flight towards one
+    /// receiver (towards the slowest, for broadcasts and presence).
+    pub window: usize,
+    /// After sending stops, how long to wait for what is still in flight.
+    pub drain: Duration,
+    /// How long connecting and logging in every client may take, the
+    /// settling of their presence chatter included.
+    pub setup_timeout: Duration,
+    /// The server's process id, to report its memory (`/proc/PID/status`).
+    pub server_pid: Option<u32>,
+}
+
+impl LoadConfig {
+    /// The defaults for `workload` against `target`: the workload's default
+    /// clients, 10 churners, 5 s, 64-byte messages, a 64 KiB window, 2 s of
+    /// drain, 60 s to set up, no message limit and no server memory.
+    pub fn new(workload: Workload, target: SocketAddr) -> LoadConfig {
+        LoadConfig {
+            workload,
+            target,
+            clients: workload.default_clients(),
+            churners: 10,
+            duration: Duration::from_secs(5),
+            messages: None,
+            message_size: 64,
+            window: 64 * 1024,
+            drain: Duration::from_secs(2),
+            setup_timeout: Duration::from_secs(60),
+            server_pid: None,
+        }
+    }
+
+    /// How many accounts (`user0001`, ...) the server must know for this
+    /// run.
+    pub fn users_needed(&self) -> usize {
+        match self.workload {
+            Workload::Fanout => self.clients + 1,
+            Workload::Direct => 2 * self.clients,
+            Workload::Pingpong => self.clients / 2 * 2,
+            Workload::Logins => self.clients + self.churners,
+            Workload::Idle => self.clients,
+            Workload::Ceiling => 0,
+        }
+    }
+
+    fn validate(&self) -> io::Result<()> {
+        let invalid = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+        if self.workload != Workload::Ceiling && !self.target.ip().is_loopback() {
+            return invalid(format!(
+                "target {} is not a loopback address; load runs stay on this machine",
+                self.target
+            ));
+        }
+        if !(STAMP_LEN..=MAX_MESSAGE_SIZE).contains(&self.message_size) {
+            return invalid(format!(
+                "message size {} is not between {STAMP_LEN} and {MAX_MESSAGE_SIZE}",
+                self.message_size
+            ));
+        }
+        let least = match self.workload {
+            Workload::Pingpong => 2,
+            Workload::Idle | Workload::Logins => 0,
+            _ => 1,
+        };
+        if self.clients < least {
+            return invalid(format!(
+                "{} needs at least {least} clients",
+                self.workload.name()
+            ));
+        }
+        if self.workload == Workload::Logins && self.churners == 0 {
+            return invalid("logins needs at least 1 churner".into());
+        }
+        Ok(())
+    }
+}
+
+/// The generated accounts `user0001 pw0001`, `user0002 pw0002`, ... (more
+/// digits past 9,999).
+pub fn accounts(n: usize) -> Vec<Account> {
+    (1..=n)
+        .map(|i| Account {
+            username: format!("user{i:04}"),
+            password: format!("pw{i:04}"),
+        })
+        .collect()
+}
+
+/// Writes the first `n` generated [`accounts`] as a credentials file for
+/// `confab-server --credentials`.
+pub fn write_credentials(path: &Path, n: usize) -> io::Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    for account in accounts(n) {
+        writeln!(out, "{} {}", account.username, account.password)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// The line a receiver gets for one message of `message_size` bytes from
+/// `sender`, with a zero timestamp: `<sender>: <stamp><padding>\n`.
+fn delivered_line(sender: &str, message_size: usize) -> Vec<u8> {
+    let mut line = format!("{sender}: ").into_bytes();
+    line.resize(line.len() + STAMP_LEN, b'0');
+    line.resize(line.len() + message_size - STAMP_LEN, b'x');
+    line.push(b'\n');
+    line
+}
+
+/// Runs one load run to the end and reports it. Fails if a client cannot
+/// connect or log in within [`LoadConfig::setup_timeout`] (or the server's
+/// memory cannot be read); what happens after the setup — disconnects,
+/// unexpected lines, lost messages — is reported, not an error.
+///
+/// The run takes at most `setup_timeout + duration + drain` plus the time to
+/// close the connections.
+pub fn run(config: &LoadConfig) -> io::Result<Report> {
+    config.validate()?;
+    let before = config.server_pid.map(memory).transpose()?;
+    let setup_deadline = Instant::now() + config.setup_timeout;
+    let line = delivered_line(&accounts(1)[0].username, config.message_size);
+    let ceiling = if config.workload == Workload::Ceiling {
+        let window_lines = (config.window / line.len()).max(1) as u64;
+        Some(ceiling::Ceiling::start(
+            config.clients,
+            &line,
+            window_lines,
+            config.duration,
+            config.setup_timeout,
+        )?)
+    } else {
+        None
+    };
+    let target = ceiling.as_ref().map_or(config.target, |c| c.addr());
+    let progress = ceiling.as_ref().map(|c| c.progress());
+    let mut engine = Engine::new(config, target, progress)?;
+    engine.log_in_all(setup_deadline)?;
+    if config.workload != Workload::Ceiling {
+        // The ceiling's writer starts at once; there is no chatter to wait for.
+        engine.settle(QUIET, setup_deadline)?;
+    }
+    let start = engine.measure()?;
+    engine.drain()?;
+    let written_lines = match ceiling {
+        Some(ceiling) => {
+            let line_len = line.len() as u64;
+            Some(ceiling.finish()?.iter().map(|bytes| bytes / line_len).sum())
+        }
+        None => None,
+    };
+    let server_memory = match (config.server_pid, before) {
+        (Some(pid), Some(before)) => Some(ServerMemory {
+            before,
+            after: memory(pid)?,
+        }),
+        _ => None,
+    };
+    Ok(engine.report(start, written_lines, server_memory))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_are_numbered_from_one() {
+        let accounts = accounts(2);
+        assert_eq!(accounts[0].username, "user0001");
+        assert_eq!(accounts[0].password, "pw0001");
+        assert_eq!(accounts[1].username, "user0002");
+    }
+
+    #[test]
+    fn delivered_line_has_the_message_size() {
+        let line = delivered_line("user0001", 20);
+        assert_eq!(line, b"user0001: 0000000000000000xxxx\n");
+    }
+
+    #[test]
+    fn names_match_the_command_line() {
+        use clap::ValueEnum;
+        for workload in Workload::ALL {
+            let value = workload
+                .to_possible_value()
+                .expect("every variant is a value");
+            assert_eq!(value.get_name(), workload.name());
+        }
+    }
+
+    #[test]
+    fn remote_targets_are_refused() {
+        let config = LoadConfig::new(Workload::Direct, "10.0.0.1:9".parse().expect("address"));
+        let err = run(&config).expect_err("not loopback");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,224 @@
+//! What a load run found, and the server's memory as `/proc` tells it.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use super::Workload;
+
+/// Resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss: u64,
+    /// The most it was ever resident (`VmHWM`).
+    pub peak: u64,
+}
+
+/// The server's memory at the start and at the end of a run (the end is
+/// read before the clients disconnect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerMemory {
+    /// Before the first client connected.
+    pub before: Memory,
+    /// With every client still connected, after sending and draining.
+    pub after: Memory,
+}
+
+/// Reads `VmRSS` and `VmHWM` of process `pid` from `/proc/PID/status`.
+pub fn memory(pid: u32) -> io::Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)?;
+    let field = |name: &str| -> io::Result<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: no {name}")))
+    };
+    Ok(Memory {
+        rss: field("VmRSS:")?,
+        peak: field("VmHWM:")?,
+    })
+}
+
+/// Percentiles of the recorded latencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// How many latencies were recorded.
+    pub samples: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+/// The outcome of one load run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// What ran.
+    pub workload: Workload,
+    /// Connections held through the run (churners not included).
+    pub clients: usize,
+    /// From the start of sending to the last delivery (or login), or to the
+    /// end of sending if nothing arrived.
+    pub elapsed: Duration,
+    /// Messages sent: broadcasts, direct messages, logins started, or (for
+    /// `ceiling`) whole lines written.
+    pub sent: u64,
+    /// Deliveries the clients should have received: a broadcast counts once
+    /// per listener, a login or logout once per online user.
+    pub expected: u64,
+    /// Deliveries received.
+    pub delivered: u64,
+    /// Expected deliveries not received by the end of the drain.
+    pub lost: u64,
+    /// Completed logins of churners (`logins` only).
+    pub logins: u64,
+    /// Every byte the clients received in the run, logins included.
+    pub bytes_received: u64,
+    /// Every line the clients received in the run, logins included.
+    pub lines_received: u64,
+    /// Connections the server closed or reset unexpectedly after setup.
+    pub disconnects: u64,
+    /// Lines that were neither deliveries nor expected chatter, and
+    /// disconnect reasons: the first few, and how many in all.
+    pub notices: Vec<String>,
+    /// How many notices there were in all.
+    pub notice_count: u64,
+    /// Message latency (send to receipt) or, for `logins`, connect to
+    /// welcome; `None` when nothing was timed.
+    pub latency: Option<Latency>,
+    /// The server's memory, when its process id was given.
+    pub server_memory: Option<ServerMemory>,
+}
+
+impl Report {
+    /// The workload's headline figure in [`Report::unit`]: deliveries,
+    /// messages or logins per second, or for `idle` the server's memory
+    /// growth per connection (`None` without the server's memory).
+    pub fn figure(&self) -> Option<f64> {
+        match self.workload {
+            Workload::Idle => {
+                let memory = self.server_memory?;
+                let growth = memory.after.rss as f64 - memory.before.rss as f64;
+                Some(growth / self.clients.max(1) as f64)
+            }
+            Workload::Logins => Some(per_second(self.logins, self.elapsed)),
+            _ => Some(per_second(self.delivered, self.elapsed)),
+        }
+    }
+
+    /// The unit of [`Report::figure`].
+    pub fn unit(&self) -> &'static str {
+        match self.workload {
+            Workload::Fanout | Workload::Ceiling => "deliveries/s",
+            Workload::Direct | Workload::Pingpong => "messages/s",
+            Workload::Logins => "logins/s",
+            Workload::Idle => "bytes/conn",
+        }
+    }
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// A byte count for people: `12.3 MiB`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A duration for people, in µs below a millisecond, else in ms.
+fn short(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "workload     {} ({} clients, {:.2} s)",
+            self.workload.name(),
+            self.clients,
+            self.elapsed.as_secs_f64()
+        )?;
+        match self.figure() {
+            Some(figure) => writeln!(f, "figure       {figure:.0} {}", self.unit())?,
+            None => writeln!(f, "figure       n/a (give --server-pid)")?,
+        }
+        writeln!(f, "sent         {}", self.sent)?;
+        writeln!(
+            f,
+            "delivered    {} of {} expected, lost {}",
+            self.delivered, self.expected, self.lost
+        )?;
+        if self.workload == Workload::Logins {
+            writeln!(f, "logins       {}", self.logins)?;
+        }
+        if let Some(l) = &self.latency {
+            writeln!(
+                f,
+                "latency      p50 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
+                short(l.p50),
+                short(l.p99),
+                short(l.p999),
+                short(l.max),
+                l.samples
+            )?;
+        }
+        writeln!(
+            f,
+            "received     {} bytes in {} lines",
+            self.bytes_received, self.lines_received
+        )?;
+        writeln!(f, "disconnects  {}", self.disconnects)?;
+        if let Some(m) = &self.server_memory {
+            writeln!(
+                f,
+                "server RSS   {} before, {} after, peak {}",
+                mib(m.before.rss),
+                mib(m.after.rss),
+                mib(m.after.peak)
+            )?;
+        }
+        if self.notice_count > 0 {
+            writeln!(
+                f,
+                "notices      {} (first {}):",
+                self.notice_count,
+                self.notices.len()
+            )?;
+            for notice in &self.notices {
+                writeln!(f, "  {notice}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_memory() {
+        let m = memory(std::process::id()).expect("own /proc status");
+        assert!(m.rss > 0 && m.peak >= m.rss);
+    }
+}

@@ -1,0 +1,100 @@
+//! A connection's output waiting to be written.
+//!
+//! Written bytes are dropped from the front lazily, once they make up half
+//! the buffer, so a reader that keeps up only partly costs at most twice
+//! its pending bytes in memory, and each byte is moved at most once on
+//! average.
+
+/// Bytes queued for a socket: `buf[pos..]` is still to be written.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl OutBuf {
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The bytes still to be written, for the next `write`.
+    pub fn unwritten(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Records that the first `n` unwritten bytes were written. When all
+    /// are, the buffer is emptied but keeps its memory for the next burst.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Queues bytes, first dropping written ones if they are half the
+    /// buffer.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Whether the buffer holds memory but nothing to write.
+    pub fn holds_idle_memory(&self) -> bool {
+        self.pending() == 0 && self.buf.capacity() > 0
+    }
+
+    /// Frees the memory if nothing is pending.
+    pub fn release_if_empty(&mut self) {
+        if self.pending() == 0 {
+            *self = OutBuf::default();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_in_order_across_partial_writes() {
+        let mut out = OutBuf::default();
+        out.push(b"hello ");
+        out.push(b"world");
+        assert_eq!(out.unwritten(), b"hello world");
+        out.consume(3);
+        assert_eq!(out.unwritten(), b"lo world");
+        out.push(b"!");
+        assert_eq!(out.unwritten(), b"lo world!");
+        out.consume(9);
+        assert_eq!(out.pending(), 0);
+        assert!(out.holds_idle_memory());
+        out.release_if_empty();
+        assert!(!out.holds_idle_memory());
+    }
+
+    #[test]
+    fn memory_stays_within_twice_the_pending_bytes() {
+        let mut out = OutBuf::default();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..1000 {
+            out.push(&chunk);
+            // A reader that takes almost everything, falling behind slowly.
+            out.consume(60 * 1024);
+            assert!(out.pending() > 0);
+            assert!(out.buf.len() <= 2 * out.pending() + chunk.len());
+        }
+    }
+
+    #[test]
+    fn pending_output_is_not_released() {
+        let mut out = OutBuf::default();
+        out.push(b"abc");
+        out.release_if_empty();
+        assert_eq!(out.unwritten(), b"abc");
+    }
+}

@@ -1,0 +1,132 @@
+//! Smoke tests of the load engine: every workload at a tiny scale against
+//! an in-process server. They check behaviour — everything sent arrives,
+//! nothing unexpected is said — never speed.
+
+use std::time::Duration;
+
+use confab::load::{self, LoadConfig, LocalServer, Report, Workload};
+
+/// Runs `workload` briefly with `clients` clients against a fresh server
+/// (or, for the ceiling, none), after `adjust` tweaks the configuration.
+fn run_small(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadConfig)) -> Report {
+    let placeholder = "127.0.0.1:9".parse().expect("address");
+    let mut config = LoadConfig::new(workload, placeholder);
+    config.clients = clients;
+    config.churners = 2;
+    config.duration = Duration::from_millis(300);
+    config.drain = Duration::from_secs(5);
+    config.setup_timeout = Duration::from_secs(20);
+    adjust(&mut config);
+    if workload == Workload::Ceiling {
+        return load::run(&config).expect("ceiling run");
+    }
+    let server = LocalServer::start(load::accounts(config.users_needed())).expect("server starts");
+    config.target = server.addr();
+    let report = load::run(&config).expect("load run");
+    server.stop().expect("server stops cleanly");
+    report
+}
+
+/// Everything sent arrived and nothing unexpected happened.
+fn assert_clean(report: &Report) {
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.delivered, report.expected, "{report}");
+    assert_eq!(report.disconnects, 0, "{report}");
+    assert_eq!(report.notice_count, 0, "{report}");
+}
+
+#[test]
+fn fanout_delivers_every_broadcast_to_every_listener() {
+    let report = run_small(Workload::Fanout, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.sent > 0, "{report}");
+    assert_eq!(report.expected, report.sent * 5, "{report}");
+    assert!(report.latency.is_some(), "{report}");
+}
+
+#[test]
+fn direct_delivers_every_message() {
+    let report = run_small(Workload::Direct, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.delivered > 0, "{report}");
+    assert_eq!(report.clients, 10);
+}
+
+#[test]
+fn pingpong_keeps_messages_going() {
+    let report = run_small(Workload::Pingpong, 6, |_| {});
+    assert_clean(&report);
+    // More than the first message of each client: answers kept coming.
+    assert!(report.delivered > 6, "{report}");
+}
+
+#[test]
+fn logins_count_every_presence_line() {
+    let report = run_small(Workload::Logins, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.logins > 0, "{report}");
+    // Each login and each logout is told to the 5 online users.
+    assert_eq!(report.expected, 5 * 2 * report.logins, "{report}");
+}
+
+#[test]
+fn idle_reports_the_server_memory() {
+    let report = run_small(Workload::Idle, 5, |c| {
+        // The server is a thread of this process: its memory is ours.
+        c.server_pid = Some(std::process::id());
+    });
+    assert_clean(&report);
+    assert_eq!(report.clients, 5);
+    assert!(report.server_memory.is_some(), "{report}");
+    assert!(report.figure().is_some(), "{report}");
+}
+
+#[test]
+fn ceiling_delivers_every_line_written() {
+    let report = run_small(Workload::Ceiling, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.delivered > 0, "{report}");
+}
+
+#[test]
+fn message_limit_stops_sending() {
+    let report = run_small(Workload::Direct, 2, |c| {
+        c.duration = Duration::from_secs(20);
+        c.messages = Some(100);
+    });
+    assert_clean(&report);
+    assert_eq!(report.sent, 100, "{report}");
+}
+
+#[test]
+fn small_windows_still_deliver_everything() {
+    // One line in flight per listener at a time.
+    let report = run_small(Workload::Fanout, 3, |c| c.window = 1);
+    assert_clean(&report);
+    assert!(report.sent > 0, "{report}");
+}
+
+#[test]
+fn wrong_accounts_fail_the_setup() {
+    // A server that knows none of the generated users refuses the login.
+    let server = LocalServer::start(vec![confab::credentials::Account {
+        username: "yoda".into(),
+        password: "wise".into(),
+    }])
+    .expect("server starts");
+    let mut config = LoadConfig::new(Workload::Direct, server.addr());
+    config.clients = 1;
+    config.setup_timeout = Duration::from_secs(10);
+    let err = load::run(&config).expect_err("login refused");
+    assert!(err.to_string().contains("login refused"), "{err}");
+    server.stop().expect("server stops cleanly");
+}
+
+#[test]
+fn credentials_file_round_trips() {
+    let path = std::env::temp_dir().join(format!("confab-load-test-{}.txt", std::process::id()));
+    load::write_credentials(&path, 3).expect("written");
+    let accounts = confab::credentials::load(&path).expect("readable");
+    std::fs::remove_file(&path).expect("removed");
+    assert_eq!(accounts, load::accounts(3));
+}
