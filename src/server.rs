@@ -443,6 +443,7 @@ impl Server {
                     for (_, conn) in &mut self.conns {
                         conn.release_idle_buffer();
                     }
+                    return_free_memory();
                 }
             }
         }
@@ -695,4 +696,16 @@ impl Server {
 /// `EMFILE` or `ENFILE`: the process or the system ran out of descriptors.
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Gives memory freed by the allocator back to the system. A burst (a
+/// login storm, a flood of broadcasts) grows output buffers all over the
+/// heap; once they are freed, glibc keeps the pages unless asked, and the
+/// server's resident size would stay at the burst's peak.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
