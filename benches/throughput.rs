@@ -22,8 +22,9 @@ use confab::load::{self, LoadConfig, LocalServer, Report, Workload};
 const RUNS: usize = 3;
 /// Seconds of sending per run.
 const SECONDS: Duration = Duration::from_secs(2);
-/// Seconds `idle` holds its connections before reading the server's memory.
-const IDLE_HOLD: Duration = Duration::from_millis(500);
+/// How long `idle` holds its connections before reading the server's
+/// memory: longer than the server's 1 s interval for freeing idle buffers.
+const IDLE_HOLD: Duration = Duration::from_millis(1500);
 /// How long setting up a run may take (`idle` logs in 10,000 users, and
 /// each login is announced to everyone already online).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);

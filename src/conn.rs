@@ -42,6 +42,9 @@ pub struct Conn {
     pub doomed: bool,
     /// Listed in the server's dirty list for this iteration.
     pub dirty: bool,
+    /// Used its read budget and may have more input: listed in the
+    /// server's list of connections to read again next iteration.
+    pub unread: bool,
 }
 
 impl Conn {
@@ -57,6 +60,7 @@ impl Conn {
             closing: false,
             doomed: false,
             dirty: false,
+            unread: false,
         }
     }
 

@@ -340,10 +340,12 @@ impl Server {
         if conn.doomed {
             return;
         }
+        let waiting = conn.unread;
         if writable {
             self.mark_dirty(key);
         }
-        if readable {
+        // A connection waiting in `unread` is read there, within its budget.
+        if readable && !waiting {
             self.read(key, Instant::now());
         }
     }
@@ -351,7 +353,10 @@ impl Server {
     /// Serves connections that used their read budget last iteration.
     fn read_unread(&mut self, now: Instant) {
         for key in std::mem::take(&mut self.unread) {
-            self.read(key, now);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.unread = false;
+                self.read(key, now);
+            }
         }
     }
 
@@ -367,7 +372,10 @@ impl Server {
                 return;
             }
             if budget == 0 {
-                self.unread.push(key);
+                if !conn.unread {
+                    conn.unread = true;
+                    self.unread.push(key);
+                }
                 return;
             }
             let want = budget.min(self.scratch.len());

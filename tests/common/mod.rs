@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use confab::chat::ChatConfig;
 use confab::credentials::Account;
-use confab::server::{defaults, Config, Server, ShutdownHandle};
+use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle};
 
 /// Longest any single expectation waits for the server.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,6 +90,9 @@ impl Default for Options {
 /// and joins the thread, failing the test if the server failed.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// How many connections the server holds (updated once per loop
+    /// iteration).
+    pub gauge: ConnectionGauge,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -113,12 +116,14 @@ impl TestServer {
         let mut server = Server::bind(config, accounts()).expect("bind the server");
         let addr = server.local_addr().expect("local address");
         let handle = server.shutdown_handle();
+        let gauge = server.connection_gauge();
         let thread = thread::Builder::new()
             .name("confab-server".into())
             .spawn(move || server.run())
             .expect("spawn the server thread");
         TestServer {
             addr,
+            gauge,
             handle,
             thread: Some(thread),
         }
@@ -134,6 +139,14 @@ impl TestServer {
         let mut client = self.connect();
         client.login(user, password(user));
         client
+    }
+
+    /// Waits until the server holds exactly `n` connections, at most
+    /// [`IO_TIMEOUT`].
+    pub fn wait_for_connections(&self, n: usize) {
+        wait_until(&format!("the server to hold {n} connections"), || {
+            self.gauge.get() == n
+        });
     }
 
     /// Panics if the server thread has ended (returned or panicked).
@@ -232,6 +245,29 @@ impl Client {
     /// Another handle on the same socket, for writing from another thread.
     pub fn writer(&self) -> TcpStream {
         self.stream.try_clone().expect("clone the stream")
+    }
+
+    /// Fixes the socket's receive buffer at `bytes` (which also turns off
+    /// the kernel's automatic sizing of it).
+    pub fn set_receive_buffer(&self, bytes: usize) {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes).expect("buffer size");
+        // SAFETY: a valid socket descriptor and a correctly sized option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt SO_RCVBUF: {}",
+            io::Error::last_os_error()
+        );
     }
 
     /// Sends exactly `text` (the caller adds `\n`).
@@ -358,6 +394,57 @@ impl Client {
                 Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
             }
         }
+    }
+
+    /// Whether exactly `expected` arrives within `ms` (then it is consumed);
+    /// `false` if less of it came in time (what came stays buffered).
+    /// Panics if something else or end of stream comes instead.
+    pub fn arrives_within(&mut self, expected: &str, ms: u64) -> bool {
+        let expected = expected.as_bytes();
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            let n = self.buf.len().min(expected.len());
+            if self.buf[..n] != expected[..n] {
+                panic!("expected {}, got {}", show(expected), show(&self.buf));
+            }
+            if n == expected.len() {
+                self.buf.drain(..n);
+                return true;
+            }
+            match self.fill(deadline) {
+                Ok(0) => panic!(
+                    "expected {}, got {} and then end of stream",
+                    show(expected),
+                    show(&self.buf)
+                ),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return false,
+                Err(e) => panic!("expected {}, got: {e}", show(expected)),
+            }
+        }
+    }
+
+    /// Reads whatever has arrived, without waiting; returns how many bytes
+    /// that was (lines read this way come out of [`Client::poll_line`]
+    /// with a zero wait). Panics on end of stream or errors.
+    pub fn read_available(&mut self) -> usize {
+        self.stream.set_nonblocking(true).expect("set_nonblocking");
+        let mut total = 0;
+        let mut chunk = [0u8; 16 * 1024];
+        let result = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.stream.set_nonblocking(false).expect("set_nonblocking");
+        result.unwrap_or_else(|e| panic!("reading after {}: {e}", show(&self.buf)))
     }
 
     /// Expects the server to close the connection with nothing more sent.
@@ -505,5 +592,264 @@ impl XorShift {
 
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.byte()).collect()
+    }
+}
+
+/// Polls `condition` every millisecond until it holds; panics naming `what`
+/// if it does not within [`IO_TIMEOUT`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {IO_TIMEOUT:?} for {what}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How many descriptors this process has open (entries of `/proc/self/fd`,
+/// not counting the one used to list them).
+pub fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("list /proc/self/fd")
+        .count()
+        .saturating_sub(1)
+}
+
+/// Runs the test `name` of this test binary alone in a child process, with
+/// `CONFAB_ISOLATED` set, and fails if it fails; returns `true` if this
+/// process *is* that child, which must then run the test body. For
+/// measurements of the whole process (open descriptors) that tests running
+/// in parallel threads would disturb.
+pub fn isolated(name: &str) -> bool {
+    const VAR: &str = "CONFAB_ISOLATED";
+    if std::env::var_os(VAR).is_some_and(|v| v == name) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let output = std::process::Command::new(exe)
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(VAR, name)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the test in a child process");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "isolated run of {name} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    false
+}
+
+/// The server binary as a child process, killed and reaped when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    stderr: std::sync::mpsc::Receiver<String>,
+    credentials: std::path::PathBuf,
+}
+
+/// Options of [`ServerProcess::start`].
+#[derive(Debug, Default, Clone)]
+pub struct ProcessOptions {
+    /// Extra command-line arguments after `0 0.5 30`.
+    pub args: Vec<String>,
+    /// Accounts for the credentials file; the test accounts if empty.
+    pub accounts: Vec<(String, String)>,
+    /// Soft and hard `RLIMIT_NOFILE` of the child, if set.
+    pub max_open_files: Option<u64>,
+}
+
+impl ServerProcess {
+    /// Starts `confab-server` on a free port (ban 0.5 s, idle timeout 30 s)
+    /// and waits for its `listening on` line.
+    pub fn start(options: ProcessOptions) -> ServerProcess {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        static FILES: AtomicUsize = AtomicUsize::new(0);
+        let credentials = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "credentials-{}-{}",
+            std::process::id(),
+            FILES.fetch_add(1, Ordering::SeqCst)
+        ));
+        let accounts: Vec<(String, String)> = if options.accounts.is_empty() {
+            ACCOUNTS
+                .iter()
+                .map(|&(u, p)| (u.to_string(), p.to_string()))
+                .collect()
+        } else {
+            options.accounts.clone()
+        };
+        let text: String = accounts.iter().map(|(u, p)| format!("{u} {p}\n")).collect();
+        std::fs::write(&credentials, text).expect("write the credentials file");
+
+        let mut command = Command::new(env!("CARGO_BIN_EXE_confab-server"));
+        command
+            .args(["0", "0.5", "30", "--credentials"])
+            .arg(&credentials)
+            .args(&options.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(limit) = options.max_open_files {
+            let limit = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            // SAFETY: only setrlimit, which is async-signal-safe, runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn confab-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = ServerProcess {
+            child,
+            addr: "127.0.0.1:0".parse().expect("address"),
+            stderr: rx,
+            credentials,
+        };
+        let first = server
+            .stderr
+            .recv_timeout(IO_TIMEOUT)
+            .expect("a first line on stderr");
+        let port: u16 = first
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on 127.0.0.1:PORT`, got {first:?}"));
+        server.addr.set_port(port);
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A new connection; nothing read yet.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A new connection logged in as `user` with `pass`.
+    pub fn login(&self, user: &str, pass: &str) -> Client {
+        let mut client = self.connect();
+        client.login(user, pass);
+        client
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: sending a signal to our own child process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// Panics if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "confab-server exited: {status}; stderr: {:?}",
+                self.stderr_lines()
+            );
+        }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "confab-server did not exit within {timeout:?}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// What the server wrote to stderr since the last call.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
+    /// User plus system CPU time the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // Fields after the parenthesised command name; utime and stime are
+        // fields 14 and 15 of the whole line.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        assert!(per_second > 0, "sysconf(_SC_CLK_TCK)");
+        Duration::from_secs_f64(ticks as f64 / per_second as f64)
+    }
+
+    /// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`, ...) in KiB.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+    }
+
+    /// The process's open descriptors, by number, with what each refers to
+    /// (some may be inherited from the test's own environment).
+    pub fn descriptors(&self) -> Vec<(u32, String)> {
+        let mut list: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("list /proc/PID/fd")
+            .map(|entry| {
+                let entry = entry.expect("an entry of /proc/PID/fd");
+                let target = std::fs::read_link(entry.path())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let number = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .parse()
+                    .expect("fd number");
+                (number, target)
+            })
+            .collect();
+        list.sort();
+        list
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.credentials);
     }
 }
