@@ -10,6 +10,7 @@ pub mod conn;
 pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;
+pub mod journal;
 pub mod outbuf;
 pub mod load;
 pub mod protocol;

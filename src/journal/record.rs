@@ -1,0 +1,385 @@
+//! The records of the journal and the snapshot, and how they are framed on
+//! disk. Pure bytes in, bytes out: no I/O, so every corner of the format is
+//! unit-tested here.
+//!
+//! A frame is the payload's length (`u32`, little-endian), the CRC-32 of the
+//! payload (`u32`, little-endian), then the payload: a tag byte and the
+//! record's fields. Usernames are a `u16` length and UTF-8 bytes, message
+//! texts a `u32` length and UTF-8 bytes, times `u64` milliseconds since the
+//! Unix epoch. Reading stops at the first frame that is cut short, fails its
+//! checksum or does not parse: everything before it is intact, nothing
+//! after it is trusted.
+
+/// Bytes of a frame before its payload: length and checksum.
+pub const FRAME_HEADER: usize = 8;
+
+/// One change to the durable state. Records borrow their text, from the
+/// domain when they are written and from the file's bytes when they are
+/// read, so neither direction allocates per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A message was queued for an offline user.
+    MailboxAppend {
+        /// Whose mailbox.
+        recipient: &'a str,
+        /// Who sent it.
+        sender: &'a str,
+        /// What they sent.
+        text: &'a str,
+    },
+    /// The user logged in and was given (and cleared) their mailbox.
+    MailboxDelivered {
+        /// Whose mailbox.
+        recipient: &'a str,
+    },
+    /// `user` blocked `target`.
+    Block {
+        /// Who blocks.
+        user: &'a str,
+        /// Who is blocked.
+        target: &'a str,
+    },
+    /// `user` unblocked `target`.
+    Unblock {
+        /// Who unblocks.
+        user: &'a str,
+        /// Who is unblocked.
+        target: &'a str,
+    },
+    /// The username is banned until a wall-clock time, so that a ban keeps
+    /// its real end across a restart however long the server was down.
+    Ban {
+        /// The banned username.
+        user: &'a str,
+        /// When the ban ends, in milliseconds since the Unix epoch.
+        until_unix_ms: u64,
+    },
+    /// The ban of this username ended.
+    BanCleared {
+        /// The username.
+        user: &'a str,
+    },
+}
+
+const APPEND: u8 = 1;
+const DELIVERED: u8 = 2;
+const BLOCK: u8 = 3;
+const UNBLOCK: u8 = 4;
+const BAN: u8 = 5;
+const BAN_CLEARED: u8 = 6;
+
+/// Appends `record`, framed, to `out`.
+///
+/// Usernames longer than 65,535 bytes and texts longer than 4 GiB cannot
+/// be framed; no credentials file or line limit the server accepts comes
+/// near that, and such a field is cut to the limit rather than corrupting
+/// the stream.
+pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER]);
+    match *record {
+        Record::MailboxAppend {
+            recipient,
+            sender,
+            text,
+        } => {
+            out.push(APPEND);
+            put_name(out, recipient);
+            put_name(out, sender);
+            put_text(out, text);
+        }
+        Record::MailboxDelivered { recipient } => {
+            out.push(DELIVERED);
+            put_name(out, recipient);
+        }
+        Record::Block { user, target } => {
+            out.push(BLOCK);
+            put_name(out, user);
+            put_name(out, target);
+        }
+        Record::Unblock { user, target } => {
+            out.push(UNBLOCK);
+            put_name(out, user);
+            put_name(out, target);
+        }
+        Record::Ban {
+            user,
+            until_unix_ms,
+        } => {
+            out.push(BAN);
+            put_name(out, user);
+            out.extend_from_slice(&until_unix_ms.to_le_bytes());
+        }
+        Record::BanCleared { user } => {
+            out.push(BAN_CLEARED);
+            put_name(out, user);
+        }
+    }
+    let payload = &out[start + FRAME_HEADER..];
+    // A payload is a tag and at most three fields of bounded length.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    let bytes = cut(name.as_bytes(), usize::from(u16::MAX));
+    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    let bytes = cut(text.as_bytes(), u32::MAX as usize);
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The first `max` bytes of `bytes`, backed off to a UTF-8 boundary.
+fn cut(bytes: &[u8], max: usize) -> &[u8] {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut end = max;
+    while end > 0 && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+/// Where reading a run of frames stopped before the end of the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    /// Offset of the first byte not trusted: the start of the bad frame.
+    pub offset: usize,
+    /// What was wrong with it.
+    pub reason: &'static str,
+}
+
+/// The records framed in `bytes`, in order, stopping at the first damaged
+/// frame. After the iterator is exhausted, [`Frames::damage`] tells whether
+/// (and where) it stopped early.
+#[derive(Debug)]
+pub struct Frames<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    damage: Option<Damage>,
+}
+
+impl<'a> Frames<'a> {
+    /// Reads the frames of `bytes` from its start.
+    pub fn new(bytes: &'a [u8]) -> Frames<'a> {
+        Frames {
+            bytes,
+            pos: 0,
+            damage: None,
+        }
+    }
+
+    /// Where the frames stopped being intact, if they did (known once the
+    /// iterator returned `None`).
+    pub fn damage(&self) -> Option<Damage> {
+        self.damage
+    }
+
+    fn fail(&mut self, reason: &'static str) -> Option<Record<'a>> {
+        self.damage = Some(Damage {
+            offset: self.pos,
+            reason,
+        });
+        self.pos = self.bytes.len();
+        None
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let rest = &self.bytes[self.pos..];
+        if rest.is_empty() {
+            return None;
+        }
+        if rest.len() < FRAME_HEADER {
+            return self.fail("frame header cut short");
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            return self.fail("record cut short");
+        };
+        if crc32fast::hash(payload) != crc {
+            return self.fail("checksum mismatch");
+        }
+        match parse(payload) {
+            Some(record) => {
+                self.pos += FRAME_HEADER + len;
+                Some(record)
+            }
+            None => self.fail("unreadable record"),
+        }
+    }
+}
+
+/// Parses one payload; `None` if it is not exactly one well-formed record.
+fn parse(payload: &[u8]) -> Option<Record<'_>> {
+    let (&tag, rest) = payload.split_first()?;
+    let mut r = Reader(rest);
+    let record = match tag {
+        APPEND => Record::MailboxAppend {
+            recipient: r.name()?,
+            sender: r.name()?,
+            text: r.text()?,
+        },
+        DELIVERED => Record::MailboxDelivered {
+            recipient: r.name()?,
+        },
+        BLOCK => Record::Block {
+            user: r.name()?,
+            target: r.name()?,
+        },
+        UNBLOCK => Record::Unblock {
+            user: r.name()?,
+            target: r.name()?,
+        },
+        BAN => Record::Ban {
+            user: r.name()?,
+            until_unix_ms: u64::from_le_bytes(r.take(8)?.try_into().ok()?),
+        },
+        BAN_CLEARED => Record::BanCleared { user: r.name()? },
+        _ => return None,
+    };
+    r.0.is_empty().then_some(record)
+}
+
+/// A cursor over a payload's fields.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn name(&mut self) -> Option<&'a str> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
+        std::str::from_utf8(self.take(usize::from(len))?).ok()
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        std::str::from_utf8(self.take(len as usize)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Record<'static>> {
+        vec![
+            Record::MailboxAppend {
+                recipient: "luke",
+                sender: "yoda",
+                text: "use  the force ✨",
+            },
+            Record::MailboxDelivered { recipient: "luke" },
+            Record::Block {
+                user: "yoda",
+                target: "vader",
+            },
+            Record::Unblock {
+                user: "yoda",
+                target: "vader",
+            },
+            Record::Ban {
+                user: "hans",
+                until_unix_ms: 1_800_000_000_123,
+            },
+            Record::BanCleared { user: "hans" },
+        ]
+    }
+
+    fn encoded(records: &[Record<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for record in records {
+            encode(record, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn every_record_round_trips() {
+        let records = samples();
+        let bytes = encoded(&records);
+        let mut frames = Frames::new(&bytes);
+        let read: Vec<Record<'_>> = frames.by_ref().collect();
+        assert_eq!(read, records);
+        assert_eq!(frames.damage(), None);
+    }
+
+    #[test]
+    fn a_cut_anywhere_keeps_every_whole_record_before_it() {
+        let records = samples();
+        let bytes = encoded(&records);
+        let mut ends = Vec::new();
+        for record in &records {
+            let mut one = Vec::new();
+            encode(record, &mut one);
+            ends.push(ends.last().copied().unwrap_or(0) + one.len());
+        }
+        for cut in 0..bytes.len() {
+            let mut frames = Frames::new(&bytes[..cut]);
+            let read: Vec<Record<'_>> = frames.by_ref().collect();
+            let whole = ends.iter().filter(|&&end| end <= cut).count();
+            assert_eq!(read, records[..whole], "cut at {cut}");
+            let start = if whole == 0 { 0 } else { ends[whole - 1] };
+            match frames.damage() {
+                None => assert_eq!(cut, start, "cut at {cut}"),
+                Some(damage) => assert_eq!(damage.offset, start, "cut at {cut}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_stops_reading_at_its_record() {
+        let records = samples();
+        let bytes = encoded(&records);
+        let first_len = {
+            let mut one = Vec::new();
+            encode(&records[0], &mut one);
+            one.len()
+        };
+        for at in first_len..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            let mut frames = Frames::new(&damaged);
+            let read: Vec<Record<'_>> = frames.by_ref().collect();
+            assert!(read.len() < records.len(), "flip at {at} went unnoticed");
+            assert_eq!(read, records[..read.len()], "flip at {at}");
+            assert!(frames.damage().is_some_and(|d| d.offset >= first_len));
+        }
+    }
+
+    #[test]
+    fn a_well_framed_payload_that_does_not_parse_is_damage() {
+        let payload = [99u8, 1, 2];
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let mut frames = Frames::new(&bytes);
+        assert_eq!(frames.next(), None);
+        assert_eq!(frames.damage().map(|d| d.offset), Some(0));
+    }
+
+    #[test]
+    fn overlong_fields_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("aé".as_bytes(), 2), b"a");
+        assert_eq!(cut(b"abc", 3), b"abc");
+    }
+}

@@ -1,0 +1,298 @@
+//! The journal on a real directory: commits, damaged tails, and crashes at
+//! every step of a compaction.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// A fresh directory under the system's temporary directory, removed on
+/// drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "confab-journal-{name}-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A small state the records describe: one mailbox and one block list.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct State {
+    mailbox: Vec<String>,
+    blocked: BTreeSet<String>,
+}
+
+impl State {
+    fn apply(&mut self, record: &Record<'_>) {
+        match *record {
+            Record::MailboxAppend { text, .. } => self.mailbox.push(text.to_owned()),
+            Record::MailboxDelivered { .. } => self.mailbox.clear(),
+            Record::Block { target, .. } => {
+                self.blocked.insert(target.to_owned());
+            }
+            Record::Unblock { target, .. } => {
+                self.blocked.remove(target);
+            }
+            Record::Ban { .. } | Record::BanCleared { .. } => {}
+        }
+    }
+
+    fn records(&self) -> Vec<Record<'_>> {
+        let appends = self.mailbox.iter().map(|text| Record::MailboxAppend {
+            recipient: "luke",
+            sender: "yoda",
+            text,
+        });
+        let blocks = self.blocked.iter().map(|target| Record::Block {
+            user: "luke",
+            target,
+        });
+        appends.chain(blocks).collect()
+    }
+}
+
+const OPTIONS: JournalOptions = JournalOptions {
+    fsync: Fsync::Always,
+    compact_at: 1 << 20,
+};
+
+fn open(dir: &TempDir) -> (Journal, State, Loaded) {
+    let mut state = State::default();
+    let (journal, loaded) =
+        Journal::open(&dir.0, OPTIONS, |r| state.apply(r)).expect("open the journal");
+    (journal, state, loaded)
+}
+
+/// Stages and commits `record`, applying it to `state` too.
+fn write(journal: &mut Journal, state: &mut State, record: Record<'_>) {
+    let mut framed = Vec::new();
+    encode(&record, &mut framed);
+    journal.stage(&framed);
+    journal.commit().expect("commit");
+    state.apply(&record);
+}
+
+fn append(journal: &mut Journal, state: &mut State, text: &str) {
+    let record = Record::MailboxAppend {
+        recipient: "luke",
+        sender: "yoda",
+        text,
+    };
+    write(journal, state, record);
+}
+
+fn current_journal(dir: &TempDir) -> PathBuf {
+    journals(&dir.0)
+        .expect("list journals")
+        .pop()
+        .expect("a journal")
+        .1
+}
+
+#[test]
+fn committed_records_are_loaded_in_order() {
+    let dir = TempDir::new("order");
+    let (mut journal, mut state, _) = open(&dir);
+    for i in 0..10 {
+        append(&mut journal, &mut state, &format!("m{i}"));
+    }
+    write(
+        &mut journal,
+        &mut state,
+        Record::Block {
+            user: "luke",
+            target: "vader",
+        },
+    );
+    assert!(!journal.has_pending());
+    drop(journal);
+    let (_, loaded_state, loaded) = open(&dir);
+    assert_eq!(loaded_state, state);
+    assert_eq!(loaded.records, 11);
+    assert!(loaded.damaged.is_empty());
+}
+
+#[test]
+fn staged_records_are_not_written_before_the_commit() {
+    let dir = TempDir::new("staged");
+    let (mut journal, _, _) = open(&dir);
+    let mut framed = Vec::new();
+    encode(&Record::MailboxDelivered { recipient: "luke" }, &mut framed);
+    journal.stage(&framed);
+    assert!(journal.has_pending());
+    assert_eq!(fs::metadata(current_journal(&dir)).expect("stat").len(), 0);
+    journal.commit().expect("commit");
+    assert_eq!(journal.size(), framed.len() as u64);
+}
+
+#[test]
+fn a_second_open_of_the_directory_is_refused() {
+    let dir = TempDir::new("lock");
+    let (journal, _, _) = open(&dir);
+    let error = Journal::open(&dir.0, OPTIONS, |_| {}).expect_err("second open");
+    assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+    drop(journal);
+    open(&dir);
+}
+
+#[test]
+fn a_cut_tail_is_cut_off_and_the_rest_kept() {
+    let dir = TempDir::new("cut");
+    let (mut journal, mut state, _) = open(&dir);
+    for i in 0..5 {
+        append(&mut journal, &mut state, &format!("m{i}"));
+    }
+    let whole = journal.size();
+    append(&mut journal, &mut state, "the last one");
+    drop(journal);
+    let path = current_journal(&dir);
+    let file = OpenOptions::new().write(true).open(&path).expect("open");
+    file.set_len(journal_len(&path) - 3).expect("truncate");
+
+    let (mut journal, loaded_state, loaded) = open(&dir);
+    assert_eq!(loaded_state.mailbox, state.mailbox[..5]);
+    assert_eq!(loaded.damaged.len(), 1);
+    assert!(
+        loaded.damaged[0].contains(&format!("at offset {whole}")),
+        "{:?}",
+        loaded.damaged
+    );
+    assert_eq!(journal_len(&path), whole, "the damaged tail is cut off");
+    // Appending goes on after the intact records.
+    let mut state = loaded_state;
+    append(&mut journal, &mut state, "after");
+    drop(journal);
+    let (_, reloaded, loaded) = open(&dir);
+    assert_eq!(reloaded, state);
+    assert!(loaded.damaged.is_empty());
+}
+
+#[test]
+fn a_flipped_byte_in_the_tail_drops_that_record_and_the_rest() {
+    let dir = TempDir::new("flip");
+    let (mut journal, mut state, _) = open(&dir);
+    for i in 0..5 {
+        append(&mut journal, &mut state, &format!("m{i}"));
+    }
+    let intact = journal.size();
+    append(&mut journal, &mut state, "flipped");
+    append(&mut journal, &mut state, "after the flip");
+    drop(journal);
+    let path = current_journal(&dir);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[intact as usize + 12] ^= 0x01;
+    fs::write(&path, &bytes).expect("write");
+
+    let (_, loaded_state, loaded) = open(&dir);
+    assert_eq!(loaded_state.mailbox, state.mailbox[..5]);
+    assert!(loaded.damaged[0].contains(&format!("at offset {intact}")));
+    assert_eq!(journal_len(&path), intact);
+}
+
+fn journal_len(path: &Path) -> u64 {
+    fs::metadata(path).expect("stat").len()
+}
+
+/// Builds some history, compacts it stopping after `step`, and checks
+/// that opening the directory again gives the same state, and that the
+/// server can go on and compact again from there.
+fn crash_during_compaction(step: CompactStep) {
+    let dir = TempDir::new("compact");
+    let (mut journal, mut state, _) = open(&dir);
+    // An earlier complete compaction, so that an old snapshot exists too.
+    append(&mut journal, &mut state, "before the first snapshot");
+    journal.compact(state.records()).expect("first compaction");
+    for i in 0..4 {
+        append(&mut journal, &mut state, &format!("m{i}"));
+    }
+    write(
+        &mut journal,
+        &mut state,
+        Record::Block {
+            user: "luke",
+            target: "vader",
+        },
+    );
+    journal
+        .compact_until(state.records(), step)
+        .expect("compaction up to the crash");
+    drop(journal);
+
+    let (mut journal, loaded, _) = open(&dir);
+    assert_eq!(loaded, state, "after a crash after {step:?}");
+    let mut state = loaded;
+    append(&mut journal, &mut state, "after the crash");
+    journal.compact(state.records()).expect("compaction");
+    append(&mut journal, &mut state, "after the compaction");
+    drop(journal);
+    let (_, reloaded, _) = open(&dir);
+    assert_eq!(reloaded, state, "after recovering from {step:?}");
+    let names: Vec<String> = fs::read_dir(&dir.0)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with(JOURNAL_PREFIX))
+            .count(),
+        1,
+        "old journals are removed: {names:?}"
+    );
+    assert!(!names.iter().any(|n| n == SNAPSHOT_TMP), "{names:?}");
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_compaction_loses_and_repeats_nothing() {
+    for step in CompactStep::ALL {
+        crash_during_compaction(step);
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_header_is_refused() {
+    let dir = TempDir::new("header");
+    let (mut journal, mut state, _) = open(&dir);
+    append(&mut journal, &mut state, "m");
+    journal.compact(state.records()).expect("compaction");
+    drop(journal);
+    let path = dir.0.join(SNAPSHOT_FILE);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[9] ^= 0xFF;
+    fs::write(&path, &bytes).expect("write");
+    let error = Journal::open(&dir.0, OPTIONS, |_| {}).expect_err("damaged header");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("damaged header"), "{error}");
+}
+
+#[test]
+fn growth_past_the_limit_asks_for_compaction() {
+    let dir = TempDir::new("grow");
+    let options = JournalOptions {
+        compact_at: 100,
+        ..OPTIONS
+    };
+    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("open");
+    let mut state = State::default();
+    while !journal.wants_compaction() {
+        append(&mut journal, &mut state, "0123456789");
+    }
+    assert!(journal.size() >= 100);
+    journal.compact(state.records()).expect("compaction");
+    assert!(!journal.wants_compaction());
+}
