@@ -203,7 +203,7 @@ impl ChildServer {
         let credentials = dir.join("credentials.txt");
         load::write_credentials(&credentials, users)?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
-            .args(["0", "3600", "3600", "--max-clients"])
+            .args(["0", "3600", "3600", "--ephemeral", "--max-clients"])
             .arg((users + 100).to_string())
             .arg("--credentials")
             .arg(&credentials)

@@ -13,14 +13,25 @@
 //! goes through one function (`end_session`), which is the only place that
 //! announces `<user> logged out`, so that announcement happens exactly
 //! once per session.
+//!
+//! Durable state — mailboxes, block lists and bans — changes only through
+//! this module, so it is also where those changes are described as journal
+//! [`Record`]s. Once [`Chat::record_changes`] is called, every change
+//! appends its record to the outbox ([`Outbox::records`]), and every reply
+//! that promises a change is kept (the "will be delivered" line, `<user> is
+//! blocked`, the ban) names its session in [`Outbox::held`]: the server
+//! must not let that session's output out before the records are durable.
+//! At start the server rebuilds the state with [`Chat::apply_record`], and
+//! compacts the journal with [`Chat::snapshot`].
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::credentials::Account;
 use crate::deadlines::Deadlines;
+use crate::journal::record::{self, Record};
 use crate::protocol::{self, Command, LineError};
 
 /// The server's name for one connection (its slab key). The server must not
@@ -39,6 +50,50 @@ pub struct ChatConfig {
     pub block_duration: Duration,
     /// How long a connection may send no non-empty line before it is closed.
     pub timeout: Duration,
+}
+
+/// A reading of the wall clock paired with the [`Instant`] it was taken
+/// at. Bans are timed with `Instant`s inside the domain and with wall-clock
+/// time on disk, so that a ban still ends at its real time after a restart;
+/// this pairing converts between the two at the edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    /// The monotonic reading.
+    pub at: Instant,
+    /// The wall clock at `at`, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+impl WallClock {
+    /// Pairs `at` with `wall`, the wall clock read at the same moment (a
+    /// time before the epoch counts as the epoch).
+    pub fn new(at: Instant, wall: SystemTime) -> WallClock {
+        let since_epoch = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        WallClock {
+            at,
+            unix_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The wall-clock time of `t`, in milliseconds since the epoch.
+    pub fn unix_ms(&self, t: Instant) -> u64 {
+        if t >= self.at {
+            let ahead = u64::try_from((t - self.at).as_millis()).unwrap_or(u64::MAX);
+            self.unix_ms.saturating_add(ahead)
+        } else {
+            let behind = u64::try_from((self.at - t).as_millis()).unwrap_or(u64::MAX);
+            self.unix_ms.saturating_sub(behind)
+        }
+    }
+
+    /// The `Instant` of a wall-clock time, or `None` if it is not later
+    /// than this reading.
+    pub fn instant(&self, unix_ms: u64) -> Option<Instant> {
+        let ahead = unix_ms.checked_sub(self.unix_ms).filter(|&ms| ms > 0)?;
+        self.at.checked_add(Duration::from_millis(ahead))
+    }
 }
 
 /// One thing the server must do on behalf of the domain.
@@ -63,6 +118,12 @@ pub enum Effect {
 pub struct Outbox {
     text: Vec<u8>,
     effects: Vec<Effect>,
+    /// Whether changes to durable state produce records.
+    recording: bool,
+    /// Framed journal records of the changes, in order.
+    records: Vec<u8>,
+    /// Sessions whose output must wait until `records` are durable.
+    held: Vec<SessionId>,
 }
 
 impl Outbox {
@@ -76,18 +137,34 @@ impl Outbox {
         &self.text[range]
     }
 
-    /// Forgets every effect and its text, keeping the buffers' capacity for
-    /// reuse.
-    pub fn clear(&mut self) {
-        self.text.clear();
-        self.effects.clear();
+    /// The journal records of the changes made (framed, see
+    /// [`record::encode`]); empty unless [`Chat::record_changes`] was
+    /// called.
+    pub fn records(&self) -> &[u8] {
+        &self.records
     }
 
-    /// Forgets the effects but keeps their text, so that the server can
-    /// still copy ranges it has not copied yet (it coalesces consecutive
-    /// lines for one recipient into one copy).
+    /// Sessions that were sent a reply promising a change recorded in
+    /// [`Outbox::records`]: none of their output may be written before
+    /// those records are durable. A session may be listed more than once.
+    pub fn held(&self) -> &[SessionId] {
+        &self.held
+    }
+
+    /// Forgets every effect, its text, the records and the held sessions,
+    /// keeping the buffers' capacity for reuse.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.clear_effects();
+    }
+
+    /// Forgets the effects, records and held sessions but keeps the text,
+    /// so that the server can still copy ranges it has not copied yet (it
+    /// coalesces consecutive lines for one recipient into one copy).
     pub fn clear_effects(&mut self) {
         self.effects.clear();
+        self.records.clear();
+        self.held.clear();
     }
 
     /// Bytes of text held.
@@ -114,6 +191,21 @@ impl Outbox {
     fn line(&mut self, to: SessionId, line: &str) {
         let range = self.render(format_args!("{line}"));
         self.send_range(to, range);
+    }
+
+    /// Appends the record of a change, if changes are recorded.
+    fn record(&mut self, change: &Record<'_>) {
+        if self.recording {
+            record::encode(change, &mut self.records);
+        }
+    }
+
+    /// Keeps `sid`'s output until the records are durable, if changes are
+    /// recorded.
+    fn hold(&mut self, sid: SessionId) {
+        if self.recording {
+            self.held.push(sid);
+        }
     }
 
     /// Sends text with no newline: the login prompts.
@@ -202,11 +294,16 @@ pub struct Chat {
     deadlines: Deadlines<Timer>,
     next_epoch: u64,
     outbox: Outbox,
+    /// Most messages a mailbox holds.
+    mailbox_max: usize,
+    /// Set by [`Chat::record_changes`]: converts ban expiries for records.
+    clock: Option<WallClock>,
 }
 
 impl Chat {
     /// A domain with these accounts (usernames must be unique, as
-    /// `credentials::parse` guarantees) and nobody connected.
+    /// `credentials::parse` guarantees), nobody connected, unbounded
+    /// mailboxes and no records.
     pub fn new(accounts: Vec<Account>, config: ChatConfig) -> Chat {
         let users: Vec<User> = accounts
             .into_iter()
@@ -236,7 +333,113 @@ impl Chat {
             deadlines: Deadlines::default(),
             next_epoch: 0,
             outbox: Outbox::default(),
+            mailbox_max: usize::MAX,
+            clock: None,
         }
+    }
+
+    /// Bounds every mailbox to `max` messages: a message to an offline
+    /// user whose mailbox is full is refused, and nothing is stored.
+    pub fn set_mailbox_max(&mut self, max: usize) {
+        self.mailbox_max = max;
+    }
+
+    /// From now on, every change to durable state appends its record to
+    /// the outbox and holds the replies that promise it (see the module
+    /// documentation). `clock` converts ban expiries to wall-clock time.
+    pub fn record_changes(&mut self, clock: WallClock) {
+        self.clock = Some(clock);
+        self.outbox.recording = true;
+    }
+
+    /// Replays one record read from disk, at start, before anyone
+    /// connects. A ban whose wall-clock end is not after `clock` is over
+    /// and ignored. Returns `false` if the record names an account that
+    /// no longer exists (it is then ignored too).
+    pub fn apply_record(&mut self, change: &Record<'_>, clock: WallClock) -> bool {
+        match *change {
+            Record::MailboxAppend {
+                recipient,
+                sender,
+                text,
+            } => {
+                let Some(them) = self.user_id(recipient) else {
+                    return false;
+                };
+                let line = format!("{sender}: {text}").into_boxed_str();
+                self.users[them as usize].mailbox.push(line);
+            }
+            Record::MailboxDelivered { recipient } => {
+                let Some(them) = self.user_id(recipient) else {
+                    return false;
+                };
+                self.users[them as usize].mailbox.clear();
+            }
+            Record::Block { user, target } | Record::Unblock { user, target } => {
+                let (Some(me), Some(them)) = (self.user_id(user), self.user_id(target)) else {
+                    return false;
+                };
+                let blocked = &mut self.users[me as usize].blocked;
+                match (blocked.binary_search(&them), change) {
+                    (Err(at), Record::Block { .. }) => blocked.insert(at, them),
+                    (Ok(at), Record::Unblock { .. }) => {
+                        blocked.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            Record::Ban {
+                user,
+                until_unix_ms,
+            } => {
+                let Some(me) = self.user_id(user) else {
+                    return false;
+                };
+                if let Some(until) = clock.instant(until_unix_ms) {
+                    let account = &mut self.users[me as usize];
+                    account.banned_until = Some(until);
+                    account.failures = 0;
+                    self.deadlines.arm(until, Timer::BanEnd(me));
+                }
+            }
+            Record::BanCleared { user } => {
+                let Some(me) = self.user_id(user) else {
+                    return false;
+                };
+                self.users[me as usize].banned_until = None;
+            }
+        }
+        true
+    }
+
+    /// The live durable state as records, for a snapshot: every queued
+    /// message, every block, every ban still running at `clock`.
+    /// Replaying them into a domain with the same accounts rebuilds it.
+    pub fn snapshot(&self, clock: WallClock) -> impl Iterator<Item = Record<'_>> + '_ {
+        self.users.iter().flat_map(move |user| {
+            let name = &*user.name;
+            let mail = user.mailbox.iter().map(move |line| {
+                // Usernames hold no spaces, so the first ": " ends the sender.
+                let (sender, text) = line.split_once(": ").unwrap_or(("", line));
+                Record::MailboxAppend {
+                    recipient: name,
+                    sender,
+                    text,
+                }
+            });
+            let blocks = user.blocked.iter().map(move |&target| Record::Block {
+                user: name,
+                target: &self.users[target as usize].name,
+            });
+            let ban = user
+                .banned_until
+                .filter(|&until| until > clock.at)
+                .map(|until| Record::Ban {
+                    user: name,
+                    until_unix_ms: clock.unix_ms(until),
+                });
+            mail.chain(blocks).chain(ban)
+        })
     }
 
     /// The effects produced since the last [`Outbox::clear`].
@@ -394,6 +597,13 @@ impl Chat {
                 let until = now + block_duration;
                 account.banned_until = Some(until);
                 self.deadlines.arm(until, Timer::BanEnd(user));
+                if let Some(clock) = &self.clock {
+                    self.outbox.record(&Record::Ban {
+                        user: &account.name,
+                        until_unix_ms: clock.unix_ms(until),
+                    });
+                    self.outbox.hold(sid);
+                }
                 self.outbox.line(sid, protocol::PASSWORD_BANNED);
                 self.close(sid, now);
             } else {
@@ -418,6 +628,14 @@ impl Chat {
         account.online_slot = slot;
         account.failures = 0;
         let mailbox = std::mem::take(&mut account.mailbox);
+        if !mailbox.is_empty() {
+            // Held too: given before the clearing is durable, a crash could
+            // give the same messages again at the next login.
+            self.outbox.record(&Record::MailboxDelivered {
+                recipient: &account.name,
+            });
+            self.outbox.hold(sid);
+        }
         self.outbox.line(sid, protocol::WELCOME);
         for message in &mailbox {
             self.outbox.line(sid, message);
@@ -485,13 +703,25 @@ impl Chat {
                 let range = self.outbox.render(format_args!("{sender}: {text}"));
                 self.outbox.send_range(their_sid, range);
             }
+            None if recipient.mailbox.len() >= self.mailbox_max => {
+                let range = self
+                    .outbox
+                    .render(format_args!("Error. {to}'s mailbox is full"));
+                self.outbox.send_range(sid, range);
+            }
             None => {
+                self.outbox.record(&Record::MailboxAppend {
+                    recipient: &recipient.name,
+                    sender,
+                    text,
+                });
                 let stored = format!("{sender}: {text}").into_boxed_str();
                 self.users[them as usize].mailbox.push(stored);
                 let range = self.outbox.render(format_args!(
                     "{to} is offline. Your message will be delivered when they log in"
                 ));
                 self.outbox.send_range(sid, range);
+                self.outbox.hold(sid);
             }
         }
     }
@@ -571,6 +801,11 @@ impl Chat {
                 .render(format_args!("Error. {name} is already blocked")),
             Err(at) => {
                 blocked.insert(at, them);
+                self.outbox.record(&Record::Block {
+                    user: &self.users[me as usize].name,
+                    target: &self.users[them as usize].name,
+                });
+                self.outbox.hold(sid);
                 self.outbox.render(format_args!("{name} is blocked"))
             }
         };
@@ -588,6 +823,11 @@ impl Chat {
         let range = match blocked.binary_search(&them) {
             Ok(at) => {
                 blocked.remove(at);
+                self.outbox.record(&Record::Unblock {
+                    user: &self.users[me as usize].name,
+                    target: &self.users[them as usize].name,
+                });
+                self.outbox.hold(sid);
                 self.outbox.render(format_args!("{name} is unblocked"))
             }
             Err(_) => self
@@ -628,6 +868,9 @@ impl Chat {
         if account.banned_until.is_some_and(|until| until <= now) {
             account.banned_until = None;
             account.failures = 0;
+            self.outbox.record(&Record::BanCleared {
+                user: &account.name,
+            });
         }
     }
 

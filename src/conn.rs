@@ -42,6 +42,9 @@ pub struct Conn {
     pub doomed: bool,
     /// Listed in the server's dirty list for this iteration.
     pub dirty: bool,
+    /// Its output waits for the journal commit at the end of this
+    /// iteration: it promises something not yet durable.
+    pub held: bool,
     /// Used its read budget and may have more input: listed in the
     /// server's list of connections to read again next iteration.
     pub unread: bool,
@@ -60,6 +63,7 @@ impl Conn {
             closing: false,
             doomed: false,
             dirty: false,
+            held: false,
             unread: false,
         }
     }

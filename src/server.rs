@@ -9,6 +9,13 @@
 //! connection with pending output once. `WRITABLE` interest is registered
 //! only while output is pending.
 //!
+//! Durability: records of durable changes that the domain produced during
+//! an iteration are committed to the [`Journal`] once, at the end of it
+//! (one `write`, one `fdatasync`). Connections the domain held — they were
+//! promised something the records describe — are flushed only after that
+//! commit; every other connection is flushed before it, so online delivery
+//! never waits for the disk.
+//!
 //! Fairness: a connection is read at most [`READ_BUDGET`] bytes per
 //! iteration. One that still had data is remembered (edge-triggered
 //! readiness will not fire again for it) and served in the next iteration,
@@ -17,9 +24,10 @@
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -28,10 +36,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::chat::{Chat, ChatConfig, Effect, Outbox, SessionId};
+use crate::chat::{Chat, ChatConfig, Effect, Outbox, SessionId, WallClock};
 use crate::conn::Conn;
 use crate::credentials::Account;
 use crate::deadlines::Deadlines;
+use crate::journal::{Journal, JournalOptions};
 use crate::protocol;
 
 /// The listener's token; connections use their slab key, which is always
@@ -68,6 +77,24 @@ pub struct Config {
     pub max_pending: usize,
     /// Most connections at once; one more is told the server is full.
     pub max_clients: usize,
+    /// Most messages queued for one offline user.
+    pub mailbox_max: usize,
+    /// Where mailboxes, block lists and bans are kept.
+    pub storage: Storage,
+}
+
+/// Where the durable state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory only: a restart forgets mailboxes, block lists and bans.
+    Ephemeral,
+    /// In a data directory (see [`crate::journal`]), replayed at start.
+    Durable {
+        /// The data directory; created if missing.
+        dir: PathBuf,
+        /// How the journal is written.
+        options: JournalOptions,
+    },
 }
 
 /// Defaults of the limits, shared by the command line and tests.
@@ -78,6 +105,12 @@ pub mod defaults {
     pub const MAX_PENDING: usize = 1 << 20;
     /// `--max-clients`.
     pub const MAX_CLIENTS: usize = 10_000;
+    /// `--mailbox-max`.
+    pub const MAILBOX_MAX: usize = 1000;
+    /// `--compact-at`: 64 MiB.
+    pub const COMPACT_AT: u64 = 64 << 20;
+    /// `--data-dir`.
+    pub const DATA_DIR: &str = "./confab-data";
 }
 
 /// Timers of the loop itself (the domain's are in [`Chat`]).
@@ -144,6 +177,10 @@ pub struct Server {
     doomed: Vec<usize>,
     /// Connections that may still have input after using their budget.
     unread: Vec<usize>,
+    /// Connections whose output waits for the next commit.
+    held: Vec<usize>,
+    /// The data directory's journal, unless the server is ephemeral.
+    journal: Option<Journal>,
     timers: Deadlines<LoopTimer>,
     accept_paused: bool,
     /// A [`LoopTimer::ReleaseBuffers`] is armed.
@@ -156,10 +193,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener and loads the accounts into the domain.
+    /// Loads the accounts into the domain, opens the data directory (its
+    /// lock, the replay of its journal, a compaction) unless the storage is
+    /// ephemeral, and binds the listener. Errors say which of these failed.
     pub fn bind(config: Config, accounts: Vec<Account>) -> io::Result<Server> {
+        let mut chat = Chat::new(accounts, config.chat);
+        chat.set_mailbox_max(config.mailbox_max);
+        let journal = match &config.storage {
+            Storage::Ephemeral => None,
+            Storage::Durable { dir, options } => {
+                let journal = open_journal(&mut chat, dir, *options).map_err(|e| {
+                    io::Error::new(e.kind(), format!("data directory {}: {e}", dir.display()))
+                })?;
+                Some(journal)
+            }
+        };
+        let bind = config.bind;
+        let listen_error =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}"));
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.bind)?;
+        let mut listener = TcpListener::bind(bind).map_err(listen_error)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -167,7 +220,7 @@ impl Server {
         Ok(Server {
             poll,
             listener,
-            chat: Chat::new(accounts, config.chat),
+            chat,
             config,
             conns: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE],
@@ -177,6 +230,8 @@ impl Server {
             staged_keys: Vec::new(),
             doomed: Vec::new(),
             unread: Vec::new(),
+            held: Vec::new(),
+            journal,
             timers: Deadlines::default(),
             accept_paused: false,
             release_armed: false,
@@ -249,7 +304,7 @@ impl Server {
             }
             self.read_unread(now);
             self.fire_timers(now);
-            self.finish_iteration(now);
+            self.finish_iteration(now)?;
             self.open.store(self.conns.len(), Ordering::Relaxed);
         }
         let result = self.shut_down(&mut events);
@@ -457,10 +512,25 @@ impl Server {
         }
     }
 
-    /// Takes the domain's effects: closes are marked at once, sends are
-    /// staged (see [`Server::stage`]).
+    /// Takes the domain's effects: records go to the journal's next
+    /// commit, held sessions are marked first (so that nothing of theirs is
+    /// written early), closes are marked at once, sends are staged (see
+    /// [`Server::stage`]).
     fn apply_effects(&mut self) {
         let mut outbox = std::mem::take(self.chat.outbox());
+        if let Some(journal) = &mut self.journal {
+            if !outbox.records().is_empty() {
+                journal.stage(outbox.records());
+            }
+        }
+        for sid in outbox.held() {
+            if let Some(conn) = self.conns.get_mut(sid.0) {
+                if !conn.held {
+                    conn.held = true;
+                    self.held.push(sid.0);
+                }
+            }
+        }
         for effect in outbox.effects() {
             match effect {
                 Effect::Send { to, text } => self.stage(to.0, text.clone(), &outbox),
@@ -524,9 +594,11 @@ impl Server {
             return;
         }
         if conn.pending() + bytes.len() > max_pending {
-            // Make room by writing now; a reader this far behind that still
-            // cannot take it is cut off.
-            if conn.flush().is_err() || conn.pending() + bytes.len() > max_pending {
+            // Make room by writing now (unless the output waits for the
+            // commit); a reader this far behind that still cannot take it
+            // is cut off.
+            let failed = !conn.held && conn.flush().is_err();
+            if failed || conn.pending() + bytes.len() > max_pending {
                 debug!("#{key}: more than {max_pending} bytes pending, cutting off");
                 conn.discard_output();
                 self.doom(key);
@@ -571,10 +643,44 @@ impl Server {
         }
     }
 
-    /// Removes doomed connections and flushes dirty ones until neither is
-    /// left: a removal announces the leaver to others (more output), and a
-    /// failed write dooms a connection.
-    fn finish_iteration(&mut self, now: Instant) {
+    /// Flushes every connection that does not wait for the commit, commits
+    /// the iteration's records, then flushes the held connections; compacts
+    /// the journal if it has grown past its size. A failed commit is
+    /// returned: nothing promised by it may go out, and the server stops.
+    fn finish_iteration(&mut self, now: Instant) -> io::Result<()> {
+        loop {
+            self.flush_unheld(now);
+            let pending = self.journal.as_ref().is_some_and(Journal::has_pending);
+            if !pending && self.held.is_empty() {
+                break;
+            }
+            if let Some(journal) = &mut self.journal {
+                journal
+                    .commit()
+                    .map_err(|e| io::Error::new(e.kind(), format!("journal commit failed: {e}")))?;
+            }
+            for key in std::mem::take(&mut self.held) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.held = false;
+                }
+                self.mark_dirty(key);
+            }
+        }
+        if let Some(journal) = &mut self.journal {
+            if journal.wants_compaction() {
+                let clock = WallClock::new(Instant::now(), SystemTime::now());
+                journal
+                    .compact(self.chat.snapshot(clock))
+                    .map_err(|e| io::Error::new(e.kind(), format!("compaction failed: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes doomed connections and flushes dirty ones that are not held
+    /// until neither is left: a removal announces the leaver to others
+    /// (more output), and a failed write dooms a connection.
+    fn flush_unheld(&mut self, now: Instant) {
         loop {
             while let Some(key) = self.doomed.pop() {
                 self.remove(key, now);
@@ -599,7 +705,8 @@ impl Server {
             return;
         };
         conn.dirty = false;
-        if conn.doomed {
+        // A held connection is marked dirty again when it is released.
+        if conn.doomed || conn.held {
             return;
         }
         if let Err(e) = conn.flush() {
@@ -672,7 +779,7 @@ impl Server {
         let now = Instant::now();
         self.chat.shutdown(now);
         self.apply_effects();
-        self.finish_iteration(now);
+        self.finish_iteration(now)?;
         let deadline = now + LINGER;
         while !self.conns.is_empty() {
             let now = Instant::now();
@@ -694,11 +801,38 @@ impl Server {
                     self.mark_dirty(event.token().0);
                 }
             }
-            self.finish_iteration(Instant::now());
+            self.finish_iteration(Instant::now())?;
         }
         self.conns.clear();
         Ok(())
     }
+}
+
+/// Opens the data directory, replays it into `chat`, compacts it (so that
+/// every start begins with a fresh journal), and makes `chat` record its
+/// changes from now on.
+fn open_journal(
+    chat: &mut Chat,
+    dir: &std::path::Path,
+    options: JournalOptions,
+) -> io::Result<Journal> {
+    let clock = WallClock::new(Instant::now(), SystemTime::now());
+    let mut unknown = 0u64;
+    let (mut journal, loaded) = Journal::open(dir, options, |record| {
+        if !chat.apply_record(record, clock) {
+            unknown += 1;
+        }
+    })?;
+    info!("{}: loaded {} records", dir.display(), loaded.records);
+    if unknown > 0 {
+        warn!(
+            "{}: ignored {unknown} records about accounts that no longer exist",
+            dir.display()
+        );
+    }
+    journal.compact(chat.snapshot(clock))?;
+    chat.record_changes(clock);
+    Ok(journal)
 }
 
 /// `EMFILE` or `ENFILE`: the process or the system ran out of descriptors.

@@ -139,6 +139,7 @@ struct Running {
 fn start(args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(args)
+        .arg("--ephemeral")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -140,7 +140,7 @@ impl Server {
         std::fs::write(&credentials, "yoda wise\nhans falcon\nvader sithlord\n")
             .expect("write credentials");
         let child = Command::new(server_bin())
-            .args(["0", "1", "60", "--credentials"])
+            .args(["0", "1", "60", "--ephemeral", "--credentials"])
             .arg(&credentials)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

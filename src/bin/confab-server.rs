@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use confab::chat::ChatConfig;
-use confab::server::{defaults, Config, Server};
+use confab::journal::{Fsync, JournalOptions};
+use confab::server::{defaults, Config, Server, Storage};
 use log::{info, warn};
 
 /// A chat server for one core: plain-text protocol, so `nc` and `telnet`
@@ -46,6 +47,31 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS,
           value_parser = parse_positive)]
     max_clients: usize,
+    /// Where offline messages, block lists and bans are kept (created if
+    /// missing). One server at a time may use a directory.
+    #[arg(long, value_name = "DIR", default_value = defaults::DATA_DIR,
+          conflicts_with = "ephemeral")]
+    data_dir: PathBuf,
+    /// Keep everything in memory: a restart forgets offline messages,
+    /// block lists and bans, and nothing is written to disk.
+    #[arg(long)]
+    ephemeral: bool,
+    /// When acknowledged changes reach the disk. `always`: each loop
+    /// iteration's changes are fsynced before the replies that promise them
+    /// are sent. `never`: they are only written, which survives the server
+    /// crashing but NOT a power loss or an OS crash — acknowledged messages,
+    /// blocks and bans from the last seconds may then be lost.
+    #[arg(long, value_name = "WHEN", default_value = "always")]
+    fsync: Fsync,
+    /// Journal size in bytes past which it is compacted into a snapshot.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::COMPACT_AT,
+          value_parser = parse_positive_u64)]
+    compact_at: u64,
+    /// Most messages queued for one offline user; beyond it the sender is
+    /// told the mailbox is full and nothing is stored.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAILBOX_MAX,
+          value_parser = parse_positive)]
+    mailbox_max: usize,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -66,6 +92,13 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number above 0")),
+    }
+}
+
+fn parse_positive_u64(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("`{s}` is not a whole number above 0")),
     }
@@ -99,9 +132,20 @@ fn run(args: Args) -> Result<(), String> {
         max_line: args.max_line,
         max_pending: args.max_pending,
         max_clients: args.max_clients,
+        mailbox_max: args.mailbox_max,
+        storage: if args.ephemeral {
+            Storage::Ephemeral
+        } else {
+            Storage::Durable {
+                dir: args.data_dir,
+                options: JournalOptions {
+                    fsync: args.fsync,
+                    compact_at: args.compact_at,
+                },
+            }
+        },
     };
-    let mut server =
-        Server::bind(config, accounts).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let mut server = Server::bind(config, accounts).map_err(|e| e.to_string())?;
     server
         .handle_signals()
         .map_err(|e| format!("cannot handle signals: {e}"))?;

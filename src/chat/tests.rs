@@ -55,6 +55,10 @@ struct Harness {
     received: HashMap<SessionId, Vec<u8>>,
     /// Sessions that got `Effect::Close` (forgotten when the id reconnects).
     closed: HashSet<SessionId>,
+    /// Journal records produced since the last `take_records`.
+    records: Vec<u8>,
+    /// Sessions held since the last `take_records`.
+    held: Vec<SessionId>,
 }
 
 impl Harness {
@@ -79,6 +83,8 @@ impl Harness {
             chat: Chat::new(accounts, config),
             received: HashMap::new(),
             closed: HashSet::new(),
+            records: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -102,6 +108,8 @@ impl Harness {
                 }
             }
         }
+        self.records.extend_from_slice(outbox.records());
+        self.held.extend_from_slice(outbox.held());
         outbox.clear();
         self.check_deadlines();
     }
@@ -1362,4 +1370,255 @@ fn shutdown_tells_and_closes_every_session() {
     for s in [Y, H, at_username, at_password] {
         assert_eq!(h.take(s), "", "{s:?}");
     }
+}
+
+// ---------------------------------------------------------------- durable state
+
+/// A harness whose domain records changes, with a wall clock reading
+/// `WALL_MS` at `t0`.
+fn recording(t0: Instant) -> Harness {
+    let mut h = Harness::new();
+    h.chat.record_changes(wall(t0));
+    h
+}
+
+const WALL_MS: u64 = 1_700_000_000_000;
+
+fn wall(t0: Instant) -> WallClock {
+    WallClock {
+        at: t0,
+        unix_ms: WALL_MS,
+    }
+}
+
+impl Harness {
+    /// The records produced since the last call, and the held sessions.
+    fn take_records(&mut self) -> (Vec<Record<'static>>, Vec<SessionId>) {
+        let bytes = std::mem::take(&mut self.records);
+        let mut frames = record::Frames::new(&bytes);
+        let records: Vec<Record<'static>> = frames.by_ref().map(leak).collect();
+        assert_eq!(frames.damage(), None);
+        (records, std::mem::take(&mut self.held))
+    }
+}
+
+/// A record that owns nothing (the test leaks its few strings).
+fn leak(record: Record<'_>) -> Record<'static> {
+    let s = |text: &str| -> &'static str { Box::leak(text.to_owned().into_boxed_str()) };
+    match record {
+        Record::MailboxAppend {
+            recipient,
+            sender,
+            text,
+        } => Record::MailboxAppend {
+            recipient: s(recipient),
+            sender: s(sender),
+            text: s(text),
+        },
+        Record::MailboxDelivered { recipient } => Record::MailboxDelivered {
+            recipient: s(recipient),
+        },
+        Record::Block { user, target } => Record::Block {
+            user: s(user),
+            target: s(target),
+        },
+        Record::Unblock { user, target } => Record::Unblock {
+            user: s(user),
+            target: s(target),
+        },
+        Record::Ban {
+            user,
+            until_unix_ms,
+        } => Record::Ban {
+            user: s(user),
+            until_unix_ms,
+        },
+        Record::BanCleared { user } => Record::BanCleared { user: s(user) },
+    }
+}
+
+#[test]
+fn without_recording_nothing_is_recorded_or_held() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.ask(Y, "message luke hi", t0), offline("luke"));
+    assert_eq!(h.ask(Y, "block vader", t0), "vader is blocked\n");
+    assert_eq!(h.take_records(), (vec![], vec![]));
+}
+
+#[test]
+fn every_durable_change_is_recorded_and_its_reply_held() {
+    let t0 = Instant::now();
+    let mut h = recording(t0);
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.discard();
+    assert_eq!(h.take_records(), (vec![], vec![]));
+
+    assert_eq!(h.ask(Y, "message luke use the force", t0), offline("luke"));
+    assert_eq!(
+        h.take_records(),
+        (
+            vec![Record::MailboxAppend {
+                recipient: "luke",
+                sender: "yoda",
+                text: "use the force"
+            }],
+            vec![Y]
+        )
+    );
+    // Online delivery changes nothing durable.
+    h.send(Y, "message hans hi", t0);
+    assert_eq!(h.take(H), "yoda: hi\n");
+    assert_eq!(h.take_records(), (vec![], vec![]));
+
+    assert_eq!(h.ask(Y, "block vader", t0), "vader is blocked\n");
+    assert_eq!(h.ask(Y, "unblock vader", t0), "vader is unblocked\n");
+    assert_eq!(
+        h.take_records(),
+        (
+            vec![
+                Record::Block {
+                    user: "yoda",
+                    target: "vader"
+                },
+                Record::Unblock {
+                    user: "yoda",
+                    target: "vader"
+                }
+            ],
+            vec![Y, Y]
+        )
+    );
+    // Errors change nothing.
+    h.ask(Y, "unblock vader", t0);
+    h.ask(Y, "block yoda", t0);
+    assert_eq!(h.take_records(), (vec![], vec![]));
+
+    assert_eq!(
+        h.login_with_mail(L, "luke", "lightsaber", t0),
+        "yoda: use the force\n"
+    );
+    assert_eq!(
+        h.take_records(),
+        (
+            vec![Record::MailboxDelivered { recipient: "luke" }],
+            vec![L]
+        )
+    );
+
+    h.ban(V, "vader", t0 + secs(1));
+    let until = WALL_MS + 1000 + BLOCK.as_millis() as u64;
+    assert_eq!(
+        h.take_records(),
+        (
+            vec![Record::Ban {
+                user: "vader",
+                until_unix_ms: until
+            }],
+            vec![V]
+        )
+    );
+    h.run_timers(t0 + secs(1) + BLOCK);
+    assert_eq!(
+        h.take_records(),
+        (vec![Record::BanCleared { user: "vader" }], vec![])
+    );
+}
+
+#[test]
+fn a_full_mailbox_refuses_the_message_and_stores_nothing() {
+    let t0 = Instant::now();
+    let mut h = recording(t0);
+    h.chat.set_mailbox_max(2);
+    h.login(Y, "yoda", "wise", t0);
+    assert_eq!(h.ask(Y, "message luke one", t0), offline("luke"));
+    assert_eq!(h.ask(Y, "message luke two", t0), offline("luke"));
+    h.take_records();
+    assert_eq!(
+        h.ask(Y, "message luke three", t0),
+        "Error. luke's mailbox is full\n"
+    );
+    assert_eq!(h.take_records(), (vec![], vec![]));
+    assert_eq!(
+        h.login_with_mail(L, "luke", "lightsaber", t0),
+        "yoda: one\nyoda: two\n"
+    );
+    // Delivered: room again.
+    h.disconnect(L, t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "message luke four", t0), offline("luke"));
+}
+
+#[test]
+fn replaying_records_or_a_snapshot_rebuilds_the_state() {
+    let t0 = Instant::now();
+    let mut h = recording(t0);
+    h.login(Y, "yoda", "wise", t0);
+    h.ask(Y, "message luke first: with a colon", t0);
+    h.ask(Y, "message luke second", t0);
+    h.ask(Y, "block vader", t0);
+    h.ask(Y, "block hans", t0);
+    h.ask(Y, "unblock hans", t0);
+    h.ban(H, "hans", t0);
+    let (records, _) = h.take_records();
+    let snapshot: Vec<Record<'_>> = h.chat.snapshot(wall(t0)).collect();
+    assert_eq!(snapshot.len(), 4, "{snapshot:?}");
+
+    // A restart 3 s later (wall clock too): the ban has 7 s left.
+    for replay in [records, snapshot.iter().cloned().map(leak).collect()] {
+        let t1 = Instant::now() + secs(100);
+        let clock = WallClock {
+            at: t1,
+            unix_ms: WALL_MS + 3000,
+        };
+        let mut r = Harness::new();
+        r.chat.record_changes(clock);
+        for record in &replay {
+            assert!(r.chat.apply_record(record, clock));
+        }
+        assert_eq!(
+            r.login_with_mail(L, "luke", "lightsaber", t1),
+            "yoda: first: with a colon\nyoda: second\n"
+        );
+        r.login(V, "vader", "sithlord", t1);
+        assert_eq!(r.ask(V, "message yoda hi", t1), MESSAGE_BLOCKED);
+        r.connect(H, t1 + secs(6));
+        r.ask(H, "hans", t1 + secs(6));
+        assert_eq!(r.ask(H, "falcon", t1 + secs(6)), BANNED);
+        r.run_timers(t1 + secs(7));
+        r.login(SessionId(9), "hans", "falcon", t1 + secs(7));
+    }
+}
+
+#[test]
+fn replayed_bans_that_already_ended_and_unknown_users_are_ignored() {
+    let t0 = Instant::now();
+    let clock = wall(t0);
+    let mut h = Harness::new();
+    let ended = Record::Ban {
+        user: "hans",
+        until_unix_ms: WALL_MS,
+    };
+    assert!(h.chat.apply_record(&ended, clock));
+    assert_eq!(h.chat.next_deadline(), None);
+    h.login(H, "hans", "falcon", t0);
+    let unknown = Record::Block {
+        user: "yoda",
+        target: "chewbacca",
+    };
+    assert!(!h.chat.apply_record(&unknown, clock));
+}
+
+#[test]
+fn the_wall_clock_converts_both_ways() {
+    let t0 = Instant::now();
+    let clock = wall(t0);
+    assert_eq!(clock.unix_ms(t0 + ms(1500)), WALL_MS + 1500);
+    assert_eq!(clock.instant(WALL_MS + 1500), Some(t0 + ms(1500)));
+    assert_eq!(clock.instant(WALL_MS), None);
+    assert_eq!(clock.instant(WALL_MS - 1), None);
+    let epoch = WallClock::new(t0, SystemTime::UNIX_EPOCH + ms(42));
+    assert_eq!(epoch.unix_ms, 42);
 }

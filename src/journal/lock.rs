@@ -45,8 +45,7 @@ impl DirLock {
                     return Err(io::Error::new(
                         io::ErrorKind::WouldBlock,
                         format!(
-                            "{} is in use by another confab-server (it holds a lock on {})",
-                            dir.display(),
+                            "in use by another confab-server (it holds the lock on {})",
                             path.display()
                         ),
                     ))

@@ -117,6 +117,8 @@ pub struct Journal {
     /// Records staged for the next commit, framed.
     pending: Vec<u8>,
     options: JournalOptions,
+    /// Journal size at which to compact next.
+    compact_at: u64,
 }
 
 impl Journal {
@@ -130,7 +132,8 @@ impl Journal {
         options: JournalOptions,
         mut apply: impl FnMut(&Record<'_>),
     ) -> io::Result<(Journal, Loaded)> {
-        fs::create_dir_all(dir).map_err(|e| context(e, "cannot create", dir))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create it: {e}")))?;
         let lock = DirLock::acquire(dir)?;
         remove_if_exists(&dir.join(SNAPSHOT_TMP))?;
         let mut loaded = Loaded::default();
@@ -160,6 +163,7 @@ impl Journal {
             generation: newest,
             size,
             pending: Vec::new(),
+            compact_at: options.compact_at,
             options,
         };
         Ok((journal, loaded))
@@ -192,9 +196,10 @@ impl Journal {
         Ok(())
     }
 
-    /// Whether the journal has grown past the compaction size.
+    /// Whether the journal has grown past the compaction size (or past
+    /// the point of retrying a compaction that failed).
     pub fn wants_compaction(&self) -> bool {
-        self.size >= self.options.compact_at
+        self.size >= self.compact_at
     }
 
     /// Bytes in the journal file being appended to.
@@ -204,8 +209,38 @@ impl Journal {
 
     /// Replaces the snapshot with `live` (the whole live state, as records)
     /// and starts a fresh journal; staged records are committed first.
+    ///
+    /// A failure before the new snapshot replaces the old one (a full disk,
+    /// say) changes nothing: it is logged, and the next try waits until the
+    /// journal has grown by the compaction size again. A failure after that
+    /// point, or of the commit, is returned: the server must stop, because
+    /// the journal it would append to may be one the snapshot covers.
     pub fn compact<'a>(&mut self, live: impl IntoIterator<Item = Record<'a>>) -> io::Result<()> {
-        self.compact_until(live, CompactStep::RemoveOld)
+        self.commit()?;
+        match self.compact_until(live, CompactStep::RemoveOld) {
+            Err(e) if self.renamed_generation() != Some(self.generation) => {
+                warn!(
+                    "compaction of {} failed, will retry later: {e}",
+                    self.dir.display()
+                );
+                remove_if_exists(&self.dir.join(SNAPSHOT_TMP))?;
+                self.compact_at = self.size.saturating_add(self.options.compact_at);
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(()) => {
+                self.compact_at = self.options.compact_at;
+                Ok(())
+            }
+        }
+    }
+
+    /// The generation the snapshot on disk covers, if it can be read.
+    fn renamed_generation(&self) -> Option<u64> {
+        let mut header = [0; SNAPSHOT_HEADER];
+        let mut file = File::open(self.dir.join(SNAPSHOT_FILE)).ok()?;
+        io::Read::read_exact(&mut file, &mut header).ok()?;
+        parse_snapshot_header(&header)
     }
 
     /// [`Journal::compact`], stopping after `last`: a crash at that point,
@@ -254,11 +289,6 @@ impl Journal {
         }
         Ok(())
     }
-}
-
-/// Adds what was being done to `dir` to an error.
-fn context(e: io::Error, what: &str, dir: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", dir.display()))
 }
 
 fn journal_path(dir: &Path, generation: u64) -> PathBuf {
@@ -319,6 +349,14 @@ fn snapshot_header(generation: u64) -> Vec<u8> {
     header
 }
 
+/// The generation in a snapshot header, if the header is intact.
+fn parse_snapshot_header(header: &[u8]) -> Option<u64> {
+    let crc = u32::from_le_bytes(header.get(16..20)?.try_into().ok()?);
+    let generation = u64::from_le_bytes(header.get(8..16)?.try_into().ok()?);
+    (header.starts_with(SNAPSHOT_MAGIC) && crc32fast::hash(&header[..16]) == crc)
+        .then_some(generation)
+}
+
 /// Applies the snapshot's records and returns the generation it covers (0
 /// without a snapshot). A damaged header is an error: its records cannot
 /// be placed, and guessing would lose or repeat changes.
@@ -333,12 +371,7 @@ fn load_snapshot(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let header = bytes.get(..SNAPSHOT_HEADER);
-    let generation = header.and_then(|h| {
-        let crc = u32::from_le_bytes(h[16..20].try_into().ok()?);
-        let generation = u64::from_le_bytes(h[8..16].try_into().ok()?);
-        (h.starts_with(SNAPSHOT_MAGIC) && crc32fast::hash(&h[..16]) == crc).then_some(generation)
-    });
+    let generation = bytes.get(..SNAPSHOT_HEADER).and_then(parse_snapshot_header);
     let Some(generation) = generation else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

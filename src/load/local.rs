@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::chat::ChatConfig;
 use crate::credentials::Account;
-use crate::server::{defaults, Config, Server, ShutdownHandle};
+use crate::server::{defaults, Config, Server, ShutdownHandle, Storage};
 
 /// How long the server thread may take to bind.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +39,8 @@ impl LocalServer {
             max_line: defaults::MAX_LINE,
             max_pending: defaults::MAX_PENDING,
             max_clients: defaults::MAX_CLIENTS.max(accounts.len() + 100),
+            mailbox_max: defaults::MAILBOX_MAX,
+            storage: Storage::Ephemeral,
         };
         let (tx, rx) = mpsc::channel();
         let thread = thread::Builder::new()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use confab::chat::ChatConfig;
 use confab::credentials::Account;
-use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle};
+use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, Storage};
 
 /// Longest any single expectation waits for the server.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +72,9 @@ pub struct Options {
     pub max_line: usize,
     pub max_pending: usize,
     pub max_clients: usize,
+    pub mailbox_max: usize,
+    /// Ephemeral unless a test asks for a data directory.
+    pub storage: Storage,
 }
 
 impl Default for Options {
@@ -82,6 +85,8 @@ impl Default for Options {
             max_line: defaults::MAX_LINE,
             max_pending: defaults::MAX_PENDING,
             max_clients: defaults::MAX_CLIENTS,
+            mailbox_max: defaults::MAILBOX_MAX,
+            storage: Storage::Ephemeral,
         }
     }
 }
@@ -112,6 +117,8 @@ impl TestServer {
             max_line: options.max_line,
             max_pending: options.max_pending,
             max_clients: options.max_clients,
+            mailbox_max: options.mailbox_max,
+            storage: options.storage,
         };
         let mut server = Server::bind(config, accounts()).expect("bind the server");
         let addr = server.local_addr().expect("local address");
@@ -655,7 +662,8 @@ pub struct ServerProcess {
 /// Options of [`ServerProcess::start`].
 #[derive(Debug, Default, Clone)]
 pub struct ProcessOptions {
-    /// Extra command-line arguments after `0 0.5 30`.
+    /// Extra command-line arguments after `0 0.5 30`; `--ephemeral` is
+    /// added unless they name a `--data-dir`.
     pub args: Vec<String>,
     /// Accounts for the credentials file; the test accounts if empty.
     pub accounts: Vec<(String, String)>,
@@ -694,6 +702,7 @@ impl ServerProcess {
             .args(["0", "0.5", "30", "--credentials"])
             .arg(&credentials)
             .args(&options.args)
+            .args((!options.args.iter().any(|a| a == "--data-dir")).then_some("--ephemeral"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
