@@ -656,6 +656,9 @@ pub struct ServerProcess {
     child: std::process::Child,
     pub addr: SocketAddr,
     stderr: std::sync::mpsc::Receiver<String>,
+    /// Lines logged before `listening on`, not yet returned by
+    /// [`ServerProcess::stderr_lines`].
+    early: std::cell::RefCell<Vec<String>>,
     credentials: std::path::PathBuf,
 }
 
@@ -663,17 +666,24 @@ pub struct ServerProcess {
 #[derive(Debug, Default, Clone)]
 pub struct ProcessOptions {
     /// Extra command-line arguments after `0 0.5 30`; `--ephemeral` is
-    /// added unless they name a `--data-dir`.
+    /// added unless they say `--data-dir` or `--ephemeral`.
     pub args: Vec<String>,
     /// Accounts for the credentials file; the test accounts if empty.
     pub accounts: Vec<(String, String)>,
     /// Soft and hard `RLIMIT_NOFILE` of the child, if set.
     pub max_open_files: Option<u64>,
+    /// BLOCK_DURATION instead of `0.5`.
+    pub block_duration: Option<String>,
+    /// Extra environment variables (`RUST_LOG`, ...).
+    pub env: Vec<(String, String)>,
+    /// Working directory of the child, if not the test's.
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl ServerProcess {
-    /// Starts `confab-server` on a free port (ban 0.5 s, idle timeout 30 s)
-    /// and waits for its `listening on` line.
+    /// Starts `confab-server` on a free port (ban 0.5 s unless set, idle
+    /// timeout 30 s) and waits for its `listening on` line; lines logged
+    /// before it are kept for [`ServerProcess::stderr_lines`].
     pub fn start(options: ProcessOptions) -> ServerProcess {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
@@ -698,14 +708,25 @@ impl ServerProcess {
         std::fs::write(&credentials, text).expect("write the credentials file");
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_confab-server"));
+        let block_duration = options.block_duration.as_deref().unwrap_or("0.5");
         command
-            .args(["0", "0.5", "30", "--credentials"])
+            .args(["0", block_duration, "30", "--credentials"])
             .arg(&credentials)
             .args(&options.args)
-            .args((!options.args.iter().any(|a| a == "--data-dir")).then_some("--ephemeral"))
+            .args(
+                (!options
+                    .args
+                    .iter()
+                    .any(|a| a == "--data-dir" || a == "--ephemeral"))
+                .then_some("--ephemeral"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .envs(options.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &options.cwd {
+            command.current_dir(dir);
+        }
         if let Some(limit) = options.max_open_files {
             let limit = libc::rlimit {
                 rlim_cur: limit as libc::rlim_t,
@@ -738,12 +759,21 @@ impl ServerProcess {
             child,
             addr: "127.0.0.1:0".parse().expect("address"),
             stderr: rx,
+            early: Default::default(),
             credentials,
         };
-        let first = server
-            .stderr
-            .recv_timeout(IO_TIMEOUT)
-            .expect("a first line on stderr");
+        let first = loop {
+            let line = server.stderr.recv_timeout(IO_TIMEOUT).unwrap_or_else(|e| {
+                panic!(
+                    "no `listening on` line ({e}); stderr: {:?}",
+                    server.early.borrow()
+                )
+            });
+            if line.starts_with("listening on ") {
+                break line;
+            }
+            server.early.borrow_mut().push(line);
+        };
         let port: u16 = first
             .strip_prefix("listening on 127.0.0.1:")
             .and_then(|port| port.parse().ok())
@@ -802,7 +832,9 @@ impl ServerProcess {
 
     /// What the server wrote to stderr since the last call.
     pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
+        let mut lines = std::mem::take(&mut *self.early.borrow_mut());
+        lines.extend(self.stderr.try_iter());
+        lines
     }
 
     /// User plus system CPU time the process has used so far.

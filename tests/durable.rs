@@ -1,0 +1,508 @@
+//! Durable state end to end: offline messages, block lists and bans kept in
+//! a data directory across `kill -9`, damaged journals, crashes during
+//! compaction, the mailbox bound, the directory lock, and `--ephemeral`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Client, Options, ProcessOptions, ServerProcess, TestServer, IO_TIMEOUT};
+use confab::chat::{Chat, ChatConfig, SessionId, WallClock};
+use confab::journal::lock::DirLock;
+use confab::journal::{CompactStep, Fsync, Journal, JournalOptions, Record};
+use confab::server::Storage;
+
+/// A fresh directory under Cargo's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "durable-{name}-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create the temporary directory");
+        TempDir(path)
+    }
+
+    /// The data directory inside it (not created).
+    fn data(&self) -> PathBuf {
+        self.0.join("data")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until nothing holds the lock of `dir`. A process that another
+/// test forks inherits this process's descriptors until it calls `exec`,
+/// and with them, for that moment, a lock this test just released.
+fn wait_unlocked(dir: &Path) {
+    common::wait_until("the data directory lock to be free", || {
+        DirLock::acquire(dir).map_or_else(|e| e.kind() != std::io::ErrorKind::WouldBlock, |_| true)
+    });
+}
+
+fn offline(user: &str) -> String {
+    format!("{user} is offline. Your message will be delivered when they log in")
+}
+
+const BANNED: &str =
+    "Your account is blocked due to multiple login failures. Please try again later";
+const NOW_BANNED: &str = "Invalid Password. Your account has been blocked. Please try again later";
+const BLOCKED: &str = "Your message could not be delivered as the recipient has blocked you";
+
+/// `confab-server` on `dir` with a ban of `ban` seconds and these extra
+/// arguments.
+fn start(dir: &Path, ban: &str, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+    let mut args = vec!["--data-dir".to_string(), dir.display().to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    ServerProcess::start(ProcessOptions {
+        args,
+        block_duration: Some(ban.into()),
+        env: env
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..ProcessOptions::default()
+    })
+}
+
+fn kill_9(mut server: ServerProcess) {
+    server.signal(libc::SIGKILL);
+    server.wait(IO_TIMEOUT);
+}
+
+/// Logs `user` in expecting exactly `mail` after the welcome line, and
+/// nothing more.
+fn login_expecting_mail(server: &ServerProcess, user: &str, pass: &str, mail: &[String]) -> Client {
+    let mut client = server.login(user, pass);
+    for line in mail {
+        client.expect_line(line);
+    }
+    client.barrier();
+    client
+}
+
+/// Three wrong passwords: the third gets the ban and the connection closes.
+fn get_banned(server: &ServerProcess, user: &str) {
+    let mut client = server.connect();
+    client.expect(common::USERNAME);
+    client.send(&format!("{user}\n"));
+    for attempt in 1..=3 {
+        client.expect(common::PASSWORD);
+        client.send(&format!("wrong{attempt}\n"));
+        if attempt < 3 {
+            client.expect_line("Invalid Password. Please try again");
+        }
+    }
+    client.expect_line(NOW_BANNED);
+    client.expect_eof();
+}
+
+/// The banned-account reply to the right password, then the close.
+fn expect_banned(server: &ServerProcess, user: &str, pass: &str) {
+    let mut client = server.connect();
+    client.expect(common::USERNAME);
+    client.send(&format!("{user}\n"));
+    client.expect(common::PASSWORD);
+    client.send(&format!("{pass}\n"));
+    client.expect_line(BANNED);
+    client.expect_eof();
+}
+
+#[test]
+fn everything_acknowledged_survives_kill_9() {
+    const BAN: f64 = 1.5;
+    let tmp = TempDir::new("kill");
+    let server = start(&tmp.data(), "1.5", &[], &[]);
+    let mut yoda = server.login("yoda", "wise");
+    let mut hans = server.login("hans", "falcon");
+    yoda.expect_line("hans logged in");
+    let mut expected = Vec::new();
+    // Pipelined: every acknowledgement may share a commit with others.
+    for i in 0..20 {
+        yoda.send(&format!("message luke from yoda {i}\n"));
+        expected.push(format!("yoda: from yoda {i}"));
+    }
+    for _ in 0..20 {
+        yoda.expect_line(&offline("luke"));
+    }
+    hans.send("message luke from hans  with  spaces\n");
+    hans.expect_line(&offline("luke"));
+    expected.push("hans: from hans  with  spaces".into());
+    yoda.send("block vader\n");
+    yoda.expect_line("vader is blocked");
+    yoda.send("block leia\nunblock leia\n");
+    yoda.expect_lines(&["leia is blocked", "leia is unblocked"]);
+    get_banned(&server, "vader");
+    let banned_at = Instant::now();
+    kill_9(server);
+
+    // Restart a little later, so that a ban restored with its full
+    // duration from the restart would outlast the real one.
+    thread::sleep(Duration::from_millis(300));
+    let server = start(&tmp.data(), "1.5", &[], &[]);
+    expect_banned(&server, "vader", "sithlord");
+    let mut luke = login_expecting_mail(&server, "luke", "lightsaber", &expected);
+    luke.logout();
+    let mut leia = server.login("leia", "blasterpistol");
+    leia.send("message yoda not blocked\n");
+    leia.expect_line(&offline("yoda"));
+
+    let ban_end = banned_at + Duration::from_secs_f64(BAN);
+    thread::sleep(ban_end.saturating_duration_since(Instant::now()) + Duration::from_millis(150));
+    let mut vader = server.login("vader", "sithlord");
+    vader.send("message yoda hi\n");
+    vader.expect_line(BLOCKED);
+    kill_9(server);
+
+    // Delivered mail is gone for good; new mail and the block stay.
+    let server = start(&tmp.data(), "1.5", &[], &[]);
+    let _luke = login_expecting_mail(&server, "luke", "lightsaber", &[]);
+    let mut yoda =
+        login_expecting_mail(&server, "yoda", "wise", &["leia: not blocked".to_string()]);
+    yoda.send("whoelse\n");
+    yoda.expect_line("luke");
+    let mut vader = server.login("vader", "sithlord");
+    vader.send("message yoda hi\n");
+    vader.expect_line(BLOCKED);
+}
+
+/// The only journal file of a stopped server's data directory.
+fn journal_file(dir: &Path) -> PathBuf {
+    let mut journals: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list the data directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("journal-"))
+        })
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    journals.remove(0)
+}
+
+/// Writes three messages for luke, stops the server, damages the journal
+/// with `damage`, restarts with warnings on, and checks what luke gets and
+/// what was logged.
+fn damaged_tail(damage: impl FnOnce(&Path), kept: usize) {
+    let tmp = TempDir::new("damage");
+    let server = start(&tmp.data(), "0.5", &[], &[]);
+    let mut yoda = server.login("yoda", "wise");
+    let mail: Vec<String> = (0..3).map(|i| format!("yoda: message {i}")).collect();
+    for i in 0..3 {
+        yoda.send(&format!("message luke message {i}\n"));
+        yoda.expect_line(&offline("luke"));
+    }
+    kill_9(server);
+    let journal = journal_file(&tmp.data());
+    let before = std::fs::metadata(&journal).expect("stat").len();
+    damage(&journal);
+
+    let server = start(&tmp.data(), "0.5", &[], &[("RUST_LOG", "warn")]);
+    let warnings = server.stderr_lines();
+    let offset = before / 3 * kept as u64;
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&format!("at offset {offset}"))),
+        "expected a warning naming offset {offset}: {warnings:?}"
+    );
+    login_expecting_mail(&server, "luke", "lightsaber", &mail[..kept]);
+}
+
+#[test]
+fn a_truncated_journal_keeps_every_intact_record_and_warns() {
+    damaged_tail(
+        |path| {
+            let len = std::fs::metadata(path).expect("stat").len();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("open the journal");
+            file.set_len(len - 5).expect("truncate");
+        },
+        2,
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_the_journal_keeps_the_records_before_it_and_warns() {
+    damaged_tail(
+        |path| {
+            let mut bytes = std::fs::read(path).expect("read the journal");
+            // Inside the second of three equal-sized records.
+            let at = bytes.len() / 3 + 10;
+            bytes[at] ^= 0x40;
+            std::fs::write(path, &bytes).expect("write the journal");
+        },
+        1,
+    );
+}
+
+#[test]
+fn a_journal_past_the_compaction_size_is_compacted_and_loses_nothing() {
+    let tmp = TempDir::new("compact");
+    let server = start(&tmp.data(), "0.5", &["--compact-at", "300"], &[]);
+    let mut yoda = server.login("yoda", "wise");
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        yoda.send(&format!("message luke number {i}\n"));
+        yoda.expect_line(&offline("luke"));
+        expected.push(format!("yoda: number {i}"));
+    }
+    yoda.send("block hans\n");
+    yoda.expect_line("hans is blocked");
+    let journal = journal_file(&tmp.data());
+    let size = std::fs::metadata(&journal).expect("stat").len();
+    assert!(size < 300, "the journal was not compacted: {size} bytes");
+    kill_9(server);
+    let server = start(&tmp.data(), "0.5", &["--compact-at", "300"], &[]);
+    login_expecting_mail(&server, "luke", "lightsaber", &expected);
+    let mut hans = server.login("hans", "falcon");
+    hans.send("message yoda hi\n");
+    hans.expect_line(BLOCKED);
+}
+
+/// The domain and its journal as the server wires them, driven directly.
+struct Node {
+    chat: Chat,
+    journal: Journal,
+    clock: WallClock,
+}
+
+const OPTIONS: JournalOptions = JournalOptions {
+    fsync: Fsync::Always,
+    compact_at: 1 << 20,
+};
+
+impl Node {
+    fn open(dir: &Path) -> Node {
+        let clock = WallClock::new(Instant::now(), SystemTime::now());
+        let mut chat = Chat::new(
+            common::accounts(),
+            ChatConfig {
+                block_duration: Duration::from_secs(3600),
+                timeout: Duration::from_secs(3600),
+            },
+        );
+        wait_unlocked(dir);
+        let (journal, _) = Journal::open(dir, OPTIONS, |record| {
+            assert!(chat.apply_record(record, clock));
+        })
+        .expect("open the data directory");
+        chat.record_changes(clock);
+        Node {
+            chat,
+            journal,
+            clock,
+        }
+    }
+
+    /// Runs `lines` on session 0 after logging in as yoda, and commits.
+    fn as_yoda(&mut self, lines: &[&str]) {
+        let now = self.clock.at;
+        let sid = SessionId(0);
+        self.chat.connect(sid, now);
+        for line in ["yoda", "wise"].iter().chain(lines) {
+            self.chat.line(sid, line, now);
+        }
+        self.chat.disconnect(sid, now);
+        let outbox = self.chat.outbox();
+        self.journal.stage(outbox.records());
+        outbox.clear();
+        self.journal.commit().expect("commit");
+    }
+
+    /// The live state, as text.
+    fn state(&self) -> Vec<String> {
+        let records: Vec<Record<'_>> = self.chat.snapshot(self.clock).collect();
+        records.iter().map(|r| format!("{r:?}")).collect()
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_compaction_leaves_the_state_intact() {
+    for step in CompactStep::ALL {
+        let tmp = TempDir::new("steps");
+        let mut node = Node::open(&tmp.data());
+        node.as_yoda(&["message luke one", "block vader", "message leia two"]);
+        node.journal
+            .compact(node.chat.snapshot(node.clock))
+            .expect("compact");
+        node.as_yoda(&["message luke three", "unblock vader", "block hans"]);
+        let state = node.state();
+        assert_eq!(state.len(), 4, "{state:?}");
+        node.journal
+            .compact_until(node.chat.snapshot(node.clock), step)
+            .expect("compaction up to the crash");
+        drop(node);
+
+        let mut node = Node::open(&tmp.data());
+        assert_eq!(node.state(), state, "after a crash after {step:?}");
+        node.as_yoda(&["message luke four"]);
+        drop(node);
+        let node = Node::open(&tmp.data());
+        assert_eq!(node.state().len(), 5, "after a crash after {step:?}");
+    }
+}
+
+#[test]
+fn a_full_mailbox_refuses_and_stores_nothing() {
+    let tmp = TempDir::new("full");
+    let server = TestServer::with(Options {
+        mailbox_max: 2,
+        storage: Storage::Durable {
+            dir: tmp.data(),
+            options: OPTIONS,
+        },
+        ..Options::default()
+    });
+    let mut yoda = server.login("yoda");
+    yoda.send("message luke one\nmessage luke two\nmessage luke three\n");
+    yoda.expect_line(&offline("luke"));
+    yoda.expect_line(&offline("luke"));
+    yoda.expect_line("Error. luke's mailbox is full");
+    let mut luke = server.login("luke");
+    luke.expect_lines(&["yoda: one", "yoda: two"]);
+    luke.barrier();
+    yoda.expect_line("luke logged in");
+    luke.logout();
+    yoda.expect_line("luke logged out");
+    yoda.send("message luke again\n");
+    yoda.expect_line(&offline("luke"));
+    drop((yoda, server));
+    wait_unlocked(&tmp.data());
+
+    // Nothing of the refused message was stored either.
+    let server = TestServer::with(Options {
+        storage: Storage::Durable {
+            dir: tmp.data(),
+            options: OPTIONS,
+        },
+        ..Options::default()
+    });
+    let mut luke = server.login("luke");
+    luke.expect_line("yoda: again");
+    luke.barrier();
+}
+
+/// Runs `confab-server` to its end with these arguments after the
+/// durations, in `cwd`; returns its exit status and stderr.
+fn run_to_end(cwd: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let credentials = cwd.join("credentials.txt");
+    std::fs::write(&credentials, "yoda wise\n").expect("write credentials");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .args(["0", "1", "30", "--credentials"])
+        .arg(&credentials)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn confab-server");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("confab-server did not exit within {IO_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    (status, stderr)
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let tmp = TempDir::new("lock");
+    let first = start(&tmp.data(), "0.5", &[], &[]);
+    let data = tmp.data().display().to_string();
+    let (status, stderr) = run_to_end(&tmp.0, &["--data-dir", &data]);
+    assert_eq!(status.code(), Some(1), "stderr: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.contains(&data) && stderr.contains("in use by another confab-server"),
+        "{stderr:?}"
+    );
+    // The first one is unharmed.
+    let mut yoda = first.login("yoda", "wise");
+    yoda.barrier();
+}
+
+#[test]
+fn a_data_directory_that_cannot_be_created_is_a_clear_error() {
+    let tmp = TempDir::new("nodir");
+    let file = tmp.0.join("a-file");
+    std::fs::write(&file, "").expect("write a file");
+    let under_file = file.join("data").display().to_string();
+    let (status, stderr) = run_to_end(&tmp.0, &["--data-dir", &under_file]);
+    assert_eq!(status.code(), Some(1), "stderr: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.contains(&under_file) && stderr.contains("cannot create"),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn the_default_data_directory_is_in_the_working_directory() {
+    let tmp = TempDir::new("default");
+    let server = start(&tmp.0.join("confab-data"), "0.5", &[], &[]);
+    // Without the option, a server started in the same place wants the
+    // same directory, and finds it locked.
+    let (status, stderr) = run_to_end(&tmp.0, &[]);
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr.contains("./confab-data: in use by another confab-server"),
+        "{stderr:?}"
+    );
+    drop(server);
+}
+
+#[test]
+fn ephemeral_writes_nothing_and_forgets_on_restart() {
+    let tmp = TempDir::new("ephemeral");
+    let options = || ProcessOptions {
+        args: vec!["--ephemeral".into()],
+        cwd: Some(tmp.0.clone()),
+        ..ProcessOptions::default()
+    };
+    let server = ServerProcess::start(options());
+    let mut yoda = server.login("yoda", "wise");
+    yoda.send("message luke hi\n");
+    yoda.expect_line(&offline("luke"));
+    yoda.send("block vader\n");
+    yoda.expect_line("vader is blocked");
+    kill_9(server);
+    let entries: Vec<_> = std::fs::read_dir(&tmp.0)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(entries.is_empty(), "something was written: {entries:?}");
+
+    let server = ServerProcess::start(options());
+    login_expecting_mail(&server, "luke", "lightsaber", &[]);
+    let mut vader = server.login("vader", "sithlord");
+    vader.send("message yoda hi\n");
+    vader.expect_line(&offline("yoda"));
+}
