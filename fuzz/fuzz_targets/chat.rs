@@ -1,0 +1,31 @@
+//! The chat state machine fed arbitrary command sequences from several
+//! sessions, with arbitrary clock steps: the input bytes choose the
+//! operations, and the checker shared with `tests/chat_random.rs` verifies
+//! the invariants after every step (see `tests/chat_model/mod.rs`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/chat_model/mod.rs"]
+mod chat_model;
+
+use chat_model::{Harness, Source};
+
+/// The fuzzer's input, read front to back; the run ends where it does.
+struct Bytes<'a>(&'a [u8]);
+
+impl Source for Bytes<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&first, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(first)
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut harness = Harness::new();
+    harness.run(&mut Bytes(data), usize::MAX);
+    // Every run ends in a shutdown, so at least one step was checked.
+    assert!(harness.stats().steps >= 1);
+});

@@ -1,0 +1,1137 @@
+//! A reference model of the chat domain and a checker that drives
+//! [`Chat`] with random command sequences from several sessions and checks
+//! it after every step. One file, used by `tests/chat_random.rs` (seeded
+//! PRNG) and by the `chat` fuzz target (libFuzzer's bytes), so both check
+//! exactly the same things.
+//!
+//! A run is a stream of bytes (from a [`Source`]) decoded into operations:
+//! connect, a line chosen from a small vocabulary of valid and invalid
+//! commands, usernames and passwords, a line that cannot be decoded,
+//! disconnect, and advancing the clock (then, usually, `expire`). The
+//! durations are sub-second so that idle timeouts and ban ends happen
+//! within a run. After each step the checker verifies, on what `Chat`
+//! actually emitted:
+//!
+//! - nothing is sent to, or closed on, a session that is not open, and no
+//!   session is closed twice;
+//! - a user is online in at most one session, and `is_online` and
+//!   `online_count` agree with the model;
+//! - `<user> logged out` of a leaving session reaches each observer at most
+//!   once, and reaches every user online at that moment that the leaver has
+//!   not blocked (and nobody else);
+//! - no presence event reaches a user that its subject has blocked, and no
+//!   message reaches a user who blocked its sender;
+//! - a login delivers the user's offline mailbox right after the welcome,
+//!   in order, and every message text is delivered at most once per user;
+//! - every session's output equals the model's, byte for byte;
+//! - `next_deadline` is never later than an idle timeout or a ban end, and
+//!   `expire(now)` leaves nothing due at `now`.
+//!
+//! Within one `expire`, several sessions may time out; the order is the
+//! implementation's choice, so the model follows the order in which the
+//! timeout notices appear (after checking that exactly the idle sessions
+//! timed out) and judges "online at that moment" by it.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use confab::chat::{Chat, ChatConfig, Effect, SessionId};
+use confab::credentials::Account;
+use confab::protocol::{self, decode_line, Keyword, LineError};
+
+/// Idle timeout of the domain under test.
+pub const TIMEOUT: Duration = Duration::from_millis(500);
+/// Ban after three wrong passwords.
+pub const BLOCK_DURATION: Duration = Duration::from_millis(300);
+/// Session ids used: `SessionId(0..SESSIONS)`.
+const SESSIONS: usize = 5;
+/// The accounts: username and password.
+const ACCOUNTS: [(&str, &str); 4] = [
+    ("yoda", "wise"),
+    ("hans", "falcon"),
+    ("vader", "sith"),
+    ("luke", "jedi"),
+];
+/// A username that is not an account.
+const NOBODY: &str = "nobody";
+/// Clock steps, in milliseconds, weighted towards short ones; some sit on
+/// either side of the ban and idle durations.
+const STEPS_MS: [u64; 16] = [
+    0, 1, 2, 5, 5, 10, 10, 20, 20, 30, 50, 75, 100, 299, 300, 501,
+];
+/// How many recent operations a failure report lists.
+const TRACE: usize = 40;
+
+/// Where a run's decisions come from. `None` ends the run.
+pub trait Source {
+    /// The next byte.
+    fn byte(&mut self) -> Option<u8>;
+}
+
+/// What a run exercised, so a test can insist that it did something.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Steps run.
+    pub steps: usize,
+    /// Successful logins.
+    pub logins: usize,
+    /// Logged-in sessions ended by `logout`, `disconnect` or inactivity.
+    pub leaves: usize,
+    /// Sessions closed by the idle timer (logged in or not).
+    pub timeouts: usize,
+    /// Usernames banned after three wrong passwords.
+    pub bans: usize,
+    /// Logins refused because the username was banned.
+    pub banned_refusals: usize,
+    /// "This user is already logged in".
+    pub already_online: usize,
+    /// Presence lines delivered.
+    pub presence: usize,
+    /// Message lines delivered to an online user.
+    pub delivered: usize,
+    /// Message lines delivered from a mailbox at login.
+    pub mailbox_delivered: usize,
+    /// Messages refused because the recipient blocked the sender.
+    pub blocked_refusals: usize,
+    /// Broadcasts that skipped a user who blocked the sender.
+    pub partial_broadcasts: usize,
+    /// Most users online at once.
+    pub max_online: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Username,
+    Password(usize),
+    LoggedIn(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Never connected, or disconnected.
+    Free,
+    /// Connected; `last_activity` is an offset from the run's start.
+    Open {
+        stage: Stage,
+        last_activity: Duration,
+    },
+    /// The domain closed it; the server has not called `disconnect` yet.
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+struct User {
+    name: &'static str,
+    password: &'static str,
+    session: Option<usize>,
+    failures: u8,
+    banned_until: Option<Duration>,
+    blocked: BTreeSet<usize>,
+    last_seen: Option<Duration>,
+    mailbox: Vec<String>,
+}
+
+/// The state `protocol.md` says the domain is in.
+#[derive(Debug, Clone)]
+struct Model {
+    now: Duration,
+    users: Vec<User>,
+    slots: [Slot; SESSIONS],
+}
+
+/// A logged-in command, as generated: the model reacts to this, not to a
+/// parse of the line, so the parser is not trusted here.
+#[derive(Debug, Clone)]
+enum Cmd {
+    Message {
+        to: &'static str,
+        text: String,
+    },
+    Broadcast {
+        text: String,
+    },
+    WhoElse,
+    WhoElseSince(u64),
+    Block(&'static str),
+    Unblock(&'static str),
+    Logout,
+    Help,
+    /// A malformed line, and the one reply it gets.
+    Error(String),
+}
+
+/// One decoded operation.
+#[derive(Debug, Clone)]
+enum Op {
+    Connect(usize),
+    /// The raw bytes of the line (before `decode_line`), and what it means
+    /// to a logged-in session.
+    Line(usize, Vec<u8>, Option<Cmd>),
+    LineError(usize, LineError),
+    Disconnect(usize),
+    Advance {
+        step: Duration,
+        expire: bool,
+    },
+    Shutdown,
+}
+
+/// What the model says a step does.
+#[derive(Debug, Default)]
+struct Expected {
+    out: [Vec<u8>; SESSIONS],
+    closes: BTreeSet<usize>,
+    /// A logged-in session ended: its user and the sessions that must hear.
+    leaves: Vec<(usize, BTreeSet<usize>)>,
+    /// A login: session, user, and the mailbox it must get, in order.
+    logins: Vec<(usize, usize, Vec<String>)>,
+}
+
+/// What `Chat` did in a step.
+#[derive(Debug, Default)]
+struct Actual {
+    out: [Vec<u8>; SESSIONS],
+    closes: BTreeSet<usize>,
+    /// Every complete line (and, last, any unterminated prompt) in the
+    /// order it was emitted, with its recipient.
+    pieces: Vec<(usize, String)>,
+}
+
+/// The domain under test, its model, and the checker's bookkeeping.
+pub struct Harness {
+    chat: Chat,
+    model: Model,
+    t0: Instant,
+    /// Message texts are unique; this is the next number.
+    counter: u64,
+    /// (message text, recipient user) pairs delivered so far.
+    delivered: HashSet<(String, usize)>,
+    /// The last operations and when they ran, for a failure report.
+    trace: VecDeque<(Duration, Op)>,
+    stats: Stats,
+    done: bool,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new()
+    }
+}
+
+impl Harness {
+    /// A fresh domain with the four accounts and nobody connected.
+    pub fn new() -> Harness {
+        let accounts = ACCOUNTS
+            .iter()
+            .map(|&(u, p)| Account {
+                username: u.to_owned(),
+                password: p.to_owned(),
+            })
+            .collect();
+        let config = ChatConfig {
+            block_duration: BLOCK_DURATION,
+            timeout: TIMEOUT,
+        };
+        let users = ACCOUNTS
+            .iter()
+            .map(|&(name, password)| User {
+                name,
+                password,
+                session: None,
+                failures: 0,
+                banned_until: None,
+                blocked: BTreeSet::new(),
+                last_seen: None,
+                mailbox: Vec::new(),
+            })
+            .collect();
+        Harness {
+            chat: Chat::new(accounts, config),
+            model: Model {
+                now: Duration::ZERO,
+                users,
+                slots: [Slot::Free; SESSIONS],
+            },
+            t0: Instant::now(),
+            counter: 0,
+            delivered: HashSet::new(),
+            trace: VecDeque::new(),
+            stats: Stats::default(),
+            done: false,
+        }
+    }
+
+    /// What the run has exercised so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Runs steps until `src` runs dry or `max_steps` were taken, then shuts
+    /// the domain down (checking that too). Panics on the first violation.
+    pub fn run(&mut self, src: &mut impl Source, max_steps: usize) {
+        while self.stats.steps < max_steps && !self.done {
+            let Some(op) = self.next_op(src) else { break };
+            self.apply(op);
+        }
+        if !self.done {
+            self.apply(Op::Shutdown);
+        }
+    }
+
+    /// Decodes the next operation; the meaning of a line depends on the
+    /// session's stage, so that logins actually happen.
+    fn next_op(&mut self, src: &mut impl Source) -> Option<Op> {
+        let kind = src.byte()?;
+        let s = usize::from(src.byte()?) % SESSIONS;
+        let op = match kind % 32 {
+            0 => Op::Connect(s),
+            1 => Op::Disconnect(s),
+            2 => match src.byte()? % 2 {
+                0 => Op::LineError(s, LineError::TooLong),
+                _ => Op::LineError(s, LineError::InvalidEncoding),
+            },
+            3..=23 => {
+                let (pick, arg) = (src.byte()?, src.byte()?);
+                match self.model.slots[s] {
+                    Slot::Free => Op::Connect(s),
+                    Slot::Closed => Op::Disconnect(s),
+                    Slot::Open { stage, .. } => self.line(s, stage, pick, arg),
+                }
+            }
+            24..=31 => {
+                let b = src.byte()?;
+                Op::Advance {
+                    step: Duration::from_millis(STEPS_MS[usize::from(b % 16)]),
+                    expire: b & 0x30 != 0,
+                }
+            }
+            _ => unreachable!(),
+        };
+        Some(op)
+    }
+
+    fn line(&mut self, s: usize, stage: Stage, pick: u8, arg: u8) -> Op {
+        let name = |i: u8| ACCOUNTS[usize::from(i) % ACCOUNTS.len()].0;
+        // A user, the nobody, or (for block/unblock) a word that is not one.
+        let target = |i: u8| match i % 5 {
+            4 => NOBODY,
+            i => name(i),
+        };
+        let (text, cmd): (String, Option<Cmd>) = match stage {
+            Stage::Username => match pick % 16 {
+                0..=9 => (name(arg).into(), None),
+                10 => (NOBODY.into(), None),
+                11 => ("yoda wise".into(), None),
+                12 => ("whoelse".into(), None),
+                13 => return Op::Line(s, b"   \r".to_vec(), None),
+                14 => return Op::Line(s, b"\xffyoda".to_vec(), None),
+                _ => ("wise".into(), None),
+            },
+            Stage::Password(u) => match pick % 16 {
+                0..=7 => (ACCOUNTS[u].1.into(), None),
+                8..=11 => ("wrong".into(), None),
+                12 => (ACCOUNTS[(u + 1) % ACCOUNTS.len()].1.into(), None),
+                13 => (ACCOUNTS[u].0.into(), None),
+                14 => return Op::Line(s, b" \r".to_vec(), None),
+                _ => return Op::Line(s, b"wise\xc3".to_vec(), None),
+            },
+            Stage::LoggedIn(_) => {
+                let usage = |k: Keyword| Some(Cmd::Error(k.usage().to_owned()));
+                let gap = if arg & 0x40 != 0 { "   " } else { " " };
+                match pick % 32 {
+                    0..=5 => {
+                        let (to, text) = (target(arg), self.text('m', arg));
+                        (
+                            format!("message{gap}{to}{gap}{text}"),
+                            Some(Cmd::Message { to, text }),
+                        )
+                    }
+                    6 => (format!("message {}", target(arg)), usage(Keyword::Message)),
+                    7 => ("message".into(), usage(Keyword::Message)),
+                    8..=10 => {
+                        let text = self.text('b', arg);
+                        (
+                            format!("broadcast{gap}{text}"),
+                            Some(Cmd::Broadcast { text }),
+                        )
+                    }
+                    11 => ("broadcast".into(), usage(Keyword::Broadcast)),
+                    12 => ("whoelse".into(), Some(Cmd::WhoElse)),
+                    13 => (format!("whoelse {}", name(arg)), usage(Keyword::WhoElse)),
+                    14 | 15 => {
+                        let (word, seconds) = [
+                            ("0", 0),
+                            ("1", 1),
+                            ("2", 2),
+                            ("3600", 3600),
+                            ("99999999999999999999999", u64::MAX),
+                        ][usize::from(arg) % 5];
+                        (
+                            format!("whoelsesince{gap}{word}"),
+                            Some(Cmd::WhoElseSince(seconds)),
+                        )
+                    }
+                    16 => {
+                        let word = ["", " -1", " 1.5", " x", " 1 2"][usize::from(arg) % 5];
+                        (format!("whoelsesince{word}"), usage(Keyword::WhoElseSince))
+                    }
+                    17..=19 => {
+                        let who = target(arg);
+                        (format!("block{gap}{who}"), Some(Cmd::Block(who)))
+                    }
+                    20 => match arg % 2 {
+                        0 => ("block".into(), usage(Keyword::Block)),
+                        _ => ("block yoda hans".into(), usage(Keyword::Block)),
+                    },
+                    21 | 22 => {
+                        let who = target(arg);
+                        (format!("unblock{gap}{who}"), Some(Cmd::Unblock(who)))
+                    }
+                    23 => match arg % 2 {
+                        0 => ("unblock".into(), usage(Keyword::Unblock)),
+                        _ => ("unblock yoda  hans".into(), usage(Keyword::Unblock)),
+                    },
+                    24 | 25 => ("logout".into(), Some(Cmd::Logout)),
+                    26 => ("logout now".into(), usage(Keyword::Logout)),
+                    27 => ("help".into(), Some(Cmd::Help)),
+                    28 => ("help me".into(), usage(Keyword::Help)),
+                    29 => {
+                        let junk = ["Message yoda hi", "hello", "WHOELSE", "logouts"];
+                        let invalid = Some(Cmd::Error(protocol::INVALID_COMMAND.to_owned()));
+                        (junk[usize::from(arg) % 4].into(), invalid)
+                    }
+                    30 => return Op::Line(s, b"    ".to_vec(), None),
+                    _ => return Op::Line(s, b"\xfe\xff whoelse".to_vec(), None),
+                }
+            }
+        };
+        // Surrounding spaces and one `\r`, which decoding must remove.
+        let raw = match arg % 4 {
+            0 => text,
+            1 => format!("  {text}"),
+            2 => format!("{text}  \r"),
+            _ => format!("{text}\r"),
+        };
+        Op::Line(s, raw.into_bytes(), cmd)
+    }
+
+    /// A fresh message text: unique, sometimes with inner spaces.
+    fn text(&mut self, kind: char, arg: u8) -> String {
+        self.counter += 1;
+        match arg & 0x80 {
+            0 => format!("{kind}{}", self.counter),
+            _ => format!("{kind}{}  two  words", self.counter),
+        }
+    }
+
+    fn at(&self, offset: Duration) -> Instant {
+        self.t0 + offset
+    }
+
+    /// Runs one operation on the domain and checks what it did.
+    fn apply(&mut self, op: Op) {
+        // A connect on a slot in use is a new connection after the server
+        // noticed the old one went away.
+        if let Op::Connect(s) = op {
+            if self.model.slots[s] != Slot::Free {
+                self.apply(Op::Disconnect(s));
+            }
+        }
+        if self.trace.len() == TRACE {
+            self.trace.pop_front();
+        }
+        self.trace.push_back((self.model.now, op.clone()));
+        self.stats.steps += 1;
+
+        let pre = self.model.clone();
+        let now = self.at(self.model.now);
+        // Sessions that may get output during this step.
+        let mut open: [bool; SESSIONS] =
+            std::array::from_fn(|s| matches!(pre.slots[s], Slot::Open { .. }));
+        let mut expected = Expected::default();
+        let actual = match &op {
+            Op::Connect(s) => {
+                self.chat.connect(SessionId(*s), now);
+                open[*s] = true;
+                self.take(open)
+            }
+            Op::Line(s, raw, _) => {
+                match decode_line(raw) {
+                    Ok(Some(text)) => self.chat.line(SessionId(*s), text, now),
+                    Ok(None) => {}
+                    Err(error) => self.chat.line_error(SessionId(*s), error, now),
+                }
+                self.take(open)
+            }
+            Op::LineError(s, error) => {
+                if open[*s] {
+                    self.chat.line_error(SessionId(*s), *error, now);
+                }
+                self.take(open)
+            }
+            Op::Disconnect(s) => {
+                self.chat.disconnect(SessionId(*s), now);
+                open[*s] = false;
+                self.take(open)
+            }
+            Op::Advance { step, expire } => {
+                self.model.now += *step;
+                let now = self.at(self.model.now);
+                if *expire {
+                    self.chat.expire(now);
+                    if self.chat.next_deadline().is_some_and(|d| d <= now) {
+                        self.fail("expire left a timer due".into());
+                    }
+                }
+                self.take(open)
+            }
+            Op::Shutdown => {
+                self.chat.shutdown(now);
+                self.done = true;
+                self.take(open)
+            }
+        };
+
+        // The model's version of the same step.
+        match &op {
+            Op::Connect(s) => self.model_connect(*s, &mut expected),
+            Op::Line(s, raw, cmd) => match decode_line(raw) {
+                Ok(Some(text)) => self.model_line(*s, text, cmd.as_ref(), &mut expected),
+                Ok(None) => {}
+                Err(error) => self.model_line_error(*s, error, &mut expected),
+            },
+            Op::LineError(s, error) => self.model_line_error(*s, *error, &mut expected),
+            Op::Disconnect(s) => self.model_disconnect(*s, &mut expected),
+            Op::Advance { expire: true, .. } => {
+                let order = self.timeout_order(&actual);
+                self.model_expire(&order, &mut expected);
+            }
+            Op::Advance { expire: false, .. } => {}
+            Op::Shutdown => self.model_shutdown(&mut expected),
+        }
+
+        self.check_invariants(&pre, &actual, &expected);
+        self.check_transcripts(&actual, &expected);
+        self.check_state();
+    }
+
+    /// Drains the outbox into an [`Actual`], failing on output to a session
+    /// that is not open and on a second close.
+    fn take(&mut self, mut open: [bool; SESSIONS]) -> Actual {
+        let mut actual = Actual::default();
+        let mut partial: [Vec<u8>; SESSIONS] = Default::default();
+        let mut problem = None;
+        let outbox = self.chat.outbox();
+        for effect in outbox.effects() {
+            match effect {
+                Effect::Send { to, text } => {
+                    let s = to.0;
+                    if s >= SESSIONS || !open[s] {
+                        problem.get_or_insert(format!("output to {to:?}, which is not open"));
+                        continue;
+                    }
+                    let bytes = outbox.text(text.clone());
+                    actual.out[s].extend_from_slice(bytes);
+                    for &b in bytes {
+                        if b == b'\n' {
+                            let line = std::mem::take(&mut partial[s]);
+                            actual.pieces.push((s, utf8(line)));
+                        } else {
+                            partial[s].push(b);
+                        }
+                    }
+                }
+                Effect::Close(sid) => {
+                    let s = sid.0;
+                    if s >= SESSIONS || !open[s] {
+                        problem.get_or_insert(format!("close of {sid:?}, which is not open"));
+                        continue;
+                    }
+                    open[s] = false;
+                    actual.closes.insert(s);
+                }
+            }
+        }
+        outbox.clear();
+        for (s, rest) in partial.into_iter().enumerate() {
+            if !rest.is_empty() {
+                actual.pieces.push((s, utf8(rest)));
+            }
+        }
+        if let Some(problem) = problem {
+            self.fail(problem);
+        }
+        actual
+    }
+
+    /// The sessions that got a timeout notice, in the order they got it,
+    /// checked against the sessions that are idle.
+    fn timeout_order(&self, actual: &Actual) -> Vec<usize> {
+        let order: Vec<usize> = actual
+            .pieces
+            .iter()
+            .filter(|(_, line)| {
+                line == protocol::INACTIVITY_LOGOUT || line == protocol::LOGIN_TIMED_OUT
+            })
+            .map(|&(s, _)| s)
+            .collect();
+        let idle: BTreeSet<usize> = (0..SESSIONS)
+            .filter(|&s| match self.model.slots[s] {
+                Slot::Open { last_activity, .. } => last_activity + TIMEOUT <= self.model.now,
+                _ => false,
+            })
+            .collect();
+        let got: BTreeSet<usize> = order.iter().copied().collect();
+        if got.len() != order.len() || got != idle {
+            self.fail(format!(
+                "expire timed out sessions {order:?}; the idle ones were {idle:?}"
+            ));
+        }
+        order
+    }
+
+    // ---- the model ----
+
+    fn send(expected: &mut Expected, s: usize, line: &str) {
+        expected.out[s].extend_from_slice(line.as_bytes());
+        expected.out[s].push(b'\n');
+    }
+
+    fn prompt(expected: &mut Expected, s: usize, prompt: &str) {
+        expected.out[s].extend_from_slice(prompt.as_bytes());
+    }
+
+    fn close(&mut self, s: usize, expected: &mut Expected) {
+        self.model.slots[s] = Slot::Closed;
+        expected.closes.insert(s);
+    }
+
+    /// Every other online user that `subject` has not blocked hears `what`.
+    fn announce(&mut self, subject: usize, what: &str, expected: &mut Expected) -> BTreeSet<usize> {
+        let line = format!("{} {what}", self.model.users[subject].name);
+        let mut observers = BTreeSet::new();
+        for (u, user) in self.model.users.iter().enumerate() {
+            if u == subject || self.model.users[subject].blocked.contains(&u) {
+                continue;
+            }
+            if let Some(s) = user.session {
+                Self::send(expected, s, &line);
+                observers.insert(s);
+            }
+        }
+        self.stats.presence += observers.len();
+        observers
+    }
+
+    /// The logged-in session `s` ends (the caller handles the slot).
+    fn leave(&mut self, user: usize, expected: &mut Expected) {
+        let account = &mut self.model.users[user];
+        account.session = None;
+        account.last_seen = Some(self.model.now);
+        let observers = self.announce(user, "logged out", expected);
+        expected.leaves.push((user, observers));
+        self.stats.leaves += 1;
+    }
+
+    fn model_connect(&mut self, s: usize, expected: &mut Expected) {
+        self.model.slots[s] = Slot::Open {
+            stage: Stage::Username,
+            last_activity: self.model.now,
+        };
+        Self::prompt(expected, s, protocol::USERNAME_PROMPT);
+    }
+
+    fn model_disconnect(&mut self, s: usize, expected: &mut Expected) {
+        if let Slot::Open {
+            stage: Stage::LoggedIn(user),
+            ..
+        } = self.model.slots[s]
+        {
+            self.leave(user, expected);
+        }
+        self.model.slots[s] = Slot::Free;
+    }
+
+    /// Marks activity and returns the stage of an open session.
+    fn touch(&mut self, s: usize) -> Option<Stage> {
+        let now = self.model.now;
+        match &mut self.model.slots[s] {
+            Slot::Open {
+                stage,
+                last_activity,
+            } => {
+                *last_activity = now;
+                Some(*stage)
+            }
+            _ => None,
+        }
+    }
+
+    fn set_stage(&mut self, s: usize, new: Stage) {
+        if let Slot::Open { stage, .. } = &mut self.model.slots[s] {
+            *stage = new;
+        }
+    }
+
+    fn model_line_error(&mut self, s: usize, error: LineError, expected: &mut Expected) {
+        let Some(stage) = self.touch(s) else { return };
+        Self::send(expected, s, &error.to_string());
+        match stage {
+            Stage::Username => Self::prompt(expected, s, protocol::USERNAME_PROMPT),
+            Stage::Password(_) => Self::prompt(expected, s, protocol::PASSWORD_PROMPT),
+            Stage::LoggedIn(_) => {}
+        }
+    }
+
+    fn model_line(&mut self, s: usize, text: &str, cmd: Option<&Cmd>, expected: &mut Expected) {
+        let Some(stage) = self.touch(s) else { return };
+        match stage {
+            Stage::Username => match ACCOUNTS.iter().position(|&(name, _)| name == text) {
+                Some(user) => {
+                    self.set_stage(s, Stage::Password(user));
+                    Self::prompt(expected, s, protocol::PASSWORD_PROMPT);
+                }
+                None => {
+                    Self::send(expected, s, protocol::INVALID_USERNAME);
+                    Self::prompt(expected, s, protocol::USERNAME_PROMPT);
+                }
+            },
+            Stage::Password(user) => self.model_password(s, user, text, expected),
+            Stage::LoggedIn(me) => match cmd {
+                Some(cmd) => self.model_command(s, me, cmd, expected),
+                None => self.fail(format!("no command for logged-in line {text:?}")),
+            },
+        }
+    }
+
+    fn model_password(&mut self, s: usize, user: usize, text: &str, expected: &mut Expected) {
+        let now = self.model.now;
+        let account = &mut self.model.users[user];
+        // A ban ends at its deadline, whether or not `expire` ran since.
+        if account.banned_until.is_some_and(|until| until <= now) {
+            account.banned_until = None;
+            account.failures = 0;
+        }
+        if account.banned_until.is_some() {
+            self.stats.banned_refusals += 1;
+            Self::send(expected, s, protocol::ACCOUNT_BANNED);
+            self.close(s, expected);
+        } else if account.password != text {
+            account.failures += 1;
+            if account.failures >= 3 {
+                account.banned_until = Some(now + BLOCK_DURATION);
+                self.stats.bans += 1;
+                Self::send(expected, s, protocol::PASSWORD_BANNED);
+                self.close(s, expected);
+            } else {
+                Self::send(expected, s, protocol::INVALID_PASSWORD);
+                Self::prompt(expected, s, protocol::PASSWORD_PROMPT);
+            }
+        } else if account.session.is_some() {
+            self.stats.already_online += 1;
+            self.set_stage(s, Stage::Username);
+            Self::send(expected, s, protocol::ALREADY_LOGGED_IN);
+            Self::prompt(expected, s, protocol::USERNAME_PROMPT);
+        } else {
+            account.session = Some(s);
+            account.failures = 0;
+            let mailbox = std::mem::take(&mut account.mailbox);
+            self.set_stage(s, Stage::LoggedIn(user));
+            Self::send(expected, s, protocol::WELCOME);
+            for line in &mailbox {
+                Self::send(expected, s, line);
+            }
+            self.stats.logins += 1;
+            self.stats.mailbox_delivered += mailbox.len();
+            expected.logins.push((s, user, mailbox));
+            self.announce(user, "logged in", expected);
+            let online = self.model.users.iter().filter(|u| u.session.is_some());
+            self.stats.max_online = self.stats.max_online.max(online.count());
+        }
+    }
+
+    fn model_command(&mut self, s: usize, me: usize, cmd: &Cmd, expected: &mut Expected) {
+        let index = |name: &str| ACCOUNTS.iter().position(|&(n, _)| n == name);
+        let my_name = self.model.users[me].name;
+        match cmd {
+            Cmd::Message { to, text } => {
+                let Some(them) = index(to) else {
+                    return Self::send(expected, s, protocol::INVALID_USER);
+                };
+                if them == me {
+                    return Self::send(expected, s, protocol::CANNOT_MESSAGE_SELF);
+                }
+                let recipient = &mut self.model.users[them];
+                if recipient.blocked.contains(&me) {
+                    self.stats.blocked_refusals += 1;
+                    return Self::send(expected, s, protocol::MESSAGE_BLOCKED);
+                }
+                let line = format!("{my_name}: {text}");
+                match recipient.session {
+                    Some(theirs) => {
+                        self.stats.delivered += 1;
+                        Self::send(expected, theirs, &line);
+                    }
+                    None => {
+                        recipient.mailbox.push(line);
+                        let offline = format!(
+                            "{to} is offline. Your message will be delivered when they log in"
+                        );
+                        Self::send(expected, s, &offline);
+                    }
+                }
+            }
+            Cmd::Broadcast { text } => {
+                let line = format!("{my_name}: {text}");
+                let mut skipped = false;
+                for (u, user) in self.model.users.iter().enumerate() {
+                    let Some(theirs) = user.session else { continue };
+                    if u == me {
+                        continue;
+                    }
+                    if user.blocked.contains(&me) {
+                        skipped = true;
+                    } else {
+                        self.stats.delivered += 1;
+                        Self::send(expected, theirs, &line);
+                    }
+                }
+                if skipped {
+                    self.stats.partial_broadcasts += 1;
+                    Self::send(expected, s, protocol::BROADCAST_PARTIAL);
+                }
+            }
+            Cmd::WhoElse => self.model_who_else(s, me, None, expected),
+            Cmd::WhoElseSince(seconds) => {
+                self.model_who_else(s, me, Some(Duration::from_secs(*seconds)), expected)
+            }
+            Cmd::Block(name) => {
+                let Some(them) = index(name) else {
+                    return Self::send(expected, s, protocol::INVALID_USER);
+                };
+                if them == me {
+                    return Self::send(expected, s, protocol::CANNOT_BLOCK_SELF);
+                }
+                let reply = if self.model.users[me].blocked.insert(them) {
+                    format!("{name} is blocked")
+                } else {
+                    format!("Error. {name} is already blocked")
+                };
+                Self::send(expected, s, &reply);
+            }
+            Cmd::Unblock(name) => {
+                let Some(them) = index(name) else {
+                    return Self::send(expected, s, protocol::INVALID_USER);
+                };
+                if them == me {
+                    return Self::send(expected, s, protocol::CANNOT_UNBLOCK_SELF);
+                }
+                let reply = if self.model.users[me].blocked.remove(&them) {
+                    format!("{name} is unblocked")
+                } else {
+                    format!("Error. {name} was not blocked")
+                };
+                Self::send(expected, s, &reply);
+            }
+            Cmd::Logout => {
+                self.leave(me, expected);
+                Self::send(expected, s, protocol::GOODBYE);
+                self.close(s, expected);
+            }
+            Cmd::Help => {
+                for line in protocol::HELP {
+                    Self::send(expected, s, line);
+                }
+            }
+            Cmd::Error(reply) => Self::send(expected, s, reply),
+        }
+    }
+
+    fn model_who_else(
+        &mut self,
+        s: usize,
+        me: usize,
+        window: Option<Duration>,
+        expected: &mut Expected,
+    ) {
+        let now = self.model.now;
+        let mut names: Vec<&str> = self
+            .model
+            .users
+            .iter()
+            .enumerate()
+            .filter(|&(u, user)| {
+                u != me
+                    && !user.blocked.contains(&me)
+                    && (user.session.is_some()
+                        || window.is_some_and(|w| {
+                            user.last_seen.is_some_and(|t| now.saturating_sub(t) < w)
+                        }))
+            })
+            .map(|(_, user)| user.name)
+            .collect();
+        names.sort_unstable();
+        if names.is_empty() {
+            let none = match window {
+                None => protocol::NO_OTHER_USERS,
+                Some(_) => protocol::NO_OTHER_USERS_SINCE,
+            };
+            return Self::send(expected, s, none);
+        }
+        for name in names {
+            Self::send(expected, s, name);
+        }
+    }
+
+    fn model_expire(&mut self, order: &[usize], expected: &mut Expected) {
+        for &s in order {
+            let Slot::Open { stage, .. } = self.model.slots[s] else {
+                continue;
+            };
+            self.stats.timeouts += 1;
+            match stage {
+                Stage::LoggedIn(user) => {
+                    Self::send(expected, s, protocol::INACTIVITY_LOGOUT);
+                    self.leave(user, expected);
+                }
+                Stage::Username | Stage::Password(_) => {
+                    Self::send(expected, s, protocol::LOGIN_TIMED_OUT);
+                }
+            }
+            self.close(s, expected);
+        }
+    }
+
+    fn model_shutdown(&mut self, expected: &mut Expected) {
+        for s in 0..SESSIONS {
+            let Slot::Open { stage, .. } = self.model.slots[s] else {
+                continue;
+            };
+            if let Stage::LoggedIn(user) = stage {
+                let account = &mut self.model.users[user];
+                account.session = None;
+                account.last_seen = Some(self.model.now);
+            }
+            Self::send(expected, s, protocol::SHUTTING_DOWN);
+            self.close(s, expected);
+        }
+    }
+
+    // ---- the checks ----
+
+    /// The invariants, judged on what `Chat` emitted; `pre` is the model
+    /// before the step, when blocks and logins are as the step found them.
+    fn check_invariants(&mut self, pre: &Model, actual: &Actual, expected: &Expected) {
+        let user_index = |name: &str| ACCOUNTS.iter().position(|&(n, _)| n == name);
+        // Who each session is logged in as, as the step goes on.
+        let mut user_of: [Option<usize>; SESSIONS] = std::array::from_fn(|s| match pre.slots[s] {
+            Slot::Open {
+                stage: Stage::LoggedIn(u),
+                ..
+            } => Some(u),
+            _ => None,
+        });
+        // After a welcome: the lines that session got since.
+        let mut after_welcome: HashMap<usize, Vec<&str>> = HashMap::new();
+        // (subject, observer session) -> how many `logged out` lines.
+        let mut logged_out: HashMap<(usize, usize), usize> = HashMap::new();
+
+        for (s, line) in &actual.pieces {
+            let s = *s;
+            if let Some(lines) = after_welcome.get_mut(&s) {
+                lines.push(line);
+            }
+            if line == protocol::WELCOME {
+                let Slot::Open {
+                    stage: Stage::Password(u),
+                    ..
+                } = pre.slots[s]
+                else {
+                    self.fail(format!("welcome to session {s}, which gave no password"));
+                };
+                if let Some(other) = pre.users[u].session {
+                    self.fail(format!(
+                        "{} is online on session {other} and also logged in on session {s}",
+                        pre.users[u].name
+                    ));
+                }
+                user_of[s] = Some(u);
+                after_welcome.insert(s, Vec::new());
+                continue;
+            }
+            let presence = line
+                .strip_suffix(" logged in")
+                .map(|name| (name, false))
+                .or_else(|| line.strip_suffix(" logged out").map(|name| (name, true)));
+            if let Some((subject, out)) = presence.and_then(|(n, out)| Some((user_index(n)?, out)))
+            {
+                let Some(observer) = user_of[s] else {
+                    self.fail(format!(
+                        "{line:?} reached session {s}, which is not logged in"
+                    ));
+                };
+                if pre.users[subject].blocked.contains(&observer) {
+                    self.fail(format!(
+                        "{line:?} reached {}, whom {} has blocked",
+                        pre.users[observer].name, pre.users[subject].name
+                    ));
+                }
+                if out {
+                    *logged_out.entry((subject, s)).or_default() += 1;
+                }
+                continue;
+            }
+            let message = line
+                .split_once(": ")
+                .and_then(|(sender, text)| Some((user_index(sender)?, text)));
+            if let Some((sender, text)) = message {
+                let Some(recipient) = user_of[s] else {
+                    self.fail(format!(
+                        "{line:?} reached session {s}, which is not logged in"
+                    ));
+                };
+                if pre.users[recipient].blocked.contains(&sender) {
+                    self.fail(format!(
+                        "{line:?} reached {}, who has blocked {}",
+                        pre.users[recipient].name, pre.users[sender].name
+                    ));
+                }
+                if !self.delivered.insert((text.to_owned(), recipient)) {
+                    self.fail(format!(
+                        "{line:?} reached {} a second time",
+                        pre.users[recipient].name
+                    ));
+                }
+            }
+        }
+
+        // `logged out`: once per observer, to exactly the observers online
+        // at that moment and not blocked by the leaver.
+        if let Some(((subject, s), n)) = logged_out.iter().find(|(_, &n)| n > 1) {
+            self.fail(format!(
+                "`{} logged out` reached session {s} {n} times",
+                pre.users[*subject].name
+            ));
+        }
+        for (subject, observers) in &expected.leaves {
+            for &s in observers {
+                if logged_out.remove(&(*subject, s)).is_none() {
+                    self.fail(format!(
+                        "`{} logged out` did not reach session {s}, online then and not blocked",
+                        pre.users[*subject].name
+                    ));
+                }
+            }
+        }
+        if let Some(&(subject, s)) = logged_out.keys().next() {
+            self.fail(format!(
+                "`{} logged out` reached session {s}, which was not an observer of a leave",
+                pre.users[subject].name
+            ));
+        }
+
+        // Mailboxes: right after the welcome, in order, each line once.
+        for (s, user, mailbox) in &expected.logins {
+            let got = after_welcome.get(s).map(Vec::as_slice).unwrap_or_default();
+            if got != mailbox.as_slice() {
+                self.fail(format!(
+                    "{} logged in on session {s} and got {got:?}; the mailbox held {mailbox:?}",
+                    pre.users[*user].name
+                ));
+            }
+        }
+    }
+
+    /// Every session's output and the set of closes equal the model's.
+    fn check_transcripts(&self, actual: &Actual, expected: &Expected) {
+        for s in 0..SESSIONS {
+            if actual.out[s] != expected.out[s] {
+                self.fail(format!(
+                    "session {s} got {:?}, the model says {:?}",
+                    String::from_utf8_lossy(&actual.out[s]),
+                    String::from_utf8_lossy(&expected.out[s]),
+                ));
+            }
+        }
+        if actual.closes != expected.closes {
+            self.fail(format!(
+                "closed sessions {:?}, the model says {:?}",
+                actual.closes, expected.closes
+            ));
+        }
+    }
+
+    /// Online state and timers after the step.
+    fn check_state(&self) {
+        let mut online = 0;
+        for (u, user) in self.model.users.iter().enumerate() {
+            let sessions = self
+                .model
+                .slots
+                .iter()
+                .filter(
+                    |slot| matches!(slot, Slot::Open { stage: Stage::LoggedIn(v), .. } if *v == u),
+                )
+                .count();
+            assert!(sessions <= 1, "model: {} online twice", user.name);
+            let is_online = self.chat.is_online(user.name);
+            if is_online != user.session.is_some() {
+                self.fail(format!(
+                    "is_online({}) is {is_online}, the model says {}",
+                    user.name, !is_online
+                ));
+            }
+            online += usize::from(user.session.is_some());
+        }
+        if self.chat.online_count() != online {
+            self.fail(format!(
+                "online_count() is {}, the model says {online}",
+                self.chat.online_count()
+            ));
+        }
+        // The poll loop sleeps until `next_deadline`: it must not be later
+        // than any idle timeout or ban end.
+        let next = self.chat.next_deadline();
+        for (s, slot) in self.model.slots.iter().enumerate() {
+            if let Slot::Open { last_activity, .. } = slot {
+                let due = self.at(*last_activity + TIMEOUT);
+                if next.is_none_or(|d| d > due) {
+                    self.fail(format!(
+                        "next_deadline {next:?} misses session {s}'s idle timeout"
+                    ));
+                }
+            }
+        }
+        for user in &self.model.users {
+            if let Some(until) = user.banned_until.filter(|&u| u > self.model.now) {
+                if next.is_none_or(|d| d > self.at(until)) {
+                    self.fail(format!(
+                        "next_deadline {next:?} misses {}'s ban end",
+                        user.name
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Panics with `problem` and the operations that led to it.
+    fn fail(&self, problem: String) -> ! {
+        let mut report = format!("chat invariant violated: {problem}\nlast operations:\n");
+        for (at, op) in &self.trace {
+            let _ = writeln!(report, "  t={at:?} {}", describe(op));
+        }
+        panic!("{report}");
+    }
+}
+
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| panic!("output is not UTF-8: {e}"))
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::Line(s, raw, _) => format!("line {s} {:?}", String::from_utf8_lossy(raw)),
+        op => format!("{op:?}"),
+    }
+}

@@ -1,0 +1,86 @@
+//! The chat state machine driven by seeded random command sequences from
+//! several sessions, checked after every step against the reference model
+//! in `chat_model` (the same checker the `chat` fuzz target uses; see that
+//! module for the invariants). Fixed seeds, so a failure reproduces; the
+//! failure message lists the operations that led to it.
+
+mod chat_model;
+
+use chat_model::{Harness, Source, Stats};
+
+/// Steps per seed.
+const STEPS: usize = 10_000;
+const SEEDS: [u64; 8] = [
+    1,
+    2,
+    3,
+    0x5eed,
+    0xc0ff_ee00,
+    0xdead_beef,
+    0x0123_4567_89ab_cdef,
+    u64::MAX,
+];
+
+/// SplitMix64: tiny, fast, and good enough to pick test operations.
+struct SplitMix64(u64);
+
+impl Source for SplitMix64 {
+    fn byte(&mut self) -> Option<u8> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Some((z ^ (z >> 31)) as u8)
+    }
+}
+
+fn run(seed: u64, steps: usize) -> Stats {
+    let mut harness = Harness::new();
+    harness.run(&mut SplitMix64(seed), steps);
+    harness.stats()
+}
+
+#[test]
+fn random_sequences_keep_every_invariant() {
+    let mut total = Stats::default();
+    for seed in SEEDS {
+        let stats = run(seed, STEPS);
+        assert!(stats.steps > STEPS, "seed {seed}: the run stopped early");
+        total.steps += stats.steps;
+        total.logins += stats.logins;
+        total.leaves += stats.leaves;
+        total.timeouts += stats.timeouts;
+        total.bans += stats.bans;
+        total.banned_refusals += stats.banned_refusals;
+        total.already_online += stats.already_online;
+        total.presence += stats.presence;
+        total.delivered += stats.delivered;
+        total.mailbox_delivered += stats.mailbox_delivered;
+        total.blocked_refusals += stats.blocked_refusals;
+        total.partial_broadcasts += stats.partial_broadcasts;
+        total.max_online = total.max_online.max(stats.max_online);
+    }
+    // The runs must reach every behaviour the invariants are about, or the
+    // test proves nothing.
+    eprintln!("{total:?}");
+    assert!(total.logins >= 500, "{total:?}");
+    assert!(total.leaves >= 500, "{total:?}");
+    assert!(total.timeouts >= 100, "{total:?}");
+    assert!(total.bans >= 50, "{total:?}");
+    assert!(total.banned_refusals >= 20, "{total:?}");
+    assert!(total.already_online >= 50, "{total:?}");
+    assert!(total.presence >= 500, "{total:?}");
+    assert!(total.delivered >= 100, "{total:?}");
+    assert!(total.mailbox_delivered >= 50, "{total:?}");
+    assert!(total.blocked_refusals >= 50, "{total:?}");
+    assert!(total.partial_broadcasts >= 50, "{total:?}");
+    assert!(total.max_online >= 4, "{total:?}");
+}
+
+/// The same run twice gives the same result: a failing seed reproduces.
+#[test]
+fn runs_are_deterministic() {
+    let a = run(42, 500);
+    let b = run(42, 500);
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}
