@@ -11,11 +11,8 @@ use std::io::{self, Write};
 
 use mio::net::TcpStream;
 
+use crate::lines::LineSplitter;
 use crate::outbuf::OutBuf;
-use crate::protocol::LineError;
-
-/// One item cut from the input stream by [`Conn::next_line`].
-pub type LineItem<'a> = Result<&'a [u8], LineError>;
 
 /// The state of one accepted connection.
 #[derive(Debug)]
@@ -25,11 +22,8 @@ pub struct Conn {
     /// Distinguishes this connection from earlier ones in the same slab
     /// slot, for timers that refer to it.
     pub serial: u64,
-    /// Bytes of a line whose `\n` has not arrived yet (never more than the
-    /// line limit plus one `\r`).
-    partial: Vec<u8>,
-    /// Inside a line already reported as too long: drop bytes up to `\n`.
-    discarding: bool,
+    /// Cuts the input into lines, keeping an unfinished one.
+    pub lines: LineSplitter,
     /// Output not yet written.
     out: OutBuf,
     /// Whether the socket is registered for `WRITABLE` too.
@@ -56,8 +50,7 @@ impl Conn {
         Conn {
             stream,
             serial,
-            partial: Vec::new(),
-            discarding: false,
+            lines: LineSplitter::default(),
             out: OutBuf::default(),
             writable_interest: false,
             closing: false,
@@ -109,133 +102,5 @@ impl Conn {
             }
         }
         Ok(())
-    }
-
-    /// Cuts the next line out of `data[*pos..]` (bytes just read), joining
-    /// it with this connection's leftover partial line, and advances `pos`.
-    /// A line longer than `max_line` bytes (not counting one `\r`) yields
-    /// one [`LineError::TooLong`] as soon as it is known to be too long, and
-    /// the rest of it up to `\n` is dropped. Returns `None` when `data` is
-    /// used up; an unfinished line is kept for the next read. A line that
-    /// spans reads is assembled in `join`, the server's reusable buffer.
-    pub fn next_line<'a>(
-        &mut self,
-        data: &'a [u8],
-        pos: &mut usize,
-        join: &'a mut Vec<u8>,
-        max_line: usize,
-    ) -> Option<LineItem<'a>> {
-        // A line may be one byte longer than the limit if that byte is `\r`.
-        let hard_limit = max_line + 1;
-        while *pos < data.len() {
-            let rest = &data[*pos..];
-            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-                *pos = data.len();
-                if self.discarding {
-                    return None;
-                }
-                if self.partial.len() + rest.len() > hard_limit {
-                    self.partial = Vec::new();
-                    self.discarding = true;
-                    return Some(Err(LineError::TooLong));
-                }
-                self.partial.extend_from_slice(rest);
-                return None;
-            };
-            *pos += end + 1;
-            let piece = &rest[..end];
-            if self.discarding {
-                self.discarding = false;
-                continue;
-            }
-            let line: &'a [u8] = if self.partial.is_empty() {
-                piece
-            } else {
-                join.clear();
-                join.extend_from_slice(&self.partial);
-                join.extend_from_slice(piece);
-                self.partial = Vec::new();
-                join
-            };
-            let body = line.strip_suffix(b"\r").unwrap_or(line);
-            if body.len() > max_line {
-                return Some(Err(LineError::TooLong));
-            }
-            return Some(Ok(line));
-        }
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Feeds `chunks` as successive reads and collects every item.
-    fn lines(chunks: &[&[u8]], max_line: usize) -> Vec<Result<Vec<u8>, LineError>> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stream = TcpStream::connect(addr).expect("connect");
-        let mut conn = Conn::new(stream, 0);
-        let mut join = Vec::new();
-        let mut out = Vec::new();
-        for chunk in chunks {
-            let mut pos = 0;
-            while let Some(item) = conn.next_line(chunk, &mut pos, &mut join, max_line) {
-                out.push(item.map(<[u8]>::to_vec));
-            }
-        }
-        assert!(conn.partial.len() <= max_line + 1);
-        out
-    }
-
-    fn ok(s: &str) -> Result<Vec<u8>, LineError> {
-        Ok(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn several_lines_in_one_read() {
-        assert_eq!(
-            lines(&[b"a\nbb\r\n\nccc\n"], 10),
-            vec![ok("a"), ok("bb\r"), ok(""), ok("ccc")]
-        );
-    }
-
-    #[test]
-    fn a_line_split_across_reads_is_joined() {
-        assert_eq!(
-            lines(&[b"mes", b"sage yo", b"da hi\nwho", b"else\n"], 100),
-            vec![ok("message yoda hi"), ok("whoelse")]
-        );
-    }
-
-    #[test]
-    fn limit_counts_bytes_before_newline_without_one_cr() {
-        assert_eq!(lines(&[b"abcd\n"], 4), vec![ok("abcd")]);
-        assert_eq!(lines(&[b"abcd\r\n"], 4), vec![ok("abcd\r")]);
-        assert_eq!(lines(&[b"abcde\n"], 4), vec![Err(LineError::TooLong)]);
-        assert_eq!(lines(&[b"abcd\r\r\n"], 4), vec![Err(LineError::TooLong)]);
-        assert_eq!(lines(&[b"ab", b"cd\r", b"\n"], 4), vec![ok("abcd\r")]);
-    }
-
-    #[test]
-    fn too_long_line_is_reported_once_and_discarded_to_its_newline() {
-        assert_eq!(
-            lines(&[b"0123456789", b"0123456789", b"01234\nok\n"], 4),
-            vec![Err(LineError::TooLong), ok("ok")]
-        );
-        assert_eq!(
-            lines(&[b"0123456789\nok\n"], 4),
-            vec![Err(LineError::TooLong), ok("ok")]
-        );
-    }
-
-    #[test]
-    fn partial_line_memory_is_bounded() {
-        let big = vec![b'x'; 100_000];
-        assert_eq!(
-            lines(&[&big, &big, b"\n", b"after\n"], 1024),
-            vec![Err(LineError::TooLong), ok("after")]
-        );
     }
 }

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;
 pub mod journal;
+pub mod lines;
 pub mod load;
 pub mod outbuf;
 pub mod protocol;

@@ -469,7 +469,7 @@ impl Server {
             if conn.doomed || conn.closing {
                 return;
             }
-            let Some(item) = conn.next_line(
+            let Some(item) = conn.lines.next_line(
                 &self.scratch[..n],
                 &mut pos,
                 &mut self.join,
