@@ -4,7 +4,9 @@
 //!
 //! The server runs on one thread of this process (`idle` starts the real
 //! `confab-server` binary instead, so that its memory is its own), the load
-//! engine on another; nothing is pinned. `--bench` (passed by cargo) is
+//! engine on another; nothing is pinned. The servers are ephemeral, except
+//! for `offline`'s, which journals to a fresh data directory under Cargo's
+//! target directory (on the real disk, fsync on every commit). `--bench` (passed by cargo) is
 //! ignored; a positional FILTER runs only the workloads whose name contains
 //! it.
 
@@ -103,6 +105,20 @@ fn run_once(workload: Workload) -> io::Result<Report> {
     config.setup_timeout = SETUP_TIMEOUT;
     match workload {
         Workload::Ceiling => load::run(&config),
+        Workload::Offline => {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("confab-bench-offline-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let report = LocalServer::start_durable(load::accounts(config.users_needed()), &dir)
+                .and_then(|server| {
+                    config.target = server.addr();
+                    let report = load::run(&config);
+                    server.stop()?;
+                    report
+                });
+            let _ = std::fs::remove_dir_all(&dir);
+            report
+        }
         Workload::Idle => {
             config.duration = IDLE_HOLD;
             let server = ChildServer::start(config.users_needed())?;

@@ -53,6 +53,36 @@ fn direct_delivers_every_message() {
 }
 
 #[test]
+fn offline_messages_are_all_acknowledged_with_a_data_directory() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("load-offline-{}", std::process::id()));
+    let mut config = LoadConfig::new(Workload::Offline, "127.0.0.1:9".parse().expect("address"));
+    config.clients = 5;
+    config.duration = Duration::from_millis(300);
+    config.setup_timeout = Duration::from_secs(20);
+    let server = LocalServer::start_durable(load::accounts(config.users_needed()), &dir)
+        .expect("server starts");
+    config.target = server.addr();
+    let report = load::run(&config).expect("load run");
+    server.stop().expect("server stops cleanly");
+    let journal_bytes: u64 = std::fs::read_dir(&dir)
+        .expect("list the data directory")
+        .map(|e| e.expect("entry").metadata().expect("stat").len())
+        .sum();
+    std::fs::remove_dir_all(&dir).expect("remove the data directory");
+    assert_clean(&report);
+    assert!(report.delivered > 0, "{report}");
+    assert_eq!(report.clients, 5);
+    assert!(report.latency.is_some(), "{report}");
+    // Every acknowledged message is on disk: at least its text.
+    assert!(
+        journal_bytes >= report.delivered * 64,
+        "{journal_bytes} bytes for {} messages",
+        report.delivered
+    );
+}
+
+#[test]
 fn pingpong_keeps_messages_going() {
     let report = run_small(Workload::Pingpong, 6, |_| {});
     assert_clean(&report);

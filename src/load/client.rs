@@ -27,6 +27,9 @@ pub(super) enum Role {
     Churner,
     /// Stays online doing nothing (idle).
     Idle,
+    /// Pipelines `message` to a user who never logs in, and counts the
+    /// server's acknowledgements (offline).
+    OfflineSender,
 }
 
 /// Where a client's connection is in its life.

@@ -12,8 +12,10 @@
 //! Flow control keeps the server out of its slow-reader limit: a sender may
 //! be at most `window` bytes of delivered lines ahead of its receiver (of
 //! the slowest listener, for a broadcast; of the slowest online user's
-//! presence lines, for logins).
+//! presence lines, for logins; of its own acknowledgements, for offline
+//! messages).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -116,7 +118,16 @@ pub(super) struct Engine {
     drain: Duration,
     /// Where ceiling readers report the lines they received.
     progress: Option<Progress>,
+    /// Per client, the send stamps of its offline messages not yet
+    /// acknowledged, oldest first (acknowledgements carry no stamp, but
+    /// come in order).
+    unacked: Vec<VecDeque<u64>>,
     stats: Stats,
+}
+
+/// The server's acknowledgement of a message stored for offline `user`.
+fn offline_ack(user: &str) -> String {
+    format!("{user} is offline. Your message will be delivered when they log in")
 }
 
 impl Engine {
@@ -175,14 +186,25 @@ impl Engine {
                 let churners = n..n + config.churners;
                 clients.extend(churners.map(|i| Client::new(Role::Churner, i, now)));
             }
+            Workload::Offline => {
+                for i in 0..n {
+                    let recipient = name(n + i);
+                    let mut sender = Client::new(Role::OfflineSender, i, now);
+                    sender.set_template(&format!("message {recipient} "), size);
+                    sender.prefix = offline_ack(recipient).into_bytes();
+                    clients.push(sender);
+                }
+            }
             Workload::Idle => clients.extend((0..n).map(|i| Client::new(Role::Idle, i, now))),
         }
+        let n_clients = clients.len();
         let to_connect: Vec<usize> = (0..clients.len())
             .rev()
             .filter(|&i| clients[i].role != Role::Churner)
             .collect();
         let line_len = match workload {
             Workload::Logins => format!("{} logged out\n", name(0)).len(),
+            Workload::Offline => offline_ack(name(0)).len() + 1,
             _ => delivered_line(name(0), size).len(),
         };
         let latency = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
@@ -212,6 +234,7 @@ impl Engine {
             duration: config.duration,
             drain: config.drain,
             progress,
+            unacked: vec![VecDeque::new(); n_clients],
             stats: Stats {
                 bytes: 0,
                 lines: 0,
@@ -349,6 +372,10 @@ impl Engine {
                 let sent = sent_by(|r| r == Role::Echo);
                 (sent, sent, received(|r| r == Role::Echo))
             }
+            Workload::Offline => {
+                let sent = sent_by(|r| r == Role::OfflineSender);
+                (sent, sent, received(|r| r == Role::OfflineSender))
+            }
             Workload::Logins => {
                 let watchers = self.count(|r| r == Role::Watcher) as u64;
                 let events = self.stats.logins + self.stats.leaves;
@@ -422,6 +449,11 @@ impl Engine {
                 let received: u64 = self.clients.iter().map(|c| c.received).sum();
                 received >= sent
             }
+            Workload::Offline => self
+                .clients
+                .iter()
+                .filter(open)
+                .all(|c| c.received >= c.sent),
             Workload::Logins => {
                 let events = self.stats.logins + self.stats.leaves;
                 self.clients.iter().filter(open).all(|c| match c.role {
@@ -754,6 +786,9 @@ impl Engine {
 
     fn on_online_line(&mut self, i: usize, line: &[u8], now: Instant, now_ns: u64) {
         let client = &self.clients[i];
+        if client.role == Role::OfflineSender && line == client.prefix.as_slice() {
+            return self.acknowledged(i, now, now_ns);
+        }
         let stamp = line
             .strip_prefix(client.prefix.as_slice())
             .filter(|_| !client.prefix.is_empty())
@@ -788,6 +823,20 @@ impl Engine {
             client.queue_stamped(now_ns);
             self.total_sent += 1;
             self.mark_dirty(i);
+        }
+    }
+
+    /// Offline sender `i` got the acknowledgement of its oldest message.
+    fn acknowledged(&mut self, i: usize, now: Instant, now_ns: u64) {
+        match self.unacked[i].pop_front() {
+            Some(sent_ns) => {
+                self.stats.progress(now);
+                self.stats
+                    .latency
+                    .saturating_record(now_ns.saturating_sub(sent_ns));
+                self.clients[i].received += 1;
+            }
+            None => self.notice(format!("{}: an acknowledgement of nothing", self.name(i))),
         }
     }
 
@@ -830,6 +879,12 @@ impl Engine {
                 }
                 Ok(())
             }
+            Workload::Offline => {
+                for i in 0..self.clients.len() {
+                    self.pump_sender(i)?;
+                }
+                Ok(())
+            }
             Workload::Logins => self.start_churners(),
             Workload::Pingpong | Workload::Idle | Workload::Ceiling => Ok(()),
         }
@@ -841,6 +896,7 @@ impl Engine {
         let sent = self.clients[i].sent;
         match self.clients[i].role {
             Role::Sender { to } => self.clients[to].received,
+            Role::OfflineSender => self.clients[i].received,
             _ => {
                 if sent.saturating_sub(self.floor) >= self.window_lines {
                     self.floor = self.slowest(Role::Listener, sent);
@@ -880,6 +936,9 @@ impl Engine {
             let len = client.template.len();
             while room > 0 && client.pending() + len <= OUT_CAP && budget >= len {
                 client.queue_stamped(now_ns);
+                if client.role == Role::OfflineSender {
+                    self.unacked[i].push_back(now_ns);
+                }
                 self.total_sent += 1;
                 room -= 1;
                 budget -= len;

@@ -2,12 +2,14 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::chat::ChatConfig;
 use crate::credentials::Account;
+use crate::journal::{Fsync, JournalOptions};
 use crate::server::{defaults, Config, Server, ShutdownHandle, Storage};
 
 /// How long the server thread may take to bind.
@@ -18,8 +20,9 @@ const LONG: Duration = Duration::from_secs(3600);
 
 /// A [`Server`] running on its own thread on `127.0.0.1` and a free port,
 /// with 1-hour ban and idle timeouts, the default line and backlog limits,
-/// and room for every account to be connected at once. Dropping it shuts
-/// the server down and waits for its thread.
+/// and room for every account to be connected at once; ephemeral, or
+/// journaling to a data directory. Dropping it shuts the server down and
+/// waits for its thread.
 pub struct LocalServer {
     addr: SocketAddr,
     shutdown: ShutdownHandle,
@@ -27,9 +30,35 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    /// Starts a server that knows `accounts`. The server is built on its
-    /// own thread (it is not `Send`) and reports its address back.
+    /// Starts an ephemeral server that knows `accounts`, with the default
+    /// mailbox bound.
     pub fn start(accounts: Vec<Account>) -> io::Result<LocalServer> {
+        LocalServer::start_with(accounts, defaults::MAILBOX_MAX, Storage::Ephemeral)
+    }
+
+    /// Starts a server that knows `accounts` and keeps its durable state in
+    /// `dir` (fsync on every commit, the default compaction size), with
+    /// unbounded mailboxes: for the `offline` workload, which measures the
+    /// journal, not the bound.
+    pub fn start_durable(accounts: Vec<Account>, dir: &Path) -> io::Result<LocalServer> {
+        let storage = Storage::Durable {
+            dir: dir.to_path_buf(),
+            options: JournalOptions {
+                fsync: Fsync::Always,
+                compact_at: defaults::COMPACT_AT,
+            },
+        };
+        LocalServer::start_with(accounts, usize::MAX, storage)
+    }
+
+    /// Starts a server with this mailbox bound and storage. The server is
+    /// built on its own thread (it is not `Send`) and reports its address
+    /// back.
+    fn start_with(
+        accounts: Vec<Account>,
+        mailbox_max: usize,
+        storage: Storage,
+    ) -> io::Result<LocalServer> {
         let config = Config {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             chat: ChatConfig {
@@ -39,8 +68,8 @@ impl LocalServer {
             max_line: defaults::MAX_LINE,
             max_pending: defaults::MAX_PENDING,
             max_clients: defaults::MAX_CLIENTS.max(accounts.len() + 100),
-            mailbox_max: defaults::MAILBOX_MAX,
-            storage: Storage::Ephemeral,
+            mailbox_max,
+            storage,
         };
         let (tx, rx) = mpsc::channel();
         let thread = thread::Builder::new()

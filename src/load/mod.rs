@@ -68,6 +68,15 @@ pub enum Workload {
     /// unpipelined request/response clients. Figure: messages/s and
     /// latency percentiles. Needs CLIENTS accounts.
     Pingpong,
+    /// CLIENTS senders (default 100), each pipelining
+    /// `message <user> <text>` to its own user who never logs in, at most
+    /// WINDOW bytes of acknowledgements in flight. Figure: messages/s
+    /// acknowledged (`<user> is offline. Your message will be delivered
+    /// ...`), each one stored in a mailbox and, on a server with a data
+    /// directory, committed to its journal first; latency is send to
+    /// acknowledgement. Needs 2 × CLIENTS accounts, and a server whose
+    /// `--mailbox-max` holds what a run sends.
+    Offline,
     /// CHURNERS clients (default 10) connect, log in, log out and repeat
     /// while CLIENTS other users stay online (default 1,000) and receive
     /// every `logged in`/`logged out` presence line, which is counted and
@@ -90,10 +99,11 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order the benchmark prints them.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Fanout,
         Workload::Direct,
         Workload::Pingpong,
+        Workload::Offline,
         Workload::Logins,
         Workload::Idle,
         Workload::Ceiling,
@@ -105,6 +115,7 @@ impl Workload {
             Workload::Fanout => "fanout",
             Workload::Direct => "direct",
             Workload::Pingpong => "pingpong",
+            Workload::Offline => "offline",
             Workload::Logins => "logins",
             Workload::Idle => "idle",
             Workload::Ceiling => "ceiling",
@@ -112,11 +123,12 @@ impl Workload {
     }
 
     /// The default of [`LoadConfig::clients`]: listeners, pairs, clients,
-    /// online users or idle connections, as the workload counts them.
+    /// senders, online users or idle connections, as the workload counts
+    /// them.
     pub fn default_clients(self) -> usize {
         match self {
             Workload::Fanout | Workload::Logins | Workload::Ceiling => 1000,
-            Workload::Direct => 100,
+            Workload::Direct | Workload::Offline => 100,
             Workload::Pingpong => 50,
             Workload::Idle => 10_000,
         }
@@ -181,7 +193,7 @@ impl LoadConfig {
     pub fn users_needed(&self) -> usize {
         match self.workload {
             Workload::Fanout => self.clients + 1,
-            Workload::Direct => 2 * self.clients,
+            Workload::Direct | Workload::Offline => 2 * self.clients,
             Workload::Pingpong => self.clients / 2 * 2,
             Workload::Logins => self.clients + self.churners,
             Workload::Idle => self.clients,

@@ -119,7 +119,7 @@ impl Report {
     pub fn unit(&self) -> &'static str {
         match self.workload {
             Workload::Fanout | Workload::Ceiling => "deliveries/s",
-            Workload::Direct | Workload::Pingpong => "messages/s",
+            Workload::Direct | Workload::Pingpong | Workload::Offline => "messages/s",
             Workload::Logins => "logins/s",
             Workload::Idle => "bytes/conn",
         }
