@@ -160,7 +160,7 @@ pub(super) fn parse_stamp(text: &[u8]) -> Option<u64> {
 
 /// Where the next `\n` is, using the C library's vectorised `memchr`: the
 /// engine scans every byte the server sends.
-pub(super) fn find_newline(bytes: &[u8]) -> Option<usize> {
+pub fn find_newline(bytes: &[u8]) -> Option<usize> {
     // SAFETY: memchr reads at most `bytes.len()` bytes from a valid slice
     // and returns null or a pointer into it.
     let found = unsafe { libc::memchr(bytes.as_ptr().cast(), b'\n' as i32, bytes.len()) };

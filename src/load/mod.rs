@@ -22,6 +22,7 @@ mod client;
 mod engine;
 mod local;
 mod report;
+pub mod soak;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -31,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use crate::credentials::Account;
 
+pub use client::find_newline;
 pub use local::LocalServer;
-pub use report::{memory, Latency, Memory, Report, ServerMemory};
+pub use report::{memory, open_descriptors, Latency, Memory, Report, ServerMemory};
 
 use engine::Engine;
 

@@ -44,6 +44,12 @@ pub fn memory(pid: u32) -> io::Result<Memory> {
     })
 }
 
+/// Counts the open file descriptors of process `pid`: the entries of
+/// `/proc/PID/fd`.
+pub fn open_descriptors(pid: u32) -> io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
 /// Percentiles of the recorded latencies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Latency {
@@ -220,5 +226,11 @@ mod tests {
     fn reads_own_memory() {
         let m = memory(std::process::id()).expect("own /proc status");
         assert!(m.rss > 0 && m.peak >= m.rss);
+    }
+
+    #[test]
+    fn counts_own_descriptors() {
+        let fds = open_descriptors(std::process::id()).expect("own /proc fd");
+        assert!(fds > 0);
     }
 }
