@@ -101,6 +101,8 @@ fn soak_in(dir: &Path, server_path: &Path, clients: usize, args: &Args) -> Resul
     write_credentials(&credentials, clients)
         .map_err(|e| format!("{}: {e}", credentials.display()))?;
     let max_clients = (clients + 100).max(10_000).to_string();
+    // Offline messages, blocks and bans go to the journal, as in production.
+    let data_dir = dir.join("data");
     let (server, addr) = ServerProcess::start(
         server_path,
         &[
@@ -111,6 +113,8 @@ fn soak_in(dir: &Path, server_path: &Path, clients: usize, args: &Args) -> Resul
             &credentials.to_string_lossy(),
             "--max-clients",
             &max_clients,
+            "--data-dir",
+            &data_dir.to_string_lossy(),
         ],
     )
     .map_err(|e| format!("{}: {e}", server_path.display()))?;
