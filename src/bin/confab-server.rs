@@ -106,7 +106,10 @@ fn parse_positive_u64(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+    // Silent by default, except for damage found in the data directory:
+    // an operator must hear about records cut off a journal.
+    let filter = env_logger::Env::default().default_filter_or("confab::journal=warn");
+    env_logger::Builder::from_env(filter).init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

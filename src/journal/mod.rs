@@ -14,37 +14,34 @@
 //! one `write` and one `fdatasync` before it lets out the replies that
 //! promise they are durable.
 //!
-//! Compaction ([`Journal::compact`]) writes the live state to
-//! `snapshot.tmp`, syncs it, renames it over `snapshot`, syncs the
-//! directory, starts the next journal and deletes the old ones. A crash
-//! between any two steps leaves either the old snapshot with all the
-//! journals it needs, or the new snapshot (whose generation makes the old
-//! journals ignored): never a gap, never a record applied twice.
+//! Compaction ([`Journal::compact`]) encodes the live state in memory as a
+//! snapshot covering the current journal G and switches appends to a new,
+//! empty journal G+1 — the only part that holds up the poll loop. A thread
+//! then writes `snapshot.tmp`, syncs it, renames it over `snapshot`, syncs
+//! the directory and deletes the journals up to G. A crash between any two
+//! steps leaves either the old snapshot with every journal after it, or the
+//! new snapshot (whose generation makes the old journals ignored): never a
+//! gap, never a record applied twice. A compaction that fails changes
+//! nothing that loading depends on; it is logged and tried again later.
 
+mod files;
 pub mod lock;
 pub mod record;
+mod snapshot;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
-use log::warn;
+use log::{info, warn};
 
+use files::{create_journal, journal_path, journals, remove_if_exists, replay_journal};
 use lock::DirLock;
 pub use record::Record;
-use record::{encode, Frames};
-
-/// Name of the snapshot file.
-pub const SNAPSHOT_FILE: &str = "snapshot";
-/// Name of the snapshot being written by a compaction.
-const SNAPSHOT_TMP: &str = "snapshot.tmp";
-/// Prefix of the journal files; the generation follows, as 20 digits.
-const JOURNAL_PREFIX: &str = "journal-";
-/// First bytes of a snapshot: format name and version.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"CONFABS1";
-/// Magic, then the covered generation (`u64`, little-endian), then its
-/// CRC-32.
-const SNAPSHOT_HEADER: usize = 8 + 8 + 4;
+use snapshot::{encode_snapshot, load_snapshot, write_snapshot, SNAPSHOT_TMP};
+pub use snapshot::{CompactStep, SNAPSHOT_FILE};
 
 /// When a commit reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,38 +59,11 @@ pub enum Fsync {
 pub struct JournalOptions {
     /// Whether commits are synced.
     pub fsync: Fsync,
-    /// Journal size in bytes past which the server compacts.
+    /// Journal size in bytes past which the server compacts, unless the
+    /// snapshot is larger: then the journal may grow to the snapshot's
+    /// size first, so that rewriting the live state never costs more than
+    /// the journal it replaces.
     pub compact_at: u64,
-}
-
-/// The steps of a compaction, in order; [`Journal::compact_until`] stops
-/// after any of them, which is how tests crash it in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum CompactStep {
-    /// `snapshot.tmp` holds the live state (maybe only in the page cache).
-    WriteTemp,
-    /// `snapshot.tmp` is on disk.
-    SyncTemp,
-    /// `snapshot.tmp` was renamed over `snapshot`.
-    Rename,
-    /// The rename is on disk.
-    SyncDir,
-    /// The next journal exists, empty, and is the one appended to.
-    NewJournal,
-    /// The journals the snapshot covers are deleted.
-    RemoveOld,
-}
-
-impl CompactStep {
-    /// Every step, in order.
-    pub const ALL: [CompactStep; 6] = [
-        CompactStep::WriteTemp,
-        CompactStep::SyncTemp,
-        CompactStep::Rename,
-        CompactStep::SyncDir,
-        CompactStep::NewJournal,
-        CompactStep::RemoveOld,
-    ];
 }
 
 /// What loading found besides the records.
@@ -105,7 +75,18 @@ pub struct Loaded {
     pub damaged: Vec<String>,
 }
 
+/// A snapshot being written by the compaction thread.
+#[derive(Debug)]
+struct Compaction {
+    thread: JoinHandle<io::Result<()>>,
+    started: Instant,
+    /// Size of the journal it replaces, and of the snapshot.
+    journal_size: u64,
+    snapshot_size: u64,
+}
+
 /// An open data directory: the lock, and the journal being appended to.
+/// Dropping it waits for a compaction in progress before the lock goes.
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
@@ -119,7 +100,13 @@ pub struct Journal {
     options: JournalOptions,
     /// Journal size at which to compact next.
     compact_at: u64,
+    /// Size of the last snapshot written (or loaded).
+    last_snapshot: u64,
+    compaction: Option<Compaction>,
 }
+
+/// Most bytes reserved up front for encoding a snapshot.
+const MAX_PREALLOCATION: usize = 1 << 30;
 
 impl Journal {
     /// Opens (creating if needed) the data directory `dir`, takes its lock,
@@ -132,12 +119,12 @@ impl Journal {
         options: JournalOptions,
         mut apply: impl FnMut(&Record<'_>),
     ) -> io::Result<(Journal, Loaded)> {
-        fs::create_dir_all(dir)
+        std::fs::create_dir_all(dir)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create it: {e}")))?;
         let lock = DirLock::acquire(dir)?;
         remove_if_exists(&dir.join(SNAPSHOT_TMP))?;
         let mut loaded = Loaded::default();
-        let covered = load_snapshot(dir, &mut apply, &mut loaded)?;
+        let (covered, snapshot_size) = load_snapshot(dir, &mut apply, &mut loaded)?;
         let mut newest = covered;
         for (generation, path) in journals(dir)? {
             if generation <= covered {
@@ -148,8 +135,9 @@ impl Journal {
             newest = generation;
         }
         let (file, size) = if newest > covered {
-            let path = journal_path(dir, newest);
-            let file = OpenOptions::new().append(true).open(&path)?;
+            let file = OpenOptions::new()
+                .append(true)
+                .open(journal_path(dir, newest))?;
             let size = file.metadata()?.len();
             (file, size)
         } else {
@@ -163,8 +151,10 @@ impl Journal {
             generation: newest,
             size,
             pending: Vec::new(),
-            compact_at: options.compact_at,
+            compact_at: options.compact_at.max(snapshot_size),
+            last_snapshot: snapshot_size,
             options,
+            compaction: None,
         };
         Ok((journal, loaded))
     }
@@ -196,10 +186,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Whether the journal has grown past the compaction size (or past
-    /// the point of retrying a compaction that failed).
-    pub fn wants_compaction(&self) -> bool {
-        self.size >= self.compact_at
+    /// Whether the journal has grown past the compaction size (see
+    /// [`JournalOptions::compact_at`]), or past the point of retrying a
+    /// compaction that failed, and no compaction is in progress.
+    pub fn wants_compaction(&mut self) -> bool {
+        self.poll_compaction();
+        self.compaction.is_none() && self.size >= self.compact_at
     }
 
     /// Bytes in the journal file being appended to.
@@ -207,225 +199,128 @@ impl Journal {
         self.size
     }
 
-    /// Replaces the snapshot with `live` (the whole live state, as records)
-    /// and starts a fresh journal; staged records are committed first.
-    ///
-    /// A failure before the new snapshot replaces the old one (a full disk,
-    /// say) changes nothing: it is logged, and the next try waits until the
-    /// journal has grown by the compaction size again. A failure after that
-    /// point, or of the commit, is returned: the server must stop, because
-    /// the journal it would append to may be one the snapshot covers.
+    /// Starts replacing the snapshot with `live` (the whole live state, as
+    /// records): commits what is staged, encodes the snapshot, switches to
+    /// a fresh journal, and leaves writing the snapshot to a thread. Only
+    /// a failed commit is an error; a compaction that fails is logged and
+    /// tried again once the journal has grown by the compaction size.
     pub fn compact<'a>(&mut self, live: impl IntoIterator<Item = Record<'a>>) -> io::Result<()> {
         self.commit()?;
-        match self.compact_until(live, CompactStep::RemoveOld) {
-            Err(e) if self.renamed_generation() != Some(self.generation) => {
-                warn!(
-                    "compaction of {} failed, will retry later: {e}",
-                    self.dir.display()
-                );
-                remove_if_exists(&self.dir.join(SNAPSHOT_TMP))?;
-                self.compact_at = self.size.saturating_add(self.options.compact_at);
-                Ok(())
+        self.finish_compaction();
+        let started = Instant::now();
+        let journal_size = self.size;
+        let bytes = encode_snapshot(self.generation, live, self.live_estimate());
+        let covered = match self.next_journal() {
+            Ok(covered) => covered,
+            Err(e) => {
+                self.compaction_failed(&e);
+                return Ok(());
             }
-            Err(e) => Err(e),
-            Ok(()) => {
-                self.compact_at = self.options.compact_at;
-                Ok(())
+        };
+        let dir = self.dir.clone();
+        let snapshot_size = bytes.len() as u64;
+        let spawned = std::thread::Builder::new()
+            .name("confab-compaction".into())
+            .spawn(move || write_snapshot(&dir, &bytes, covered, CompactStep::RemoveOld));
+        match spawned {
+            Ok(thread) => {
+                self.compaction = Some(Compaction {
+                    thread,
+                    started,
+                    journal_size,
+                    snapshot_size,
+                })
             }
+            Err(e) => self.compaction_failed(&e),
         }
+        Ok(())
     }
 
-    /// The generation the snapshot on disk covers, if it can be read.
-    fn renamed_generation(&self) -> Option<u64> {
-        let mut header = [0; SNAPSHOT_HEADER];
-        let mut file = File::open(self.dir.join(SNAPSHOT_FILE)).ok()?;
-        io::Read::read_exact(&mut file, &mut header).ok()?;
-        parse_snapshot_header(&header)
-    }
-
-    /// [`Journal::compact`], stopping after `last`: a crash at that point,
-    /// for tests. Dropping the journal afterwards and opening the directory
-    /// again must load the same state.
+    /// [`Journal::compact`] on this thread, stopping after `last`: a crash
+    /// at that point, for tests. Dropping the journal afterwards and
+    /// opening the directory again must load the same state.
     pub fn compact_until<'a>(
         &mut self,
         live: impl IntoIterator<Item = Record<'a>>,
         last: CompactStep,
     ) -> io::Result<()> {
         self.commit()?;
-        let covered = self.generation;
-        let mut bytes = snapshot_header(covered);
-        for record in live {
-            encode(&record, &mut bytes);
-        }
-        let tmp = self.dir.join(SNAPSHOT_TMP);
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        if last == CompactStep::WriteTemp {
-            return Ok(());
-        }
-        file.sync_all()?;
-        drop(file);
-        if last == CompactStep::SyncTemp {
-            return Ok(());
-        }
-        fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE))?;
-        if last == CompactStep::Rename {
-            return Ok(());
-        }
-        sync_dir(&self.dir)?;
-        if last == CompactStep::SyncDir {
-            return Ok(());
-        }
-        self.file = create_journal(&self.dir, covered + 1)?;
-        self.generation = covered + 1;
-        self.size = 0;
+        self.finish_compaction();
+        let bytes = encode_snapshot(self.generation, live, self.live_estimate());
+        let covered = self.next_journal()?;
         if last == CompactStep::NewJournal {
             return Ok(());
         }
-        for (generation, path) in journals(&self.dir)? {
-            if generation <= covered {
-                remove_if_exists(&path)?;
+        write_snapshot(&self.dir, &bytes, covered, last)
+    }
+
+    /// Waits for a compaction in progress, if any, and takes its outcome.
+    pub fn finish_compaction(&mut self) {
+        if let Some(compaction) = self.compaction.take() {
+            let result = compaction
+                .thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the compaction thread panicked")));
+            match result {
+                Ok(()) => {
+                    info!(
+                        "compacted {}: a {}-byte journal into a {}-byte snapshot in {:?}",
+                        self.dir.display(),
+                        compaction.journal_size,
+                        compaction.snapshot_size,
+                        compaction.started.elapsed()
+                    );
+                    self.compact_at = self.options.compact_at.max(compaction.snapshot_size);
+                    self.last_snapshot = compaction.snapshot_size;
+                }
+                Err(e) => self.compaction_failed(&e),
             }
         }
-        Ok(())
     }
-}
 
-fn journal_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{JOURNAL_PREFIX}{generation:020}"))
-}
-
-/// The journal files of `dir` by generation, oldest first.
-fn journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let generation = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(JOURNAL_PREFIX))
-            .and_then(|g| g.parse::<u64>().ok());
-        if let Some(generation) = generation {
-            found.push((generation, entry.path()));
+    /// Takes the outcome of a compaction that has ended, without waiting.
+    fn poll_compaction(&mut self) {
+        if self
+            .compaction
+            .as_ref()
+            .is_some_and(|c| c.thread.is_finished())
+        {
+            self.finish_compaction();
         }
     }
-    found.sort();
-    Ok(found)
-}
 
-/// Creates an empty journal file (replacing one left by a crash) and makes
-/// its name durable.
-fn create_journal(dir: &Path, generation: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(journal_path(dir, generation))?;
-    file.sync_all()?;
-    sync_dir(dir)?;
-    // Reopened for appending: every write goes to the end.
-    OpenOptions::new()
-        .append(true)
-        .open(journal_path(dir, generation))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    /// An upper bound of the live state's size, in most cases: the last
+    /// snapshot plus everything appended since (records mostly add state).
+    fn live_estimate(&self) -> usize {
+        let bytes = self.last_snapshot.saturating_add(self.size);
+        usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(MAX_PREALLOCATION)
     }
-}
 
-fn snapshot_header(generation: u64) -> Vec<u8> {
-    let mut header = Vec::with_capacity(SNAPSHOT_HEADER);
-    header.extend_from_slice(SNAPSHOT_MAGIC);
-    header.extend_from_slice(&generation.to_le_bytes());
-    let crc = crc32fast::hash(&header);
-    header.extend_from_slice(&crc.to_le_bytes());
-    header
-}
-
-/// The generation in a snapshot header, if the header is intact.
-fn parse_snapshot_header(header: &[u8]) -> Option<u64> {
-    let crc = u32::from_le_bytes(header.get(16..20)?.try_into().ok()?);
-    let generation = u64::from_le_bytes(header.get(8..16)?.try_into().ok()?);
-    (header.starts_with(SNAPSHOT_MAGIC) && crc32fast::hash(&header[..16]) == crc)
-        .then_some(generation)
-}
-
-/// Applies the snapshot's records and returns the generation it covers (0
-/// without a snapshot). A damaged header is an error: its records cannot
-/// be placed, and guessing would lose or repeat changes.
-fn load_snapshot(
-    dir: &Path,
-    apply: &mut impl FnMut(&Record<'_>),
-    loaded: &mut Loaded,
-) -> io::Result<u64> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let generation = bytes.get(..SNAPSHOT_HEADER).and_then(parse_snapshot_header);
-    let Some(generation) = generation else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} has a damaged header; move it away to start from the journals alone",
-                path.display()
-            ),
-        ));
-    };
-    let mut frames = Frames::new(&bytes[SNAPSHOT_HEADER..]);
-    for record in frames.by_ref() {
-        apply(&record);
-        loaded.records += 1;
+    /// Starts appending to the next journal; returns the generation of the
+    /// one it replaces, which the new snapshot covers.
+    fn next_journal(&mut self) -> io::Result<u64> {
+        let covered = self.generation;
+        self.file = create_journal(&self.dir, covered + 1)?;
+        self.generation = covered + 1;
+        self.size = 0;
+        Ok(covered)
     }
-    if let Some(damage) = frames.damage() {
-        let message = format!(
-            "{}: {} at offset {}; the records after it are ignored",
-            path.display(),
-            damage.reason,
-            SNAPSHOT_HEADER + damage.offset
+
+    fn compaction_failed(&mut self, e: &io::Error) {
+        warn!(
+            "compaction of {} failed, will retry later: {e}",
+            self.dir.display()
         );
-        warn!("{message}");
-        loaded.damaged.push(message);
+        self.compact_at = self.size.saturating_add(self.options.compact_at);
     }
-    Ok(generation)
 }
 
-/// Applies one journal's records; cuts a damaged tail off the file.
-fn replay_journal(
-    path: &Path,
-    apply: &mut impl FnMut(&Record<'_>),
-    loaded: &mut Loaded,
-) -> io::Result<()> {
-    let bytes = fs::read(path)?;
-    let mut frames = Frames::new(&bytes);
-    for record in frames.by_ref() {
-        apply(&record);
-        loaded.records += 1;
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.finish_compaction();
     }
-    if let Some(damage) = frames.damage() {
-        let message = format!(
-            "{}: {} at offset {}; cutting off the {} bytes from there",
-            path.display(),
-            damage.reason,
-            damage.offset,
-            bytes.len() - damage.offset
-        );
-        warn!("{message}");
-        loaded.damaged.push(message);
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(damage.offset as u64)?;
-        file.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::fs;
+
+use super::record::encode;
 use super::*;
 
 /// A fresh directory under the system's temporary directory, removed on
@@ -217,6 +220,7 @@ fn crash_during_compaction(step: CompactStep) {
     // An earlier complete compaction, so that an old snapshot exists too.
     append(&mut journal, &mut state, "before the first snapshot");
     journal.compact(state.records()).expect("first compaction");
+    journal.finish_compaction();
     for i in 0..4 {
         append(&mut journal, &mut state, &format!("m{i}"));
     }
@@ -238,6 +242,7 @@ fn crash_during_compaction(step: CompactStep) {
     let mut state = loaded;
     append(&mut journal, &mut state, "after the crash");
     journal.compact(state.records()).expect("compaction");
+    journal.finish_compaction();
     append(&mut journal, &mut state, "after the compaction");
     drop(journal);
     let (_, reloaded, _) = open(&dir);
@@ -247,10 +252,7 @@ fn crash_during_compaction(step: CompactStep) {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
-        names
-            .iter()
-            .filter(|n| n.starts_with(JOURNAL_PREFIX))
-            .count(),
+        names.iter().filter(|n| n.starts_with("journal-")).count(),
         1,
         "old journals are removed: {names:?}"
     );
@@ -270,6 +272,7 @@ fn a_damaged_snapshot_header_is_refused() {
     let (mut journal, mut state, _) = open(&dir);
     append(&mut journal, &mut state, "m");
     journal.compact(state.records()).expect("compaction");
+    journal.finish_compaction();
     drop(journal);
     let path = dir.0.join(SNAPSHOT_FILE);
     let mut bytes = fs::read(&path).expect("read");
@@ -294,5 +297,66 @@ fn growth_past_the_limit_asks_for_compaction() {
     }
     assert!(journal.size() >= 100);
     journal.compact(state.records()).expect("compaction");
+    journal.finish_compaction();
     assert!(!journal.wants_compaction());
+}
+
+#[test]
+fn a_snapshot_larger_than_the_limit_raises_it() {
+    let dir = TempDir::new("raise");
+    let options = JournalOptions {
+        compact_at: 100,
+        ..OPTIONS
+    };
+    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("open");
+    let mut state = State::default();
+    for _ in 0..20 {
+        append(&mut journal, &mut state, "0123456789");
+    }
+    journal.compact(state.records()).expect("compaction");
+    journal.finish_compaction();
+    let snapshot = fs::metadata(dir.0.join(SNAPSHOT_FILE)).expect("stat").len();
+    assert!(snapshot > 200, "{snapshot}");
+    // The journal may now grow to the snapshot's size before compacting.
+    while journal.size() < snapshot - 50 {
+        append(&mut journal, &mut state, "0123456789");
+        assert!(!journal.wants_compaction(), "at {} bytes", journal.size());
+    }
+    while journal.size() < snapshot {
+        append(&mut journal, &mut state, "0123456789");
+    }
+    assert!(journal.wants_compaction());
+    // The same holds after a restart.
+    drop(journal);
+    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("reopen");
+    assert!(journal.wants_compaction());
+}
+
+#[test]
+fn a_failed_compaction_before_the_rename_changes_nothing_and_is_retried_later() {
+    let dir = TempDir::new("fail");
+    let options = JournalOptions {
+        compact_at: 100,
+        ..OPTIONS
+    };
+    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("open");
+    let mut state = State::default();
+    while !journal.wants_compaction() {
+        append(&mut journal, &mut state, "0123456789");
+    }
+    // A directory where the temporary snapshot goes: creating it fails.
+    fs::create_dir(dir.0.join(SNAPSHOT_TMP)).expect("block the temporary file");
+    journal
+        .compact(state.records())
+        .expect("a failure before the rename is not fatal");
+    journal.finish_compaction();
+    assert!(
+        !journal.wants_compaction(),
+        "retried only after more growth"
+    );
+    fs::remove_dir(dir.0.join(SNAPSHOT_TMP)).expect("unblock");
+    append(&mut journal, &mut state, "after");
+    drop(journal);
+    let (_, loaded, _) = open(&dir);
+    assert_eq!(loaded, state);
 }
