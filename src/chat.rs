@@ -18,9 +18,10 @@
 //! this module, so it is also where those changes are described as journal
 //! [`Record`]s. Once [`Chat::record_changes`] is called, every change
 //! appends its record to the outbox ([`Outbox::records`]), and every reply
-//! that promises a change is kept (the "will be delivered" line, `<user> is
-//! blocked`, the ban) names its session in [`Outbox::held`]: the server
-//! must not let that session's output out before the records are durable.
+//! that promises a change (the "will be delivered" line, `<user> is
+//! blocked`, `<user> is unblocked`, the ban) names its session in
+//! [`Outbox::held`]: the server must not let that session's output out
+//! before the records are durable.
 //! At start the server rebuilds the state with [`Chat::apply_record`], and
 //! compacts the journal with [`Chat::snapshot`].
 
@@ -629,12 +630,12 @@ impl Chat {
         account.failures = 0;
         let mailbox = std::mem::take(&mut account.mailbox);
         if !mailbox.is_empty() {
-            // Held too: given before the clearing is durable, a crash could
-            // give the same messages again at the next login.
+            // Not held: written before the clearing is durable, the mail is
+            // given again after a crash in between (a duplicate), where
+            // holding it would lose it to a crash after the commit.
             self.outbox.record(&Record::MailboxDelivered {
                 recipient: &account.name,
             });
-            self.outbox.hold(sid);
         }
         self.outbox.line(sid, protocol::WELCOME);
         for message in &mailbox {
