@@ -22,9 +22,12 @@ never send, and the server logs out anyone silent for TIMEOUT seconds) and
 room for enough connections, then drive it:
 
   confab-load --write-credentials /tmp/load-users.txt --users 11000
-  confab-server 9000 60 3600 --credentials /tmp/load-users.txt --max-clients 12000 &
+  confab-server 9000 60 3600 --credentials /tmp/load-users.txt --max-clients 12000 --ephemeral &
   confab-load --target 127.0.0.1:9000 --workload fanout
   confab-load --target 127.0.0.1:9000 --workload idle --server-pid $!
+
+For --workload offline, start the server with a --data-dir (to measure the
+journal) and a --mailbox-max that holds what a run sends.
 
 A run logs every client in, waits until the login chatter is quiet, sends
 for DURATION (or MESSAGES), then waits up to DRAIN for what is in flight;
