@@ -179,6 +179,52 @@ fn everything_acknowledged_survives_kill_9() {
     vader.expect_line(BLOCKED);
 }
 
+#[test]
+fn a_kill_in_the_middle_of_a_burst_keeps_every_acknowledged_message() {
+    // Long enough to span many loop iterations (64 KiB are read per
+    // connection per iteration), short enough that the acknowledgements
+    // stay under the server's backlog limit while nobody reads them.
+    const SENT: usize = 8000;
+    const ACKED: usize = 1000;
+    let pad = "x".repeat(200);
+    let tmp = TempDir::new("burst");
+    let server = start(&tmp.data(), "0.5", &["--mailbox-max", "100000"], &[]);
+    let mut yoda = server.login("yoda", "wise");
+    let mut writer = yoda.writer();
+    let burst: String = (0..SENT)
+        .map(|i| format!("message luke {i:05} {pad}\n"))
+        .collect();
+    let sending = thread::spawn(move || {
+        // The server is killed mid-burst: the write may fail.
+        let _ = std::io::Write::write_all(&mut writer, burst.as_bytes());
+    });
+    for _ in 0..ACKED {
+        yoda.expect_line(&offline("luke"));
+    }
+    kill_9(server);
+    sending.join().expect("the writer thread");
+
+    // Whatever was stored is a prefix of the burst, in order, once each,
+    // and holds at least everything acknowledged.
+    let server = start(&tmp.data(), "0.5", &["--mailbox-max", "100000"], &[]);
+    let mut luke = server.login("luke", "lightsaber");
+    luke.send("help\n");
+    let mut kept = 0;
+    loop {
+        let line = luke.read_line();
+        if line == common::HELP[0] {
+            break;
+        }
+        assert_eq!(line, format!("yoda: {kept:05} {pad}"));
+        kept += 1;
+    }
+    luke.expect_lines(&common::HELP[1..]);
+    assert!(
+        kept >= ACKED,
+        "{kept} of {ACKED} acknowledged messages kept"
+    );
+}
+
 /// The journal a stopped server was appending to: the newest (an older one
 /// may be left if the server was killed before its start-up compaction
 /// finished deleting it).
