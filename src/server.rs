@@ -825,8 +825,11 @@ fn open_journal(
     })?;
     info!("{}: loaded {} records", dir.display(), loaded.records);
     if unknown > 0 {
+        // Logged as the journal's, so that it shows by default too.
         warn!(
-            "{}: ignored {unknown} records about accounts that no longer exist",
+            target: "confab::journal",
+            "{}: ignored {unknown} records about accounts not in the credentials file; \
+             the snapshot written now drops them",
             dir.display()
         );
     }

@@ -225,6 +225,37 @@ fn a_kill_in_the_middle_of_a_burst_keeps_every_acknowledged_message() {
     );
 }
 
+#[test]
+fn records_about_removed_accounts_are_dropped_with_a_warning() {
+    let tmp = TempDir::new("removed");
+    let server = start(&tmp.data(), "0.5", &[], &[]);
+    let mut yoda = server.login("yoda", "wise");
+    yoda.send("message luke hi\nmessage hans hello\n");
+    yoda.expect_line(&offline("luke"));
+    yoda.expect_line(&offline("hans"));
+    kill_9(server);
+
+    let without_luke = common::ACCOUNTS
+        .iter()
+        .filter(|(user, _)| *user != "luke")
+        .map(|&(u, p)| (u.to_string(), p.to_string()))
+        .collect();
+    let server = ServerProcess::start(ProcessOptions {
+        args: vec!["--data-dir".into(), tmp.data().display().to_string()],
+        accounts: without_luke,
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        ..ProcessOptions::default()
+    });
+    let warnings = server.stderr_lines();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("ignored 1 records about accounts not in the credentials file")),
+        "{warnings:?}"
+    );
+    login_expecting_mail(&server, "hans", "falcon", &["yoda: hello".to_string()]);
+}
+
 /// The journal a stopped server was appending to: the newest (an older one
 /// may be left if the server was killed before its start-up compaction
 /// finished deleting it).
