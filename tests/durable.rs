@@ -569,6 +569,29 @@ fn the_default_data_directory_is_in_the_working_directory() {
 }
 
 #[test]
+fn help_says_what_fsync_never_risks() {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run confab-server --help");
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout).replace(char::is_whitespace, " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "--data-dir <DIR>",
+        "[default: ./confab-data]",
+        "--ephemeral",
+        "--fsync <WHEN>",
+        "NOT a power loss or an OS crash",
+        "--compact-at <BYTES>",
+        "--mailbox-max <N>",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in {help}");
+    }
+}
+
+#[test]
 fn ephemeral_writes_nothing_and_forgets_on_restart() {
     let tmp = TempDir::new("ephemeral");
     let options = || ProcessOptions {
