@@ -77,6 +77,9 @@ pub struct Config {
     pub max_pending: usize,
     /// Most connections at once; one more is told the server is full.
     pub max_clients: usize,
+    /// How long a shutdown may spend flushing `Server is shutting down`
+    /// and other pending output before it closes what is left.
+    pub shutdown_grace: Duration,
     /// Most messages queued for one offline user.
     pub mailbox_max: usize,
     /// Where mailboxes, block lists and bans are kept.
@@ -105,6 +108,8 @@ pub mod defaults {
     pub const MAX_PENDING: usize = 1 << 20;
     /// `--max-clients`.
     pub const MAX_CLIENTS: usize = 10_000;
+    /// `--shutdown-grace`: 2 s.
+    pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
     /// `--mailbox-max`.
     pub const MAILBOX_MAX: usize = 1000;
     /// `--compact-at`: 64 MiB.
@@ -283,7 +288,8 @@ impl Server {
     }
 
     /// Serves until shut down through a [`ShutdownHandle`]; then tells every
-    /// connection, flushes what it can within [`LINGER`], and returns.
+    /// connection, flushes what it can within [`Config::shutdown_grace`],
+    /// and returns.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         while !self.stop.load(Ordering::SeqCst) {
@@ -769,7 +775,8 @@ impl Server {
         }
     }
 
-    /// Tells everyone the server stops, flushes for at most [`LINGER`], and
+    /// Tells everyone the server stops, flushes for at most
+    /// [`Config::shutdown_grace`], and
     /// closes every connection.
     fn shut_down(&mut self, events: &mut Events) -> io::Result<()> {
         info!("shutting down");
@@ -780,7 +787,7 @@ impl Server {
         self.chat.shutdown(now);
         self.apply_effects();
         self.finish_iteration(now)?;
-        let deadline = now + LINGER;
+        let deadline = now + self.config.shutdown_grace;
         while !self.conns.is_empty() {
             let now = Instant::now();
             if now >= deadline {

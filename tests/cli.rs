@@ -249,6 +249,51 @@ fn signal_stops_the_server(signal: libc::c_int) {
     );
 }
 
+/// A reader that never reads keeps a shutdown waiting for the whole
+/// `--shutdown-grace`, while everyone else is told and closed at once; a
+/// second signal ends the wait.
+#[test]
+fn shutdown_waits_for_its_grace_and_a_second_signal_ends_it() {
+    let path = temp_file("grace", CREDENTIALS);
+    let path = path.to_str().expect("utf-8 path");
+    let mut server = start(&[
+        "0",
+        "0.5",
+        "30",
+        "--credentials",
+        path,
+        "--shutdown-grace",
+        "60",
+        "--max-pending",
+        "67108864",
+    ]);
+    let mut yoda = Client::connect(server.addr);
+    yoda.login("yoda", "wise");
+    let mut hans = Client::connect(server.addr);
+    hans.set_receive_buffer(4096);
+    hans.login("hans", "falcon");
+    // About 8 MB of replies hans never reads: more than the kernel's
+    // buffers hold (4 MiB at most here), less than --max-pending, so some
+    // stays queued in the server.
+    hans.send(&"help\n".repeat(80_000));
+    yoda.expect_line("hans logged in");
+    yoda.send("whoelse\n");
+    yoda.expect_line("hans");
+    server.guard.signal(libc::SIGTERM);
+    yoda.expect_line("Server is shutting down");
+    yoda.expect_eof();
+    // Longer than the default grace (2 s), so a server ignoring the option
+    // would be gone by now.
+    thread::sleep(Duration::from_millis(2500));
+    assert!(
+        server.guard.0.try_wait().expect("try_wait").is_none(),
+        "the server left before its grace while output was pending"
+    );
+    server.guard.signal(libc::SIGTERM);
+    let status = server.guard.wait();
+    assert!(status.success(), "expected exit 0, got {status:?}");
+}
+
 #[test]
 fn sigterm_tells_everyone_and_exits_zero() {
     signal_stops_the_server(libc::SIGTERM);

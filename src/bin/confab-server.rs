@@ -47,6 +47,10 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS,
           value_parser = parse_positive)]
     max_clients: usize,
+    /// Seconds a shutdown (SIGINT, SIGTERM) may spend flushing output
+    /// before it closes every connection; a second signal exits at once.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_seconds)]
+    shutdown_grace: Duration,
     /// Where offline messages, block lists and bans are kept (created if
     /// missing). One server at a time may use a directory.
     #[arg(long, value_name = "DIR", default_value = defaults::DATA_DIR,
@@ -135,6 +139,7 @@ fn run(args: Args) -> Result<(), String> {
         max_line: args.max_line,
         max_pending: args.max_pending,
         max_clients: args.max_clients,
+        shutdown_grace: args.shutdown_grace,
         mailbox_max: args.mailbox_max,
         storage: if args.ephemeral {
             Storage::Ephemeral

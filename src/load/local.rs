@@ -68,6 +68,7 @@ impl LocalServer {
             max_line: defaults::MAX_LINE,
             max_pending: defaults::MAX_PENDING,
             max_clients: defaults::MAX_CLIENTS.max(accounts.len() + 100),
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
             mailbox_max,
             storage,
         };

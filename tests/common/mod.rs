@@ -117,6 +117,7 @@ impl TestServer {
             max_line: options.max_line,
             max_pending: options.max_pending,
             max_clients: options.max_clients,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
             mailbox_max: options.mailbox_max,
             storage: options.storage,
         };
