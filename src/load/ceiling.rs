@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::wire::poll_retrying;
+
 /// The listener's token; sockets use their index.
 const LISTENER: Token = Token(usize::MAX);
 /// Bytes of the pre-built batch (whole lines).
@@ -229,19 +231,6 @@ fn write_some(socket: &mut Socket, plan: &Plan, i: usize, held: &mut Vec<usize>)
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        }
-    }
-}
-
-fn poll_retrying(
-    poll: &mut Poll,
-    events: &mut Events,
-    timeout: Option<Duration>,
-) -> io::Result<()> {
-    loop {
-        match poll.poll(events, timeout) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            result => return result,
         }
     }
 }

@@ -5,8 +5,7 @@
 
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
+use super::wire::Wire;
 use super::STAMP_LEN;
 
 /// What a client does in its workload.
@@ -59,21 +58,12 @@ pub(super) struct Client {
     /// Index into the run's accounts (unused by ceiling readers).
     pub(super) account: usize,
     pub(super) phase: Phase,
-    pub(super) stream: Option<TcpStream>,
-    /// The start of a line whose `\n` has not arrived.
-    pub(super) partial: Vec<u8>,
-    /// Output; `out[out_pos..]` is not written yet.
-    pub(super) out: Vec<u8>,
-    pub(super) out_pos: usize,
-    /// Registered for `WRITABLE` too.
-    pub(super) writable: bool,
-    /// Listed in the engine's dirty list.
-    pub(super) dirty: bool,
+    pub(super) wire: Wire,
     /// `<sender>: `, the start of the lines this client counts as
     /// deliveries; empty if it expects none.
     pub(super) prefix: Vec<u8>,
-    /// The command this client sends, with a zero stamp at `stamp_at`;
-    /// empty if it sends none.
+    /// The command this client sends, with the stamp of the last one
+    /// queued at `stamp_at`; empty if it sends none.
     pub(super) template: Vec<u8>,
     pub(super) stamp_at: usize,
     /// Messages (or logins) this client started.
@@ -93,12 +83,7 @@ impl Client {
             role,
             account,
             phase: Phase::Offline,
-            stream: None,
-            partial: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
-            writable: false,
-            dirty: false,
+            wire: Wire::default(),
             prefix: Vec::new(),
             template: Vec::new(),
             stamp_at: 0,
@@ -107,10 +92,6 @@ impl Client {
             since: now,
             port: 0,
         }
-    }
-
-    pub(super) fn pending(&self) -> usize {
-        self.out.len() - self.out_pos
     }
 
     /// Sets the command this client sends: `<verb><text>\n` where the text
@@ -126,13 +107,9 @@ impl Client {
 
     /// Queues one command stamped with `now_ns`.
     pub(super) fn queue_stamped(&mut self, now_ns: u64) {
-        if self.out_pos > 0 {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
-        let at = self.out.len() + self.stamp_at;
-        self.out.extend_from_slice(&self.template);
-        write_stamp(&mut self.out[at..at + STAMP_LEN], now_ns);
+        let at = self.stamp_at;
+        write_stamp(&mut self.template[at..at + STAMP_LEN], now_ns);
+        self.wire.queue(&self.template);
         self.sent += 1;
     }
 }
@@ -158,19 +135,6 @@ pub(super) fn parse_stamp(text: &[u8]) -> Option<u64> {
     })
 }
 
-/// Where the next `\n` is, using the C library's vectorised `memchr`: the
-/// engine scans every byte the server sends.
-pub fn find_newline(bytes: &[u8]) -> Option<usize> {
-    // SAFETY: memchr reads at most `bytes.len()` bytes from a valid slice
-    // and returns null or a pointer into it.
-    let found = unsafe { libc::memchr(bytes.as_ptr().cast(), b'\n' as i32, bytes.len()) };
-    if found.is_null() {
-        None
-    } else {
-        Some(found as usize - bytes.as_ptr() as usize)
-    }
-}
-
 pub(super) fn is_presence(line: &[u8]) -> bool {
     line.ends_with(b" logged in") || line.ends_with(b" logged out")
 }
@@ -188,13 +152,6 @@ mod tests {
         }
         assert_eq!(parse_stamp(b"00000000000000xz"), None);
         assert_eq!(parse_stamp(b"0001"), None);
-    }
-
-    #[test]
-    fn finds_newlines() {
-        assert_eq!(find_newline(b"ab\ncd\n"), Some(2));
-        assert_eq!(find_newline(b"abc"), None);
-        assert_eq!(find_newline(b""), None);
     }
 
     #[test]

@@ -16,27 +16,23 @@
 //! messages).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 
 use super::ceiling::Progress;
-use super::client::{find_newline, is_presence, parse_stamp, Client, Phase, Role};
+use super::client::{is_presence, parse_stamp, Client, Phase, Role};
 use super::report::{Latency, Report, ServerMemory};
+use super::wire::{self, find_newline, Broken, Dirty, LineTooLong, MAX_LINE, SCRATCH_SIZE};
 use super::{accounts, delivered_line, LoadConfig, Workload};
 use crate::credentials::Account;
 use crate::protocol;
 
-/// Size of the shared read buffer.
-const SCRATCH_SIZE: usize = 64 * 1024;
-/// Longest line accepted from the server; the protocol's lines are far
-/// shorter, so a longer one means the stream is not what we think.
-const MAX_LINE: usize = 8 * 1024;
 /// Most bytes a sender queues before writing.
 const OUT_CAP: usize = 64 * 1024;
 /// Most bytes one sender writes per loop turn, so that a fast socket does
@@ -90,7 +86,7 @@ pub(super) struct Engine {
     clients: Vec<Client>,
     accounts: Vec<Account>,
     scratch: Vec<u8>,
-    dirty: Vec<usize>,
+    dirty: Dirty,
     /// Time zero of the stamps.
     epoch: Instant,
     /// Clients still to connect during setup, last first.
@@ -220,7 +216,7 @@ impl Engine {
             clients,
             accounts,
             scratch: vec![0; SCRATCH_SIZE],
-            dirty: Vec::new(),
+            dirty: Dirty::default(),
             epoch: now,
             connecting: 0,
             logged_in: 0,
@@ -313,7 +309,7 @@ impl Engine {
                 if self.may_send() {
                     self.clients[i].queue_stamped(now_ns);
                     self.total_sent += 1;
-                    self.mark_dirty(i);
+                    self.dirty.mark(i, &mut self.clients[i].wire);
                 }
             }
         }
@@ -472,7 +468,7 @@ impl Engine {
     /// longer than `timeout`), and read what is readable.
     fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.pump()?;
-        for i in std::mem::take(&mut self.dirty) {
+        for i in self.dirty.take() {
             self.flush(i)?;
         }
         let timeout = if self.busy {
@@ -480,45 +476,43 @@ impl Engine {
         } else {
             timeout
         };
-        loop {
-            match self.poll.poll(&mut self.events, timeout) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        wire::poll_retrying(&mut self.poll, &mut self.events, timeout)?;
         self.ready.clear();
-        for event in self.events.iter() {
-            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-            self.ready
-                .push((event.token().0, readable, event.is_writable()));
-        }
+        self.ready.extend(self.events.iter().map(wire::readiness));
         let ready = std::mem::take(&mut self.ready);
+        let mut scratch = std::mem::take(&mut self.scratch);
         // Clients waiting for an answer (churners) go before the bulk of
         // receivers, so that a batch of presence lines does not delay them.
         let result = [true, false].into_iter().try_for_each(|churners| {
             for &(i, readable, writable) in &ready {
                 let is_churner = self.clients.get(i).map(|c| c.role == Role::Churner);
                 if is_churner == Some(churners) {
-                    self.on_ready(i, readable, writable)?;
+                    self.on_ready(i, readable, writable, &mut scratch)?;
                 }
             }
             Ok(())
         });
+        self.scratch = scratch;
         self.ready = ready;
         result
     }
 
-    /// Handles one poll event of client `i`.
-    fn on_ready(&mut self, i: usize, readable: bool, writable: bool) -> io::Result<()> {
+    /// Handles one poll event of client `i`, reading into `scratch`.
+    fn on_ready(
+        &mut self,
+        i: usize,
+        readable: bool,
+        writable: bool,
+        scratch: &mut [u8],
+    ) -> io::Result<()> {
         if self.clients[i].phase == Phase::Connecting {
             self.finish_connect(i)?;
         }
-        if writable && self.clients[i].pending() > 0 {
-            self.mark_dirty(i);
+        if writable && self.clients[i].wire.pending() > 0 {
+            self.dirty.mark(i, &mut self.clients[i].wire);
         }
         if readable {
-            self.read(i)?;
+            self.read(i, scratch)?;
         }
         Ok(())
     }
@@ -544,37 +538,30 @@ impl Engine {
     // ----- connections ----------------------------------------------------
 
     fn connect(&mut self, i: usize) -> io::Result<()> {
-        let mut stream = TcpStream::connect(self.target)
+        let stream = TcpStream::connect(self.target)
             .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", self.target)))?;
-        let ceiling = self.workload == Workload::Ceiling;
-        let interest = if ceiling {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        self.poll
-            .registry()
-            .register(&mut stream, Token(i), interest)?;
         let port = stream.local_addr()?.port();
+        // Ceiling readers speak no protocol: `WRITABLE` tells when the
+        // connect completed.
+        let ceiling = self.workload == Workload::Ceiling;
         let client = &mut self.clients[i];
+        client
+            .wire
+            .open(stream, self.poll.registry(), Token(i), ceiling)?;
         client.port = port;
-        client.stream = Some(stream);
         client.phase = if ceiling {
             Phase::Connecting
         } else {
             Phase::UserPrompt
         };
-        client.writable = ceiling;
-        client.partial.clear();
-        client.out.clear();
-        client.out_pos = 0;
         client.since = Instant::now();
         Ok(())
     }
 
     /// A ceiling reader's connect completed (or failed).
     fn finish_connect(&mut self, i: usize) -> io::Result<()> {
-        let Some(stream) = self.clients[i].stream.as_mut() else {
+        let client = &mut self.clients[i];
+        let Some(stream) = client.wire.stream() else {
             return Ok(());
         };
         let status = match stream.take_error() {
@@ -583,11 +570,9 @@ impl Engine {
         };
         match status {
             Ok(()) => {
-                self.poll
-                    .registry()
-                    .reregister(stream, Token(i), Interest::READABLE)?;
-                let client = &mut self.clients[i];
-                client.writable = false;
+                client
+                    .wire
+                    .set_writable(self.poll.registry(), Token(i), false)?;
                 client.phase = Phase::Online;
                 self.logged_in += 1;
                 self.connecting -= 1;
@@ -602,13 +587,7 @@ impl Engine {
     fn close(&mut self, i: usize, phase: Phase) -> io::Result<()> {
         let client = &mut self.clients[i];
         client.phase = phase;
-        client.partial = Vec::new();
-        client.out = Vec::new();
-        client.out_pos = 0;
-        client.writable = false;
-        if let Some(mut stream) = client.stream.take() {
-            self.poll.registry().deregister(&mut stream)?;
-        }
+        client.wire.close(self.poll.registry())?;
         Ok(())
     }
 
@@ -640,101 +619,70 @@ impl Engine {
 
     // ----- reading --------------------------------------------------------
 
-    /// Reads client `i` until `WouldBlock`, handling every complete line.
-    fn read(&mut self, i: usize) -> io::Result<()> {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.read_into(i, &mut scratch);
-        self.scratch = scratch;
-        result
-    }
-
-    fn read_into(&mut self, i: usize, scratch: &mut [u8]) -> io::Result<()> {
+    /// Reads client `i` into `scratch` until `WouldBlock`, handling every
+    /// complete line.
+    fn read(&mut self, i: usize, scratch: &mut [u8]) -> io::Result<()> {
         loop {
-            let Some(stream) = self.clients[i].stream.as_mut() else {
-                return Ok(());
+            let received = match self.clients[i].wire.read(scratch) {
+                Ok(Some(received)) => received,
+                Ok(None) => return Ok(()),
+                Err(Broken::Closed) => return self.on_end(i),
+                Err(Broken::Failed(e)) => return self.lost(i, format!("read: {e}")),
             };
-            match stream.read(scratch) {
-                Ok(0) => return self.on_end(i),
-                Ok(n) => {
-                    self.stats.bytes += n as u64;
-                    self.on_bytes(i, &scratch[..n])?;
-                    if let Some(progress) = &self.progress {
-                        let client = &self.clients[i];
-                        progress[usize::from(client.port)]
-                            .store(client.received, Ordering::Relaxed);
-                    }
-                    // Answer now (a prompt, a welcome, an echo) rather than
-                    // after the rest of this poll's events: the reply's
-                    // latency is part of what is measured.
-                    if self.clients[i].pending() > 0 {
-                        self.flush(i)?;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.lost(i, format!("read: {e}")),
+            self.stats.bytes += received.new as u64;
+            self.on_bytes(i, received.text)?;
+            if let Some(progress) = &self.progress {
+                let client = &self.clients[i];
+                progress[usize::from(client.port)].store(client.received, Ordering::Relaxed);
+            }
+            // Answer now (a prompt, a welcome, an echo) rather than after
+            // the rest of this poll's events: the reply's latency is part
+            // of what is measured.
+            if self.clients[i].wire.pending() > 0 {
+                self.flush(i)?;
             }
         }
     }
 
-    /// Splits `data` into lines (joining a partial line left from before)
-    /// and handles each; a leftover partial may be a login prompt.
-    fn on_bytes(&mut self, i: usize, mut data: &[u8]) -> io::Result<()> {
+    /// Handles every line of `text` (which starts with the partial line
+    /// left from before) and keeps what follows the last one; that may be
+    /// a login prompt.
+    fn on_bytes(&mut self, i: usize, mut text: &[u8]) -> io::Result<()> {
         let now = Instant::now();
         let now_ns = self.now_ns();
-        if !self.clients[i].partial.is_empty() {
-            let Some(end) = find_newline(data) else {
-                return self.keep_partial(i, data);
-            };
-            let mut line = std::mem::take(&mut self.clients[i].partial);
-            line.extend_from_slice(&data[..end]);
-            self.on_line(i, &line, now, now_ns)?;
-            line.clear();
-            if self.clients[i].partial.is_empty() {
-                // Keep the allocation for the next partial line.
-                self.clients[i].partial = line;
-            }
-            data = &data[end + 1..];
+        while let Some(end) = find_newline(text) {
+            self.on_line(i, &text[..end], now, now_ns)?;
+            text = &text[end + 1..];
         }
-        while let Some(end) = find_newline(data) {
-            self.on_line(i, &data[..end], now, now_ns)?;
-            data = &data[end + 1..];
-        }
-        self.keep_partial(i, data)
+        self.keep_partial(i, text)
     }
 
     /// Keeps the start of an unfinished line; answers a complete prompt.
-    fn keep_partial(&mut self, i: usize, data: &[u8]) -> io::Result<()> {
+    fn keep_partial(&mut self, i: usize, rest: &[u8]) -> io::Result<()> {
         let client = &mut self.clients[i];
-        if client.stream.is_none() || data.is_empty() {
-            return Ok(());
-        }
-        if client.partial.len() + data.len() > MAX_LINE {
-            return Err(io::Error::new(
+        let partial = client.wire.keep_partial(rest).map_err(|LineTooLong| {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("a line from the server is longer than {MAX_LINE} bytes"),
-            ));
-        }
-        client.partial.extend_from_slice(data);
+            )
+        })?;
         let account = &self.accounts[client.account];
         let reply = match client.phase {
-            Phase::UserPrompt if client.partial == protocol::USERNAME_PROMPT.as_bytes() => {
-                if let Some(stream) = &client.stream {
+            Phase::UserPrompt if partial == protocol::USERNAME_PROMPT.as_bytes() => {
+                if let Some(stream) = client.wire.stream() {
                     stream.set_nodelay(true)?;
                 }
                 client.phase = Phase::PassPrompt;
                 &account.username
             }
-            Phase::PassPrompt if client.partial == protocol::PASSWORD_PROMPT.as_bytes() => {
+            Phase::PassPrompt if partial == protocol::PASSWORD_PROMPT.as_bytes() => {
                 client.phase = Phase::Welcome;
                 &account.password
             }
             _ => return Ok(()),
         };
-        client.partial.clear();
-        client.out.extend_from_slice(reply.as_bytes());
-        client.out.push(b'\n');
-        self.mark_dirty(i);
+        client.wire.answer_prompt(reply);
+        self.dirty.mark(i, &mut self.clients[i].wire);
         Ok(())
     }
 
@@ -774,13 +722,13 @@ impl Engine {
             return Ok(());
         }
         let took = now.saturating_duration_since(client.since);
-        client.out.extend_from_slice(b"logout\n");
+        client.wire.queue(b"logout\n");
         client.phase = Phase::LoggingOut;
         self.stats.logins += 1;
         self.stats.progress(now);
         let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.stats.latency.saturating_record(took_ns);
-        self.mark_dirty(i);
+        self.dirty.mark(i, &mut self.clients[i].wire);
         Ok(())
     }
 
@@ -822,7 +770,7 @@ impl Engine {
         if client.role == Role::Echo && may_send {
             client.queue_stamped(now_ns);
             self.total_sent += 1;
-            self.mark_dirty(i);
+            self.dirty.mark(i, &mut self.clients[i].wire);
         }
     }
 
@@ -852,10 +800,11 @@ impl Engine {
                 self.close(i, Phase::Closed)
             }
             _ => {
-                let last = if client.partial.is_empty() {
+                let partial = client.wire.partial();
+                let last = if partial.is_empty() {
                     String::new()
                 } else {
-                    format!(" after {}", show(&client.partial))
+                    format!(" after {}", show(partial))
                 };
                 self.lost(i, format!("server closed the connection{last}"))
             }
@@ -921,7 +870,7 @@ impl Engine {
     fn pump_sender(&mut self, i: usize) -> io::Result<()> {
         let mut budget = PUMP_BUDGET;
         loop {
-            if self.clients[i].stream.is_none() {
+            if !self.clients[i].wire.is_open() {
                 return Ok(());
             }
             let acked = self.acked(i);
@@ -934,7 +883,7 @@ impl Engine {
                 return Ok(());
             }
             let len = client.template.len();
-            while room > 0 && client.pending() + len <= OUT_CAP && budget >= len {
+            while room > 0 && client.wire.pending() + len <= OUT_CAP && budget >= len {
                 client.queue_stamped(now_ns);
                 if client.role == Role::OfflineSender {
                     self.unacked[i].push_back(now_ns);
@@ -944,7 +893,7 @@ impl Engine {
                 budget -= len;
             }
             self.flush(i)?;
-            if self.clients[i].pending() > 0 {
+            if self.clients[i].wire.pending() > 0 {
                 // Its WRITABLE edge comes when the socket drains.
                 return Ok(());
             }
@@ -981,48 +930,14 @@ impl Engine {
 
     // ----- writing --------------------------------------------------------
 
-    fn mark_dirty(&mut self, i: usize) {
-        let client = &mut self.clients[i];
-        if !client.dirty {
-            client.dirty = true;
-            self.dirty.push(i);
-        }
-    }
-
     /// Writes client `i`'s output until done or `WouldBlock`, and keeps its
     /// `WRITABLE` interest in step.
     fn flush(&mut self, i: usize) -> io::Result<()> {
-        let client = &mut self.clients[i];
-        client.dirty = false;
-        let Some(stream) = client.stream.as_mut() else {
-            return Ok(());
-        };
-        while client.out_pos < client.out.len() {
-            match stream.write(&client.out[client.out_pos..]) {
-                Ok(0) => return self.lost(i, "write: wrote nothing".into()),
-                Ok(n) => client.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.lost(i, format!("write: {e}")),
-            }
+        match self.clients[i].wire.flush(self.poll.registry(), Token(i))? {
+            Ok(()) => Ok(()),
+            Err(Broken::Closed) => self.lost(i, "write: wrote nothing".into()),
+            Err(Broken::Failed(e)) => self.lost(i, format!("write: {e}")),
         }
-        if client.out_pos == client.out.len() {
-            client.out.clear();
-            client.out_pos = 0;
-        }
-        let want = client.out_pos < client.out.len();
-        if want != client.writable {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            self.poll
-                .registry()
-                .reregister(stream, Token(i), interest)?;
-            client.writable = want;
-        }
-        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@ mod engine;
 mod local;
 mod report;
 pub mod soak;
+mod wire;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -32,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use crate::credentials::Account;
 
-pub use client::find_newline;
 pub use local::LocalServer;
 pub use report::{memory, open_descriptors, Latency, Memory, Report, ServerMemory};
+pub use wire::find_newline;
 
 use engine::Engine;
 

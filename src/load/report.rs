@@ -142,7 +142,7 @@ fn per_second(count: u64, elapsed: Duration) -> f64 {
 }
 
 /// A byte count for people: `12.3 MiB`.
-fn mib(bytes: u64) -> String {
+pub(super) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
@@ -203,19 +203,26 @@ impl fmt::Display for Report {
                 mib(m.after.peak)
             )?;
         }
-        if self.notice_count > 0 {
-            writeln!(
-                f,
-                "notices      {} (first {}):",
-                self.notice_count,
-                self.notices.len()
-            )?;
-            for notice in &self.notices {
-                writeln!(f, "  {notice}")?;
-            }
-        }
-        Ok(())
+        write_notices(f, "notices      ", self.notice_count, &self.notices)
     }
+}
+
+/// Writes the notices block of a report, if there were any: `label` (the
+/// word padded to the report's first column), how many there were and how
+/// many were kept, then each kept one on its own indented line.
+pub(super) fn write_notices(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    count: u64,
+    kept: &[String],
+) -> fmt::Result {
+    if count > 0 {
+        writeln!(f, "{label}{count} (first {}):", kept.len())?;
+        for notice in kept {
+            writeln!(f, "  {notice}")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

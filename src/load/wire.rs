@@ -1,0 +1,364 @@
+//! One client connection of a load or soak run, as its engine's `mio` loop
+//! sees it: the socket, the start of a line whose `\n` has not arrived,
+//! the output not written yet, and whether the socket is registered for
+//! `WRITABLE`. The engines keep one [`Wire`] per client and decide
+//! themselves what a closed or failed connection means.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::outbuf::OutBuf;
+
+/// Size of an engine's read buffer, which every [`Wire::read`] shares.
+pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
+
+/// Longest unfinished line kept from the server. The protocol's lines are
+/// far shorter, so a longer one means the stream is not what we think.
+pub(super) const MAX_LINE: usize = 8 * 1024;
+
+/// Why a connection is of no further use.
+#[derive(Debug)]
+pub(super) enum Broken {
+    /// A read returned 0 (the peer closed the connection), or a write
+    /// wrote nothing.
+    Closed,
+    /// A read or a write failed.
+    Failed(io::Error),
+}
+
+/// What one read brought.
+pub(super) struct Received<'a> {
+    /// The unfinished line kept from earlier reads, followed by the new
+    /// bytes: whole lines, then the start of the next one.
+    pub(super) text: &'a [u8],
+    /// How many bytes are new.
+    pub(super) new: usize,
+}
+
+/// The unfinished line would be longer than [`MAX_LINE`].
+#[derive(Debug)]
+pub(super) struct LineTooLong;
+
+/// One connection's socket and buffers.
+#[derive(Debug, Default)]
+pub(super) struct Wire {
+    stream: Option<TcpStream>,
+    /// The start of a line whose `\n` has not arrived.
+    partial: Vec<u8>,
+    out: OutBuf,
+    /// Registered for `WRITABLE` too.
+    writable: bool,
+    /// Listed in its engine's [`Dirty`] list.
+    dirty: bool,
+}
+
+/// The connections that have output to write, each listed once.
+#[derive(Debug, Default)]
+pub(super) struct Dirty(Vec<usize>);
+
+impl Dirty {
+    /// Lists connection `i`, whose wire is `wire`, unless it is listed.
+    pub(super) fn mark(&mut self, i: usize, wire: &mut Wire) {
+        if !std::mem::replace(&mut wire.dirty, true) {
+            self.0.push(i);
+        }
+    }
+
+    /// Empties the list; [`Wire::flush`] unlists each connection.
+    pub(super) fn take(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Wire {
+    /// Takes `stream`, a new connection, and registers it under `token`:
+    /// for `READABLE`, and for `WRITABLE` too if `writable` (to learn when
+    /// a connect completes). Anything left from an earlier connection is
+    /// dropped.
+    pub(super) fn open(
+        &mut self,
+        mut stream: TcpStream,
+        registry: &Registry,
+        token: Token,
+        writable: bool,
+    ) -> io::Result<()> {
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        registry.register(&mut stream, token, interest)?;
+        self.stream = Some(stream);
+        self.partial.clear();
+        self.out = OutBuf::default();
+        self.writable = writable;
+        Ok(())
+    }
+
+    /// Deregisters the socket and frees the buffers; returns the socket,
+    /// which closes when dropped.
+    pub(super) fn close(&mut self, registry: &Registry) -> io::Result<Option<TcpStream>> {
+        self.partial = Vec::new();
+        self.out = OutBuf::default();
+        self.writable = false;
+        match self.stream.take() {
+            Some(mut stream) => {
+                registry.deregister(&mut stream)?;
+                Ok(Some(stream))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    pub(super) fn stream(&self) -> Option<&TcpStream> {
+        self.stream.as_ref()
+    }
+
+    /// The start of a line whose `\n` has not arrived.
+    pub(super) fn partial(&self) -> &[u8] {
+        &self.partial
+    }
+
+    /// Bytes queued and not written yet.
+    pub(super) fn pending(&self) -> usize {
+        self.out.pending()
+    }
+
+    /// Queues `bytes` for [`Wire::flush`].
+    pub(super) fn queue(&mut self, bytes: &[u8]) {
+        self.out.push(bytes);
+    }
+
+    /// Queues `line` and a `\n`.
+    pub(super) fn queue_line(&mut self, line: &[u8]) {
+        self.out.push(line);
+        self.out.push(b"\n");
+    }
+
+    /// Writes the queued output until done or `WouldBlock` (retrying
+    /// interrupted writes), unlists the connection, and keeps it
+    /// registered for `WRITABLE` exactly while output remains. The inner
+    /// error is the connection's, for the engine to handle; the outer one
+    /// is the registry's.
+    pub(super) fn flush(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Result<(), Broken>> {
+        self.dirty = false;
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(Ok(()));
+        };
+        while self.out.pending() > 0 {
+            match stream.write(self.out.unwritten()) {
+                Ok(0) => return Ok(Err(Broken::Closed)),
+                Ok(n) => self.out.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Ok(Err(Broken::Failed(e))),
+            }
+        }
+        self.set_writable(registry, token, self.out.pending() > 0)?;
+        Ok(Ok(()))
+    }
+
+    /// Registers the socket for `READABLE`, and for `WRITABLE` too if
+    /// `want`, unless it already is.
+    pub(super) fn set_writable(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        want: bool,
+    ) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        if want != self.writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(stream, token, interest)?;
+            self.writable = want;
+        }
+        Ok(())
+    }
+
+    /// Reads once into `buf` (longer than [`MAX_LINE`]), retrying when
+    /// interrupted: `None` if nothing is there or the connection is closed.
+    /// The unfinished line moves from the connection to the start of the
+    /// bytes received; give back what follows their last `\n` with
+    /// [`Wire::keep_partial`].
+    pub(super) fn read<'a>(&mut self, buf: &'a mut [u8]) -> Result<Option<Received<'a>>, Broken> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let kept = self.partial.len();
+        debug_assert!(kept < buf.len(), "no room to read after the partial line");
+        loop {
+            match stream.read(&mut buf[kept..]) {
+                Ok(0) => return Err(Broken::Closed),
+                Ok(new) => {
+                    buf[..kept].copy_from_slice(&self.partial);
+                    self.partial.clear();
+                    let text = &buf[..kept + new];
+                    return Ok(Some(Received { text, new }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Broken::Failed(e)),
+            }
+        }
+    }
+
+    /// Keeps `rest`, the bytes after the last `\n` of what a read
+    /// received, as the start of the next line, unless the connection was
+    /// closed meanwhile. Returns the unfinished line, in which a login
+    /// prompt is recognised.
+    pub(super) fn keep_partial(&mut self, rest: &[u8]) -> Result<&[u8], LineTooLong> {
+        if self.stream.is_some() {
+            if self.partial.len() + rest.len() > MAX_LINE {
+                return Err(LineTooLong);
+            }
+            self.partial.extend_from_slice(rest);
+        }
+        Ok(&self.partial)
+    }
+
+    /// Answers the login prompt held as the unfinished line with `reply`.
+    pub(super) fn answer_prompt(&mut self, reply: &str) {
+        self.partial.clear();
+        self.queue_line(reply.as_bytes());
+    }
+}
+
+/// Where the next `\n` is, using the C library's vectorised `memchr`: the
+/// load engine scans every byte the server sends.
+pub fn find_newline(bytes: &[u8]) -> Option<usize> {
+    // SAFETY: memchr reads at most `bytes.len()` bytes from a valid slice
+    // and returns null or a pointer into it.
+    let found = unsafe { libc::memchr(bytes.as_ptr().cast(), b'\n' as i32, bytes.len()) };
+    if found.is_null() {
+        None
+    } else {
+        Some(found as usize - bytes.as_ptr() as usize)
+    }
+}
+
+/// Polls, retrying when a signal interrupts the wait.
+pub(super) fn poll_retrying(
+    poll: &mut Poll,
+    events: &mut Events,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    loop {
+        match poll.poll(events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+/// An event as (token, readable, writable); a closed or failed socket
+/// counts as readable, so that reading it finds out what happened.
+pub(super) fn readiness(event: &Event) -> (usize, bool, bool) {
+    let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+    (event.token().0, readable, event.is_writable())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn finds_newlines() {
+        assert_eq!(find_newline(b"ab\ncd\n"), Some(2));
+        assert_eq!(find_newline(b"abc"), None);
+        assert_eq!(find_newline(b""), None);
+    }
+
+    /// A connected wire registered with `poll`, and the peer's socket.
+    fn connected(poll: &Poll) -> (Wire, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let std_stream =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        std_stream.set_nonblocking(true).expect("nonblocking");
+        let (peer, _) = listener.accept().expect("accept");
+        let mut wire = Wire::default();
+        let stream = TcpStream::from_std(std_stream);
+        wire.open(stream, poll.registry(), Token(0), false)
+            .expect("register");
+        (wire, peer)
+    }
+
+    /// Reads until something arrives: the text and how much of it is new.
+    fn read_some(wire: &mut Wire, buf: &mut [u8]) -> (Vec<u8>, usize) {
+        for _ in 0..1000 {
+            if let Some(received) = wire.read(buf).expect("read") {
+                return (received.text.to_vec(), received.new);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("nothing arrived");
+    }
+
+    #[test]
+    fn unfinished_lines_are_joined_with_the_next_read() {
+        let poll = Poll::new().expect("poll");
+        let (mut wire, mut peer) = connected(&poll);
+        let mut buf = vec![0; SCRATCH_SIZE];
+        peer.write_all(b"one\ntw").expect("write");
+        assert_eq!(read_some(&mut wire, &mut buf), (b"one\ntw".to_vec(), 6));
+        assert_eq!(wire.keep_partial(b"tw").expect("short"), b"tw");
+        peer.write_all(b"o\n").expect("write");
+        assert_eq!(read_some(&mut wire, &mut buf), (b"two\n".to_vec(), 2));
+        assert_eq!(wire.keep_partial(b"").expect("short"), b"");
+        assert!(wire.keep_partial(&[b'x'; MAX_LINE + 1]).is_err());
+        drop(peer);
+        for _ in 0..1000 {
+            match wire.read(&mut buf) {
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(Broken::Closed) => return,
+                other => panic!("{:?}", other.map(|r| r.map(|r| r.new))),
+            }
+        }
+        panic!("the close did not arrive");
+    }
+
+    #[test]
+    fn flush_writes_the_queue_and_tracks_writable() {
+        let poll = Poll::new().expect("poll");
+        let (mut wire, mut peer) = connected(&poll);
+        let mut dirty = Dirty::default();
+        dirty.mark(7, &mut wire);
+        dirty.mark(7, &mut wire);
+        assert_eq!(dirty.take(), [7]);
+        wire.queue(b"hello ");
+        wire.queue_line(b"world");
+        let flushed = wire.flush(poll.registry(), Token(0)).expect("registry");
+        assert!(flushed.is_ok());
+        assert_eq!(wire.pending(), 0);
+        assert!(!wire.writable);
+        dirty.mark(7, &mut wire);
+        assert_eq!(dirty.take(), [7], "flushing unlists");
+        let mut got = [0; 12];
+        peer.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"hello world\n");
+        assert!(wire.close(poll.registry()).expect("deregister").is_some());
+        assert!(!wire.is_open());
+        let flushed = wire.flush(poll.registry(), Token(0)).expect("registry");
+        assert!(flushed.is_ok(), "a closed wire has nothing to write");
+    }
+}
