@@ -3,51 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, ExitStatus};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Client, IO_TIMEOUT};
-
-const BIN: &str = env!("CARGO_BIN_EXE_confab-server");
-
-/// A child process that is killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Guard {
-    /// Waits for the process to exit, at most [`IO_TIMEOUT`].
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "confab-server did not exit within {IO_TIMEOUT:?}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.0.id()).expect("pid");
-        // SAFETY: sending a signal to our own child process.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    }
-}
+use common::{ProcessOptions, ServerProcess, IO_TIMEOUT};
 
 /// A file in the test's scratch directory with these contents.
 fn temp_file(name: &str, contents: &str) -> PathBuf {
@@ -66,23 +27,8 @@ struct Finished {
 }
 
 fn run_to_end(args: &[&str]) -> Finished {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn confab-server");
-    let mut guard = Guard(child);
-    let status = guard.wait();
-    let mut stderr = String::new();
-    guard
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let (status, stderr) =
+        common::run_to_end(Command::new(env!("CARGO_BIN_EXE_confab-server")).args(args));
     Finished { status, stderr }
 }
 
@@ -129,62 +75,38 @@ fn assert_credentials_error(run: &Finished, path: &str, line: Option<usize>) {
     );
 }
 
-/// A running server and the rest of its stderr, line by line.
-struct Running {
-    guard: Guard,
-    addr: SocketAddr,
-    stderr: Receiver<String>,
-}
-
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--ephemeral")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn confab-server");
-    let stderr = child.stderr.take().expect("stderr");
-    let guard = Guard(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+/// A running server with the accounts of [`CREDENTIALS`], an idle timeout
+/// of `timeout` seconds and these options, whose first line on stderr was
+/// `listening on 127.0.0.1:PORT`.
+fn start(timeout: &str, args: &[&str]) -> ServerProcess {
+    let server = ServerProcess::start(ProcessOptions {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        accounts: CREDENTIALS
+            .lines()
+            .map(|line| {
+                let (user, pass) = line.split_once(' ').expect("`user password`");
+                (user.to_string(), pass.to_string())
+            })
+            .collect(),
+        timeout: Some(timeout.into()),
+        ..ProcessOptions::default()
     });
-    let first = rx.recv_timeout(IO_TIMEOUT).expect("a first line on stderr");
-    let port = first
-        .strip_prefix("listening on 127.0.0.1:")
-        .unwrap_or_else(|| panic!("expected `listening on 127.0.0.1:PORT`, got {first:?}"));
-    let port: u16 = port
-        .parse()
-        .unwrap_or_else(|_| panic!("not a port in {first:?}"));
-    assert_ne!(port, 0);
-    Running {
-        guard,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        stderr: rx,
-    }
+    let early = server.lines_before_listening();
+    assert!(
+        early.is_empty(),
+        "expected `listening on 127.0.0.1:PORT` first, got {early:?}"
+    );
+    server
 }
 
 #[test]
 fn starts_on_a_free_port_and_serves() {
-    let path = temp_file("serves", CREDENTIALS);
-    let path = path.to_str().expect("utf-8 path");
-    let server = start(&["0", "0.5", "30", "--credentials", path]);
-    let mut yoda = Client::connect(server.addr);
-    yoda.login("yoda", "wise");
-    let mut hans = Client::connect(server.addr);
-    hans.login("hans", "falcon");
-    yoda.expect_line("hans logged in");
+    let server = start("30", &[]);
+    let (mut yoda, mut hans) = common::two_users(server.addr);
     yoda.send("message hans hi\n");
     hans.expect_line("yoda: hi");
     // Accounts come from the file only.
-    let mut other = Client::connect(server.addr);
+    let mut other = server.connect();
     other.expect(common::USERNAME);
     other.send("vader\n");
     other.expect_line("Invalid Username. Please try again");
@@ -195,22 +117,10 @@ fn starts_on_a_free_port_and_serves() {
 
 #[test]
 fn options_are_applied() {
-    let path = temp_file("options", CREDENTIALS);
-    let path = path.to_str().expect("utf-8 path");
-    let server = start(&[
-        "0",
-        "0.5",
-        "0.3",
-        "--credentials",
-        path,
-        "--max-line",
-        "16",
-        "--max-clients",
-        "1",
-    ]);
-    let mut yoda = Client::connect(server.addr);
+    let server = start("0.3", &["--max-line", "16", "--max-clients", "1"]);
+    let mut yoda = server.connect();
     yoda.expect(common::USERNAME);
-    let mut refused = Client::connect(server.addr);
+    let mut refused = server.connect();
     refused.expect_line("Error. Server is full");
     refused.expect_eof();
     yoda.send("yoda\n");
@@ -225,20 +135,17 @@ fn options_are_applied() {
 }
 
 fn signal_stops_the_server(signal: libc::c_int) {
-    let path = temp_file(&format!("signal-{signal}"), CREDENTIALS);
-    let path = path.to_str().expect("utf-8 path");
-    let mut server = start(&["0", "0.5", "30", "--credentials", path]);
-    let mut yoda = Client::connect(server.addr);
-    yoda.login("yoda", "wise");
-    let mut waiting = Client::connect(server.addr);
+    let mut server = start("30", &[]);
+    let mut yoda = server.login("yoda", "wise");
+    let mut waiting = server.connect();
     waiting.expect(common::USERNAME);
-    server.guard.signal(signal);
+    server.signal(signal);
     yoda.expect_line("Server is shutting down");
     yoda.expect_eof();
     waiting.expect_line("Server is shutting down");
     waiting.expect_eof();
-    let status = server.guard.wait();
-    let rest: Vec<String> = server.stderr.try_iter().collect();
+    let status = server.wait(IO_TIMEOUT);
+    let rest = server.stderr_lines();
     assert!(
         status.success(),
         "expected exit 0, got {status:?}; stderr: {rest:?}"
@@ -254,22 +161,12 @@ fn signal_stops_the_server(signal: libc::c_int) {
 /// second signal ends the wait.
 #[test]
 fn shutdown_waits_for_its_grace_and_a_second_signal_ends_it() {
-    let path = temp_file("grace", CREDENTIALS);
-    let path = path.to_str().expect("utf-8 path");
-    let mut server = start(&[
-        "0",
-        "0.5",
+    let mut server = start(
         "30",
-        "--credentials",
-        path,
-        "--shutdown-grace",
-        "60",
-        "--max-pending",
-        "67108864",
-    ]);
-    let mut yoda = Client::connect(server.addr);
-    yoda.login("yoda", "wise");
-    let mut hans = Client::connect(server.addr);
+        &["--shutdown-grace", "60", "--max-pending", "67108864"],
+    );
+    let mut yoda = server.login("yoda", "wise");
+    let mut hans = server.connect();
     hans.set_receive_buffer(4096);
     hans.login("hans", "falcon");
     // About 8 MB of replies hans never reads: more than the kernel's
@@ -279,18 +176,16 @@ fn shutdown_waits_for_its_grace_and_a_second_signal_ends_it() {
     yoda.expect_line("hans logged in");
     yoda.send("whoelse\n");
     yoda.expect_line("hans");
-    server.guard.signal(libc::SIGTERM);
+    server.signal(libc::SIGTERM);
     yoda.expect_line("Server is shutting down");
     yoda.expect_eof();
     // Longer than the default grace (2 s), so a server ignoring the option
     // would be gone by now.
     thread::sleep(Duration::from_millis(2500));
-    assert!(
-        server.guard.0.try_wait().expect("try_wait").is_none(),
-        "the server left before its grace while output was pending"
-    );
-    server.guard.signal(libc::SIGTERM);
-    let status = server.guard.wait();
+    // Fails if the server left before its grace while output was pending.
+    server.assert_running();
+    server.signal(libc::SIGTERM);
+    let status = server.wait(IO_TIMEOUT);
     assert!(status.success(), "expected exit 0, got {status:?}");
 }
 

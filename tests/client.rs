@@ -4,11 +4,11 @@
 //! [`TIMEOUT`], so a client that hangs fails its test instead of stalling
 //! the suite.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,12 +18,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 const WELCOME: &str = "Welcome to the greatest messaging application ever!\n";
 
-fn server_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_confab-server"))
-}
-
-fn client_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_confab"))
+fn client_bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_confab"))
 }
 
 /// Reads a child's pipe on its own thread and hands the chunks over a
@@ -121,77 +117,31 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
     }
 }
 
-/// A running `confab-server` on a free port, with its own credentials
-/// file; killed and cleaned up on drop.
+/// A running `confab-server` on a free port (ban 1 s, idle timeout 60 s)
+/// with its own credentials file; killed and cleaned up on drop.
 struct Server {
-    child: Child,
+    process: common::ServerProcess,
     port: u16,
-    credentials: PathBuf,
 }
 
 impl Server {
     fn start() -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let credentials = std::env::temp_dir().join(format!(
-            "confab-client-test-{}-{}.txt",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&credentials, "yoda wise\nhans falcon\nvader sithlord\n")
-            .expect("write credentials");
-        let child = Command::new(server_bin())
-            .args(["0", "1", "60", "--ephemeral", "--credentials"])
-            .arg(&credentials)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start confab-server");
-        let mut server = Self {
-            child,
-            port: 0,
-            credentials,
-        };
-        server.port = server.read_port();
-        server
-    }
-
-    /// Reads the port from the server's `listening on 127.0.0.1:PORT`.
-    fn read_port(&mut self) -> u16 {
-        let stderr = self.child.stderr.take().expect("server stderr");
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
+        let process = common::ServerProcess::start(common::ProcessOptions {
+            accounts: [("yoda", "wise"), ("hans", "falcon"), ("vader", "sithlord")]
+                .map(|(user, pass)| (user.to_string(), pass.to_string()))
+                .to_vec(),
+            block_duration: Some("1".into()),
+            timeout: Some("60".into()),
+            ..common::ProcessOptions::default()
         });
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(left)
-                .expect("server did not say where it listens");
-            if let Some(address) = line.strip_prefix("listening on ") {
-                let port = address.rsplit(':').next().unwrap_or_default();
-                return port.parse().expect("port in the listening line");
-            }
-        }
+        let port = process.addr.port();
+        Self { process, port }
     }
 
     /// Kills the server abruptly, as a crash would.
     fn kill(&mut self) {
-        self.child.kill().expect("kill server");
-        wait_exit(&mut self.child);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.credentials);
+        self.process.signal(libc::SIGKILL);
+        self.process.wait(TIMEOUT);
     }
 }
 
@@ -269,13 +219,19 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-#[test]
-fn message_reaches_the_other_client() {
-    let server = Server::start();
+/// hans, then yoda, logged in through their own clients.
+fn hans_then_yoda(server: &Server) -> (Client, Client) {
     let mut hans = Client::start(server.port);
     hans.login("hans", "falcon");
     let mut yoda = Client::start(server.port);
     yoda.login("yoda", "wise");
+    (hans, yoda)
+}
+
+#[test]
+fn message_reaches_the_other_client() {
+    let server = Server::start();
+    let (mut hans, mut yoda) = hans_then_yoda(&server);
     hans.stdout.expect("yoda logged in\n");
 
     yoda.send("message hans hi");
@@ -286,10 +242,7 @@ fn message_reaches_the_other_client() {
 #[test]
 fn control_characters_from_other_users_are_shown_escaped() {
     let server = Server::start();
-    let mut hans = Client::start(server.port);
-    hans.login("hans", "falcon");
-    let mut yoda = Client::start(server.port);
-    yoda.login("yoda", "wise");
+    let (mut hans, mut yoda) = hans_then_yoda(&server);
 
     yoda.send("message hans \x1b[2Jboom\x07");
 
@@ -300,10 +253,7 @@ fn control_characters_from_other_users_are_shown_escaped() {
 #[test]
 fn end_of_input_while_logged_in_logs_out() {
     let server = Server::start();
-    let mut hans = Client::start(server.port);
-    hans.login("hans", "falcon");
-    let mut yoda = Client::start(server.port);
-    yoda.login("yoda", "wise");
+    let (mut hans, mut yoda) = hans_then_yoda(&server);
     hans.stdout.expect("yoda logged in\n");
 
     yoda.close_stdin();

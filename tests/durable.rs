@@ -57,9 +57,6 @@ fn offline(user: &str) -> String {
     format!("{user} is offline. Your message will be delivered when they log in")
 }
 
-const BANNED: &str =
-    "Your account is blocked due to multiple login failures. Please try again later";
-const NOW_BANNED: &str = "Invalid Password. Your account has been blocked. Please try again later";
 const BLOCKED: &str = "Your message could not be delivered as the recipient has blocked you";
 
 /// `confab-server` on `dir` with a ban of `ban` seconds and these extra
@@ -94,33 +91,6 @@ fn login_expecting_mail(server: &ServerProcess, user: &str, pass: &str, mail: &[
     client
 }
 
-/// Three wrong passwords: the third gets the ban and the connection closes.
-fn get_banned(server: &ServerProcess, user: &str) {
-    let mut client = server.connect();
-    client.expect(common::USERNAME);
-    client.send(&format!("{user}\n"));
-    for attempt in 1..=3 {
-        client.expect(common::PASSWORD);
-        client.send(&format!("wrong{attempt}\n"));
-        if attempt < 3 {
-            client.expect_line("Invalid Password. Please try again");
-        }
-    }
-    client.expect_line(NOW_BANNED);
-    client.expect_eof();
-}
-
-/// The banned-account reply to the right password, then the close.
-fn expect_banned(server: &ServerProcess, user: &str, pass: &str) {
-    let mut client = server.connect();
-    client.expect(common::USERNAME);
-    client.send(&format!("{user}\n"));
-    client.expect(common::PASSWORD);
-    client.send(&format!("{pass}\n"));
-    client.expect_line(BANNED);
-    client.expect_eof();
-}
-
 #[test]
 fn everything_acknowledged_survives_kill_9() {
     const BAN: f64 = 1.5;
@@ -145,7 +115,9 @@ fn everything_acknowledged_survives_kill_9() {
     yoda.expect_line("vader is blocked");
     yoda.send("block leia\nunblock leia\n");
     yoda.expect_lines(&["leia is blocked", "leia is unblocked"]);
-    get_banned(&server, "vader");
+    let mut vader = server.connect();
+    vader.get_banned("vader");
+    vader.expect_eof();
     let banned_at = Instant::now();
     kill_9(server);
 
@@ -153,7 +125,7 @@ fn everything_acknowledged_survives_kill_9() {
     // duration from the restart would outlast the real one.
     thread::sleep(Duration::from_millis(300));
     let server = start(&tmp.data(), "1.5", &[], &[]);
-    expect_banned(&server, "vader", "sithlord");
+    server.connect().expect_banned("vader", "sithlord");
     let mut luke = login_expecting_mail(&server, "luke", "lightsaber", &expected);
     luke.logout();
     let mut leia = server.login("leia", "blasterpistol");
@@ -493,32 +465,13 @@ fn a_full_mailbox_refuses_and_stores_nothing() {
 fn run_to_end(cwd: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
     let credentials = cwd.join("credentials.txt");
     std::fs::write(&credentials, "yoda wise\n").expect("write credentials");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
-        .args(["0", "1", "30", "--credentials"])
-        .arg(&credentials)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn confab-server");
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("confab-server did not exit within {IO_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
-    (status, stderr)
+    common::run_to_end(
+        Command::new(env!("CARGO_BIN_EXE_confab-server"))
+            .args(["0", "1", "30", "--credentials"])
+            .arg(&credentials)
+            .args(args)
+            .current_dir(cwd),
+    )
 }
 
 #[test]

@@ -20,47 +20,23 @@ use std::time::{Duration, Instant};
 use confab::server::READ_BUDGET;
 
 use common::{
-    open_descriptors, wait_until, Client, Options, ProcessOptions, ServerProcess, TestServer,
-    XorShift, HELP, IO_TIMEOUT, PASSWORD, USERNAME, WELCOME,
+    open_descriptors, three_users, two_users, wait_until, Client, FailOnPanic, Options,
+    ProcessOptions, ServerProcess, TestServer, XorShift, HELP, INVALID_PASSWORD, INVALID_USERNAME,
+    IO_TIMEOUT, PASSWORD, USERNAME, WELCOME,
 };
 
-const INVALID_USERNAME: &str = "Invalid Username. Please try again";
-const INVALID_PASSWORD: &str = "Invalid Password. Please try again";
 const INVALID_COMMAND: &str = "Error. Invalid command";
 const INVALID_USER: &str = "Error. Invalid user";
 const LINE_TOO_LONG: &str = "Error. Line too long";
 const SERVER_FULL: &str = "Error. Server is full";
 const SHUTTING_DOWN: &str = "Server is shutting down";
 
-/// yoda, hans and vader logged in, with every presence line read.
-fn three_users(server: &TestServer) -> (Client, Client, Client) {
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
-    let vader = server.login("vader");
-    yoda.expect_line("vader logged in");
-    hans.expect_line("vader logged in");
-    (yoda, hans, vader)
-}
-
-/// Sets the flag if dropped during a panic (forgotten otherwise), so that
-/// the other threads of a test stop waiting for the one that failed.
-struct FailOnPanic(Arc<AtomicBool>);
-
-impl Drop for FailOnPanic {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
 // ---------------------------------------------------------------- resets
 
 #[test]
 fn reset_mid_line_is_announced_once_and_the_server_goes_on() {
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
     // The whoelse reply proves the server read the write that ends in the
     // unfinished line.
     hans.send("whoelse\nmessage yoda this line never ends");
@@ -141,7 +117,7 @@ fn half_close_after_pipelined_commands_gets_every_reply() {
     // the end of hans's input, and less than the 1 MiB backlog limit.
     const ROUNDS: usize = 5000;
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
     let mut input = "whoelse\nhelp\n".repeat(ROUNDS);
     input.push_str("broadcast bye\nmessage yoda last words\n");
     hans.send(&input);
@@ -338,9 +314,7 @@ fn probe_until(probe: &mut Client, expected: &str, done: &AtomicBool) -> usize {
 fn fifty_megabytes_without_a_newline() {
     const TOTAL: usize = 50 << 20;
     let server = TestServer::start();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
 
     let written = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -389,9 +363,7 @@ fn a_flooding_client_does_not_starve_the_others() {
     const MARKER: &[u8] = b"message hans +\n";
 
     let server = TestServer::start();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
 
     // Blank lines (ignored, no reply) and, every SPACING bytes, a message
     // to hans: his stream shows how far the flood had been handled when his
@@ -581,7 +553,7 @@ struct Flow {
     /// `received[r][s]`: broadcasts of sender `s` read by reader `r`.
     received: [[AtomicUsize; 3]; 3],
     /// Something failed: everyone stops.
-    failed: Arc<AtomicBool>,
+    failed: AtomicBool,
 }
 
 fn pad() -> String {
@@ -686,12 +658,12 @@ fn reader_that_never_reads_is_cut_off_and_memory_stays_bounded() {
         let writer = client.writer();
         let f = Arc::clone(&flow);
         let sending = thread::spawn(move || {
-            let _guard = FailOnPanic(Arc::clone(&f.failed));
+            let _guard = FailOnPanic(&f.failed);
             broadcaster(writer, me, &f);
         });
         let f = Arc::clone(&flow);
         let reading = thread::spawn(move || {
-            let _guard = FailOnPanic(Arc::clone(&f.failed));
+            let _guard = FailOnPanic(&f.failed);
             reader(client, me, &f)
         });
         threads.push((sending, reading));
@@ -763,9 +735,7 @@ fn lagging_reader_does_not_grow_server_memory() {
             .to_vec(),
         ..ProcessOptions::default()
     });
-    let mut yoda = server.login("yoda", "wise");
-    let mut hans = server.login("hans", "falcon");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     hans.set_receive_buffer(64 * 1024);
     // Long lines, so that the server's work per byte is small and hans's
     // reading, not the server, sets the pace.
@@ -783,7 +753,7 @@ fn lagging_reader_does_not_grow_server_memory() {
         let mut stream = hans.writer();
         thread::spawn(move || {
             use std::io::Read;
-            let _guard = FailOnPanic(failed);
+            let _guard = FailOnPanic(&failed);
             stream
                 .set_read_timeout(Some(IO_TIMEOUT))
                 .expect("read timeout");
@@ -851,9 +821,7 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         max_open_files: Some(LIMIT as u64),
         ..ProcessOptions::default()
     });
-    let mut yoda = server.login("yoda", "wise");
-    let mut hans = server.login("hans", "falcon");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
 
     let mut extra: Vec<Client> = (0..EXTRA).map(|_| server.connect()).collect();
     // The server takes what fits at once; the rest wait in the backlog.

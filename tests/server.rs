@@ -9,14 +9,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{password, Client, Options, TestServer, XorShift, HELP, PASSWORD, USERNAME, WELCOME};
+use common::{
+    password, three_users, two_users, Client, FailOnPanic, Options, TestServer, XorShift, HELP,
+    INVALID_PASSWORD, INVALID_USERNAME, PASSWORD, PASSWORD_BANNED, USERNAME, WELCOME,
+};
 
-const INVALID_USERNAME: &str = "Invalid Username. Please try again";
-const INVALID_PASSWORD: &str = "Invalid Password. Please try again";
-const PASSWORD_BANNED: &str =
-    "Invalid Password. Your account has been blocked. Please try again later";
-const ACCOUNT_BANNED: &str =
-    "Your account is blocked due to multiple login failures. Please try again later";
 const ALREADY_LOGGED_IN: &str = "This user is already logged in";
 const INACTIVITY: &str = "You have been logged out due to inactivity";
 const LOGIN_TIMED_OUT: &str = "Login timed out";
@@ -60,9 +57,7 @@ fn login_happy_path() {
 #[test]
 fn others_are_told_of_a_login() {
     let server = TestServer::start();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     hans.barrier();
     yoda.barrier();
 }
@@ -103,16 +98,7 @@ fn two_wrong_passwords_then_the_right_one() {
 fn three_wrong_passwords_ban_and_close() {
     let server = TestServer::start();
     let mut client = server.connect();
-    client.expect(USERNAME);
-    client.send("yoda\n");
-    for _ in 0..2 {
-        client.expect(PASSWORD);
-        client.send("foolish\n");
-        client.expect_line(INVALID_PASSWORD);
-    }
-    client.expect(PASSWORD);
-    client.send("foolish\n");
-    client.expect_line(PASSWORD_BANNED);
+    client.get_banned("yoda");
     client.expect_eof();
 }
 
@@ -137,20 +123,10 @@ fn failures_count_across_connections_and_the_ban_refuses_the_right_password() {
     second.expect_eof();
 
     // While banned, even the right password is refused after the prompt.
-    let mut third = server.connect();
-    third.expect(USERNAME);
-    third.send("yoda\n");
-    third.expect(PASSWORD);
-    third.send("wise\n");
-    third.expect_line(ACCOUNT_BANNED);
-    third.expect_eof();
+    server.connect().expect_banned("yoda", "wise");
 
     // ... and so is a wrong one, without a new ban message.
-    let mut fourth = server.connect();
-    fourth.expect(USERNAME);
-    wrong_password(&mut fourth, "yoda");
-    fourth.expect_line(ACCOUNT_BANNED);
-    fourth.expect_eof();
+    server.connect().expect_banned("yoda", "not-the-password");
 
     // Other accounts are not affected.
     server.login("hans").barrier();
@@ -160,26 +136,13 @@ fn failures_count_across_connections_and_the_ban_refuses_the_right_password() {
 fn ban_expires_and_is_not_extended_by_attempts() {
     let server = TestServer::start();
     let mut client = server.connect();
-    client.expect(USERNAME);
-    client.send("yoda\n");
-    for _ in 0..2 {
-        client.expect(PASSWORD);
-        client.send("foolish\n");
-        client.expect_line(INVALID_PASSWORD);
-    }
-    client.expect(PASSWORD);
-    client.send("foolish\n");
-    client.expect_line(PASSWORD_BANNED);
+    client.get_banned("yoda");
     let banned_at = Instant::now();
     client.expect_eof();
 
     // An attempt in the middle of the ban is refused and does not extend it.
     thread::sleep(BAN / 2);
-    let mut during = server.connect();
-    during.expect(USERNAME);
-    wrong_password(&mut during, "yoda");
-    during.expect_line(ACCOUNT_BANNED);
-    during.expect_eof();
+    server.connect().expect_banned("yoda", "not-the-password");
 
     let after = banned_at + BAN + Duration::from_millis(100);
     thread::sleep(after.saturating_duration_since(Instant::now()));
@@ -319,9 +282,7 @@ fn empty_lines_are_not_activity() {
 #[test]
 fn receiving_messages_is_not_activity() {
     let server = short_timeout();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     let mut received = 0;
     loop {
         hans.send("message yoda ping\n");
@@ -351,22 +312,10 @@ fn receiving_messages_is_not_activity() {
 
 // ------------------------------------------------------------ messaging
 
-/// yoda, hans and vader logged in, in that order, with the login
-/// announcements consumed.
-fn three_users(server: &TestServer) -> (Client, Client, Client) {
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
-    let vader = server.login("vader");
-    yoda.expect_line("vader logged in");
-    hans.expect_line("vader logged in");
-    (yoda, hans, vader)
-}
-
 #[test]
 fn message_and_its_errors() {
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
     yoda.send("message hans hello there  friend \n");
     hans.expect_line("yoda: hello there  friend");
     // The sender gets nothing, and nobody else does either.
@@ -393,7 +342,7 @@ fn message_and_its_errors() {
 #[test]
 fn broadcast_reaches_everyone_else() {
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
     yoda.send("broadcast hi  all\n");
     hans.expect_line("yoda: hi  all");
     vader.expect_line("yoda: hi  all");
@@ -435,7 +384,7 @@ fn help_and_invalid_commands() {
 #[test]
 fn whoelse_and_whoelsesince() {
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
     yoda.send("whoelse\n");
     yoda.expect_lines(&["hans", "vader"]);
     vader.send("whoelse\n");
@@ -476,9 +425,7 @@ fn whoelsesince_with_nobody_says_no_other_users_since_then() {
 #[test]
 fn whoelsesince_window_ends() {
     let server = TestServer::start();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     hans.logout();
     yoda.expect_line("hans logged out");
     yoda.send("whoelsesince 1\n");
@@ -491,7 +438,7 @@ fn whoelsesince_window_ends() {
 #[test]
 fn block_and_unblock() {
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
 
     yoda.send("block hans\n");
     yoda.expect_line("hans is blocked");
@@ -613,7 +560,7 @@ fn offline_messages_are_delivered_in_order_exactly_once() {
 #[test]
 fn logout_says_goodbye_and_others_are_told_once() {
     let server = TestServer::start();
-    let (mut yoda, mut hans, mut vader) = three_users(&server);
+    let (mut yoda, mut hans, mut vader) = three_users(server.addr);
     hans.send("logout\n");
     hans.expect_line("Goodbye");
     hans.expect_eof();
@@ -632,7 +579,7 @@ fn logout_says_goodbye_and_others_are_told_once() {
 /// hans leaves by `leave`; yoda and vader must each be told exactly once.
 fn dropped_connection_is_announced_once(leave: impl FnOnce(Client)) {
     let server = TestServer::start();
-    let (mut yoda, hans, mut vader) = three_users(&server);
+    let (mut yoda, hans, mut vader) = three_users(server.addr);
     leave(hans);
     yoda.expect_line("hans logged out");
     vader.expect_line("hans logged out");
@@ -738,9 +685,7 @@ fn crlf_is_accepted() {
 #[test]
 fn command_split_across_writes() {
     let server = TestServer::start();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     for piece in ["mes", "sage ha", "ns hel", "lo wor", "ld\r", "\n"] {
         yoda.send(piece);
         thread::sleep(Duration::from_millis(20));
@@ -800,9 +745,7 @@ fn framing_server() -> TestServer {
 #[test]
 fn line_of_exactly_max_line_bytes_is_accepted() {
     let server = framing_server();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     let text = "x".repeat(64 - "broadcast ".len());
     yoda.send(&format!("broadcast {text}\n"));
     hans.expect_line(&format!("yoda: {text}"));
@@ -821,9 +764,7 @@ fn line_of_exactly_max_line_bytes_is_accepted() {
 #[test]
 fn line_one_byte_too_long_gets_one_error() {
     let server = framing_server();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     let text = "x".repeat(65 - "broadcast ".len());
     yoda.send(&format!("broadcast {text}\n"));
     yoda.expect_line(LINE_TOO_LONG);
@@ -842,9 +783,7 @@ fn line_one_byte_too_long_gets_one_error() {
 #[test]
 fn huge_line_gets_one_error_and_the_connection_stays_usable() {
     let server = framing_server();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     let chunk = vec![b'x'; 64 * 1024];
     yoda.send("broadcast ");
     for _ in 0..16 {
@@ -867,9 +806,7 @@ fn huge_line_gets_one_error_and_the_connection_stays_usable() {
 #[test]
 fn invalid_utf8_gets_an_error() {
     let server = TestServer::start();
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     yoda.send_bytes(b"\xff\xfe\n");
     yoda.expect_line(INVALID_ENCODING);
     yoda.send_bytes(b"message hans caf\xc3\n");
@@ -1192,9 +1129,7 @@ fn slow_reader_is_cut_off_and_announced_once() {
         max_line: 16 * 1024,
         ..Options::default()
     });
-    let mut yoda = server.login("yoda");
-    let mut hans = server.login("hans");
-    yoda.expect_line("hans logged in");
+    let (mut yoda, mut hans) = two_users(server.addr);
     let mut luke = server.login("luke");
     yoda.expect_line("luke logged in");
     hans.expect_line("luke logged in");
@@ -1206,17 +1141,13 @@ fn slow_reader_is_cut_off_and_announced_once() {
         let writer = client.writer();
         let p = Arc::clone(&progress);
         let sending = thread::spawn(move || {
-            let guard = FailOnPanic(&p.failed);
-            let sent = broadcaster(writer, name, 1 - me, &p);
-            std::mem::forget(guard);
-            sent
+            let _guard = FailOnPanic(&p.failed);
+            broadcaster(writer, name, 1 - me, &p)
         });
         let p = Arc::clone(&progress);
         let receiving = thread::spawn(move || {
-            let guard = FailOnPanic(&p.failed);
-            let result = receiver(client, other, me, &p);
-            std::mem::forget(guard);
-            result
+            let _guard = FailOnPanic(&p.failed);
+            receiver(client, other, me, &p)
         });
         threads.push((sending, receiving));
     }
@@ -1243,16 +1174,6 @@ fn slow_reader_is_cut_off_and_announced_once() {
     hans.expect_line("yoda");
     // luke's connection was really closed.
     luke.drain_to_close();
-}
-
-/// Sets the flag if dropped during a panic (forgotten otherwise), so that
-/// the other threads of a test stop waiting.
-struct FailOnPanic<'a>(&'a AtomicBool);
-
-impl Drop for FailOnPanic<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 // ----------------------------------------------------------- max clients

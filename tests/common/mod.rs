@@ -22,6 +22,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WELCOME: &str = "Welcome to the greatest messaging application ever!";
 pub const USERNAME: &str = "Username: ";
 pub const PASSWORD: &str = "Password: ";
+pub const INVALID_USERNAME: &str = "Invalid Username. Please try again";
+pub const INVALID_PASSWORD: &str = "Invalid Password. Please try again";
+/// The reply to the failure that bans.
+pub const PASSWORD_BANNED: &str =
+    "Invalid Password. Your account has been blocked. Please try again later";
+/// The reply to any password of a banned account.
+pub const ACCOUNT_BANNED: &str =
+    "Your account is blocked due to multiple login failures. Please try again later";
 
 /// The reply to `help`, line by line.
 pub const HELP: [&str; 8] = [
@@ -258,24 +266,25 @@ impl Client {
     /// Fixes the socket's receive buffer at `bytes` (which also turns off
     /// the kernel's automatic sizing of it).
     pub fn set_receive_buffer(&self, bytes: usize) {
-        use std::os::fd::AsRawFd;
         let value = libc::c_int::try_from(bytes).expect("buffer size");
-        // SAFETY: a valid socket descriptor and a correctly sized option.
+        self.set_socket_option(libc::SO_RCVBUF, "SO_RCVBUF", &value);
+    }
+
+    /// Sets the `SOL_SOCKET` option `option` (called `name` in the failure
+    /// message) to `value`, whose type must be the option's.
+    fn set_socket_option<T>(&self, option: libc::c_int, name: &str, value: &T) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid socket descriptor and an option of its own size.
         let rc = unsafe {
             libc::setsockopt(
                 self.stream.as_raw_fd(),
                 libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                option,
+                (value as *const T).cast(),
+                std::mem::size_of::<T>() as libc::socklen_t,
             )
         };
-        assert_eq!(
-            rc,
-            0,
-            "setsockopt SO_RCVBUF: {}",
-            io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "setsockopt {name}: {}", io::Error::last_os_error());
     }
 
     /// Sends exactly `text` (the caller adds `\n`).
@@ -527,6 +536,33 @@ impl Client {
         self.expect_line(WELCOME);
     }
 
+    /// Three wrong passwords for `user`, from `Username: ` on: two
+    /// failures, then the ban (the server closes the connection next).
+    pub fn get_banned(&mut self, user: &str) {
+        self.expect(USERNAME);
+        self.send(&format!("{user}\n"));
+        for _ in 0..2 {
+            self.expect(PASSWORD);
+            self.send("foolish\n");
+            self.expect_line(INVALID_PASSWORD);
+        }
+        self.expect(PASSWORD);
+        self.send("foolish\n");
+        self.expect_line(PASSWORD_BANNED);
+    }
+
+    /// A login as the banned `user` with `pass`, right or wrong, from
+    /// `Username: ` on: the banned-account reply after the password, then
+    /// the close.
+    pub fn expect_banned(&mut self, user: &str, pass: &str) {
+        self.expect(USERNAME);
+        self.send(&format!("{user}\n"));
+        self.expect(PASSWORD);
+        self.send(&format!("{pass}\n"));
+        self.expect_line(ACCOUNT_BANNED);
+        self.expect_eof();
+    }
+
     /// Sends `help` and expects its reply as the very next lines: proof that
     /// nothing else was sent to this client before it.
     pub fn barrier(&mut self) {
@@ -547,28 +583,46 @@ impl Client {
 
     /// Closes the socket with a reset (`SO_LINGER` 0) instead of a FIN.
     pub fn reset(self) {
-        use std::os::fd::AsRawFd;
         let linger = libc::linger {
             l_onoff: 1,
             l_linger: 0,
         };
-        // SAFETY: a valid socket descriptor and a correctly sized option.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "setsockopt SO_LINGER: {}",
-            io::Error::last_os_error()
-        );
+        self.set_socket_option(libc::SO_LINGER, "SO_LINGER", &linger);
         drop(self);
+    }
+}
+
+/// yoda and hans (test accounts) logged in at `addr`, in that order, with
+/// the login announcement read.
+pub fn two_users(addr: SocketAddr) -> (Client, Client) {
+    let mut yoda = Client::connect(addr);
+    yoda.login("yoda", password("yoda"));
+    let mut hans = Client::connect(addr);
+    hans.login("hans", password("hans"));
+    yoda.expect_line("hans logged in");
+    (yoda, hans)
+}
+
+/// yoda, hans and vader logged in at `addr`, in that order, with every
+/// login announcement read.
+pub fn three_users(addr: SocketAddr) -> (Client, Client, Client) {
+    let (mut yoda, mut hans) = two_users(addr);
+    let mut vader = Client::connect(addr);
+    vader.login("vader", password("vader"));
+    yoda.expect_line("vader logged in");
+    hans.expect_line("vader logged in");
+    (yoda, hans, vader)
+}
+
+/// Sets the flag if dropped during a panic, so that the other threads of a
+/// test stop waiting for the one that failed.
+pub struct FailOnPanic<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
@@ -652,6 +706,49 @@ pub fn isolated(name: &str) -> bool {
     false
 }
 
+/// Waits for `child` to exit, at most `timeout`; `None` if it is still
+/// running.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `command` (`confab-server` with its arguments), which must end by
+/// itself within [`IO_TIMEOUT`]; returns its exit status and stderr.
+pub fn run_to_end(command: &mut std::process::Command) -> (std::process::ExitStatus, String) {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn confab-server");
+    let Some(status) = exit_within(&mut child, IO_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("confab-server did not exit within {IO_TIMEOUT:?}");
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status, stderr)
+}
+
 /// The server binary as a child process, killed and reaped when dropped.
 pub struct ServerProcess {
     child: std::process::Child,
@@ -675,6 +772,8 @@ pub struct ProcessOptions {
     pub max_open_files: Option<u64>,
     /// BLOCK_DURATION instead of `0.5`.
     pub block_duration: Option<String>,
+    /// TIMEOUT instead of `30`.
+    pub timeout: Option<String>,
     /// Extra environment variables (`RUST_LOG`, ...).
     pub env: Vec<(String, String)>,
     /// Working directory of the child, if not the test's.
@@ -682,8 +781,8 @@ pub struct ProcessOptions {
 }
 
 impl ServerProcess {
-    /// Starts `confab-server` on a free port (ban 0.5 s unless set, idle
-    /// timeout 30 s) and waits for its `listening on` line; lines logged
+    /// Starts `confab-server` on a free port (ban 0.5 s and idle timeout
+    /// 30 s unless set) and waits for its `listening on` line; lines logged
     /// before it are kept for [`ServerProcess::stderr_lines`].
     pub fn start(options: ProcessOptions) -> ServerProcess {
         use std::io::BufRead;
@@ -710,8 +809,9 @@ impl ServerProcess {
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_confab-server"));
         let block_duration = options.block_duration.as_deref().unwrap_or("0.5");
+        let timeout = options.timeout.as_deref().unwrap_or("30");
         command
-            .args(["0", block_duration, "30", "--credentials"])
+            .args(["0", block_duration, timeout, "--credentials"])
             .arg(&credentials)
             .args(&options.args)
             .args(
@@ -779,6 +879,7 @@ impl ServerProcess {
             .strip_prefix("listening on 127.0.0.1:")
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("expected `listening on 127.0.0.1:PORT`, got {first:?}"));
+        assert_ne!(port, 0, "{first:?}");
         server.addr.set_port(port);
         server
     }
@@ -818,17 +919,14 @@ impl ServerProcess {
 
     /// Waits for the process to exit, at most `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "confab-server did not exit within {timeout:?}"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+        exit_within(&mut self.child, timeout)
+            .unwrap_or_else(|| panic!("confab-server did not exit within {timeout:?}"))
+    }
+
+    /// The lines the server logged before `listening on` and
+    /// [`ServerProcess::stderr_lines`] has not returned yet.
+    pub fn lines_before_listening(&self) -> Vec<String> {
+        self.early.borrow().clone()
     }
 
     /// What the server wrote to stderr since the last call.
