@@ -255,6 +255,17 @@ impl User {
     }
 }
 
+/// One logged-in user, with what a broadcast or a presence line needs of
+/// them, so that a fan-out to thousands of users reads one small array and
+/// looks at a user's block list only if there is one.
+#[derive(Debug, Clone, Copy)]
+struct Online {
+    user: UserId,
+    session: SessionId,
+    /// The user's block list is not empty.
+    blocks_anyone: bool,
+}
+
 /// Where a session is in the login dialogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -291,7 +302,7 @@ pub struct Chat {
     /// Indexed by `SessionId`.
     sessions: Vec<Option<Session>>,
     /// The users logged in now, in no particular order.
-    online: Vec<UserId>,
+    online: Vec<Online>,
     deadlines: Deadlines<Timer>,
     next_epoch: u64,
     outbox: Outbox,
@@ -388,6 +399,7 @@ impl Chat {
                     }
                     _ => {}
                 }
+                self.note_block_list(me);
             }
             Record::Ban {
                 user,
@@ -623,8 +635,12 @@ impl Chat {
     fn log_in(&mut self, sid: SessionId, user: UserId) {
         self.set_stage(sid, Stage::LoggedIn(user));
         let slot = self.online.len();
-        self.online.push(user);
         let account = &mut self.users[user as usize];
+        self.online.push(Online {
+            user,
+            session: sid,
+            blocks_anyone: !account.blocked.is_empty(),
+        });
         account.session = Some(sid);
         account.online_slot = slot;
         account.failures = 0;
@@ -651,16 +667,17 @@ impl Chat {
         let range = self
             .outbox
             .render(format_args!("{} {what}", subject_user.name));
-        for &observer in &self.online {
-            if observer == subject || subject_user.has_blocked(observer) {
+        let subject_blocks = !subject_user.blocked.is_empty();
+        for observer in &self.online {
+            if observer.user == subject
+                || (subject_blocks && subject_user.has_blocked(observer.user))
+            {
                 continue;
             }
-            if let Some(to) = self.users[observer as usize].session {
-                self.outbox.effects.push(Effect::Send {
-                    to,
-                    text: range.clone(),
-                });
-            }
+            self.outbox.effects.push(Effect::Send {
+                to: observer.session,
+                text: range.clone(),
+            });
         }
     }
 
@@ -732,16 +749,15 @@ impl Chat {
             .outbox
             .render(format_args!("{}: {text}", self.users[me as usize].name));
         let mut skipped = false;
-        for &other in &self.online {
-            if other == me {
+        for other in &self.online {
+            if other.user == me {
                 continue;
             }
-            let user = &self.users[other as usize];
-            if user.has_blocked(me) {
+            if other.blocks_anyone && self.users[other.user as usize].has_blocked(me) {
                 skipped = true;
-            } else if let Some(to) = user.session {
+            } else {
                 self.outbox.effects.push(Effect::Send {
-                    to,
+                    to: other.session,
                     text: range.clone(),
                 });
             }
@@ -811,6 +827,7 @@ impl Chat {
             }
         };
         self.outbox.send_range(sid, range);
+        self.note_block_list(me);
     }
 
     fn unblock(&mut self, sid: SessionId, me: UserId, name: &str) {
@@ -836,6 +853,7 @@ impl Chat {
                 .render(format_args!("Error. {name} was not blocked")),
         };
         self.outbox.send_range(sid, range);
+        self.note_block_list(me);
     }
 
     fn idle_check(&mut self, sid: SessionId, epoch: u64, now: Instant) {
@@ -891,6 +909,15 @@ impl Chat {
         }
     }
 
+    /// Keeps `blocks_anyone` of an online user in step with their block
+    /// list.
+    fn note_block_list(&mut self, user: UserId) {
+        let account = &self.users[user as usize];
+        if account.session.is_some() {
+            self.online[account.online_slot].blocks_anyone = !account.blocked.is_empty();
+        }
+    }
+
     /// Ends the session without telling anyone; returns the user it was
     /// logged in as.
     fn end_session_quietly(&mut self, sid: SessionId, now: Instant) -> Option<UserId> {
@@ -900,8 +927,8 @@ impl Chat {
         };
         let slot = self.users[user as usize].online_slot;
         self.online.swap_remove(slot);
-        if let Some(&moved) = self.online.get(slot) {
-            self.users[moved as usize].online_slot = slot;
+        if let Some(moved) = self.online.get(slot) {
+            self.users[moved.user as usize].online_slot = slot;
         }
         let account = &mut self.users[user as usize];
         account.session = None;

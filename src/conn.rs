@@ -92,15 +92,33 @@ impl Conn {
     /// Writes queued output until it is all written or the socket would
     /// block. An error means the connection is broken.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.out.pending() > 0 {
-            match self.stream.write(self.out.unwritten()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let written = write_until_blocked(&mut self.stream, self.out.unwritten())?;
+        self.out.consume(written);
         Ok(())
     }
+
+    /// Writes `bytes` straight to the socket, bypassing the output buffer,
+    /// and returns how many it took. Only for a connection with nothing
+    /// pending, so that the order of its output is kept.
+    pub fn write_direct(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        debug_assert_eq!(self.out.pending(), 0);
+        write_until_blocked(&mut self.stream, bytes)
+    }
+}
+
+/// Writes `bytes` until all are written or the socket would block, retrying
+/// interruptions; returns how many were written. An error means the
+/// connection is broken.
+fn write_until_blocked(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }

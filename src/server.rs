@@ -118,6 +118,18 @@ pub mod defaults {
     pub const DATA_DIR: &str = "./confab-data";
 }
 
+/// How [`Server::materialize`] hands staged output to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Materialize {
+    /// Copy it into the connection's output buffer (in the middle of an
+    /// iteration, when the outbox has grown past [`STAGE_LIMIT`]).
+    Copy,
+    /// At the end of an iteration: write it straight from the outbox to a
+    /// connection with nothing pending, copying only what the socket did
+    /// not take. This is the connection's one write of the iteration.
+    WriteThrough,
+}
+
 /// Timers of the loop itself (the domain's are in [`Chat`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum LoopTimer {
@@ -451,7 +463,6 @@ impl Server {
                 Ok(n) => {
                     budget -= n;
                     self.consume(key, n, now);
-                    self.materialize();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -547,7 +558,7 @@ impl Server {
         let over = outbox.text_len() > STAGE_LIMIT;
         *self.chat.outbox() = outbox;
         if over {
-            self.materialize();
+            self.materialize(Materialize::Copy);
         }
     }
 
@@ -572,21 +583,50 @@ impl Server {
         }
     }
 
-    /// Copies every staged range into its connection's output buffer, and
-    /// forgets the outbox text.
-    fn materialize(&mut self) {
+    /// Hands every staged range to its connection (see [`Materialize`]),
+    /// and forgets the outbox text.
+    fn materialize(&mut self, how: Materialize) {
         let mut outbox = std::mem::take(self.chat.outbox());
         let keys = std::mem::take(&mut self.staged_keys);
         for &key in &keys {
             let range = std::mem::replace(&mut self.staged[key], 0..0);
-            if !range.is_empty() {
-                self.deliver(key, outbox.text(range));
+            let bytes = outbox.text(range);
+            let rest = match how {
+                Materialize::Copy => bytes,
+                Materialize::WriteThrough => self.write_through(key, bytes),
+            };
+            if !rest.is_empty() {
+                self.deliver(key, rest);
             }
         }
         self.staged_keys = keys;
         self.staged_keys.clear();
         outbox.clear();
         *self.chat.outbox() = outbox;
+    }
+
+    /// Writes `bytes` from the shared outbox straight to a connection that
+    /// has nothing pending and is not held for a commit, saving the copy
+    /// into its buffer; returns what the socket did not take (all of it for
+    /// a connection that cannot be written now, none for one that is gone).
+    fn write_through<'b>(&mut self, key: usize, bytes: &'b [u8]) -> &'b [u8] {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return &[];
+        };
+        if conn.doomed {
+            return &[];
+        }
+        if conn.held || conn.pending() > 0 || bytes.is_empty() {
+            return bytes;
+        }
+        match conn.write_direct(bytes) {
+            Ok(n) => &bytes[n..],
+            Err(e) => {
+                debug!("#{key}: write: {e}");
+                self.doom(key);
+                &[]
+            }
+        }
     }
 
     /// Queues bytes on a connection, cutting it off if that would put it
@@ -691,7 +731,7 @@ impl Server {
             while let Some(key) = self.doomed.pop() {
                 self.remove(key, now);
             }
-            self.materialize();
+            self.materialize(Materialize::WriteThrough);
             let dirty = std::mem::take(&mut self.dirty);
             for &key in &dirty {
                 self.flush(key);
