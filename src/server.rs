@@ -2,12 +2,13 @@
 //!
 //! Each iteration: wait for readiness or the next deadline; accept until
 //! `WouldBlock`; read each readable connection into one shared scratch
-//! buffer and feed every complete line to [`Chat`], copying the effects into
-//! the connections' output buffers as they come; fire due timers; then, at
+//! buffer and feed every complete line to [`Chat`], staging the text of its
+//! effects per recipient (a range of the domain's shared outbox, so a burst
+//! of lines for one recipient becomes one range); fire due timers; then, at
 //! the end, remove doomed connections (the one place that does, which also
 //! tells the domain so it can announce the leaver) and write each
-//! connection with pending output once. `WRITABLE` interest is registered
-//! only while output is pending.
+//! connection's staged and pending output once. `WRITABLE` interest is
+//! registered only while output is pending.
 //!
 //! Durability: records of durable changes that the domain produced during
 //! an iteration are committed to the [`Journal`] once, at the end of it
