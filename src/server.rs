@@ -318,7 +318,13 @@ impl Server {
                             self.stop.store(true, Ordering::SeqCst);
                         }
                     }
-                    Token(key) => self.on_event(key, event.is_readable(), event.is_writable()),
+                    // A hang-up or a socket error is read like input: the
+                    // read reports it, and the connection is removed.
+                    Token(key) => self.on_event(
+                        key,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    ),
                 }
             }
             self.read_unread(now);
