@@ -36,16 +36,16 @@ struct Args {
     bind: IpAddr,
     /// Longest accepted line in bytes (not counting the newline).
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE,
-          value_parser = parse_positive)]
+          value_parser = parse_positive::<usize>)]
     max_line: usize,
     /// Unsent output bytes after which a client that does not read is
     /// disconnected.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_PENDING,
-          value_parser = parse_positive)]
+          value_parser = parse_positive::<usize>)]
     max_pending: usize,
     /// Most connections at once; one more is told the server is full.
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS,
-          value_parser = parse_positive)]
+          value_parser = parse_positive::<usize>)]
     max_clients: usize,
     /// Seconds a shutdown (SIGINT, SIGTERM) may spend flushing output
     /// before it closes every connection; a second signal exits at once.
@@ -69,12 +69,12 @@ struct Args {
     fsync: Fsync,
     /// Journal size in bytes past which it is compacted into a snapshot.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::COMPACT_AT,
-          value_parser = parse_positive_u64)]
+          value_parser = parse_positive::<u64>)]
     compact_at: u64,
     /// Most messages queued for one offline user; beyond it the sender is
     /// told the mailbox is full and nothing is stored.
     #[arg(long, value_name = "N", default_value_t = defaults::MAILBOX_MAX,
-          value_parser = parse_positive)]
+          value_parser = parse_positive::<usize>)]
     mailbox_max: usize,
 }
 
@@ -94,16 +94,10 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
 }
 
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("`{s}` is not a whole number above 0")),
-    }
-}
-
-fn parse_positive_u64(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
+/// A whole number above 0, of any unsigned type.
+fn parse_positive<T: std::str::FromStr + Default + PartialOrd>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
         _ => Err(format!("`{s}` is not a whole number above 0")),
     }
 }
