@@ -326,7 +326,19 @@ impl Client {
     }
 
     pub fn expect_bytes(&mut self, expected: &[u8]) {
-        let deadline = Instant::now() + IO_TIMEOUT;
+        if !self.await_bytes(expected, Instant::now() + IO_TIMEOUT) {
+            panic!(
+                "expected {}, got {} and then a timeout",
+                show(expected),
+                show(&self.buf)
+            );
+        }
+    }
+
+    /// Whether exactly `expected` arrives by `deadline` (then it is
+    /// consumed); `false` if less of it came in time (what came stays
+    /// buffered). Panics if something else or end of stream comes instead.
+    fn await_bytes(&mut self, expected: &[u8], deadline: Instant) -> bool {
         loop {
             let n = self.buf.len().min(expected.len());
             if self.buf[..n] != expected[..n] {
@@ -338,7 +350,7 @@ impl Client {
             }
             if n == expected.len() {
                 self.buf.drain(..n);
-                return;
+                return true;
             }
             match self.fill(deadline) {
                 Ok(0) => panic!(
@@ -347,6 +359,7 @@ impl Client {
                     show(&self.buf)
                 ),
                 Ok(_) => {}
+                Err(e) if is_timeout(&e) => return false,
                 Err(e) => panic!(
                     "expected {}, got {} and then: {e}",
                     show(expected),
@@ -417,28 +430,10 @@ impl Client {
     /// `false` if less of it came in time (what came stays buffered).
     /// Panics if something else or end of stream comes instead.
     pub fn arrives_within(&mut self, expected: &str, ms: u64) -> bool {
-        let expected = expected.as_bytes();
-        let deadline = Instant::now() + Duration::from_millis(ms);
-        loop {
-            let n = self.buf.len().min(expected.len());
-            if self.buf[..n] != expected[..n] {
-                panic!("expected {}, got {}", show(expected), show(&self.buf));
-            }
-            if n == expected.len() {
-                self.buf.drain(..n);
-                return true;
-            }
-            match self.fill(deadline) {
-                Ok(0) => panic!(
-                    "expected {}, got {} and then end of stream",
-                    show(expected),
-                    show(&self.buf)
-                ),
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => return false,
-                Err(e) => panic!("expected {}, got: {e}", show(expected)),
-            }
-        }
+        self.await_bytes(
+            expected.as_bytes(),
+            Instant::now() + Duration::from_millis(ms),
+        )
     }
 
     /// Reads whatever has arrived, without waiting; returns how many bytes
