@@ -24,9 +24,18 @@
 //! before the records are durable.
 //! At start the server rebuilds the state with [`Chat::apply_record`], and
 //! compacts the journal with [`Chat::snapshot`].
+//!
+//! Private messaging is only introduced here: a session that sent
+//! `privateport` may `startprivate`, and the domain sends both clients a
+//! `!private` line with the peer's address (the connection's IP, given to
+//! [`Chat::connect`], and the registered port) and a fresh token drawn
+//! from a [`TokenSource`], the one input that is not a call argument.
+//! Nothing about it is durable and the private messages never pass
+//! through the server.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +43,7 @@ use crate::credentials::Account;
 use crate::deadlines::Deadlines;
 use crate::journal::record::{self, Record};
 use crate::protocol::{self, Command, LineError};
+use crate::token::{self, Hex, TokenSource};
 
 /// The server's name for one connection (its slab key). The server must not
 /// reuse an id until it has called [`Chat::disconnect`] for it.
@@ -190,7 +200,12 @@ impl Outbox {
 
     /// Sends one line (a newline is added).
     fn line(&mut self, to: SessionId, line: &str) {
-        let range = self.render(format_args!("{line}"));
+        self.line_args(to, format_args!("{line}"));
+    }
+
+    /// Renders and sends one line (a newline is added).
+    fn line_args(&mut self, to: SessionId, args: std::fmt::Arguments<'_>) {
+        let range = self.render(args);
         self.send_range(to, range);
     }
 
@@ -278,6 +293,12 @@ enum Stage {
 struct Session {
     stage: Stage,
     last_activity: Instant,
+    /// The address the connection comes from: where a private session
+    /// with this user is dialled.
+    ip: IpAddr,
+    /// Set by `privateport`: the session's client takes part in private
+    /// messaging and listens on this port of `ip`.
+    private_port: Option<u16>,
     /// Distinguishes this session from earlier ones with the same id, so a
     /// stale idle timer cannot touch a newer session.
     epoch: u64,
@@ -310,12 +331,15 @@ pub struct Chat {
     mailbox_max: usize,
     /// Set by [`Chat::record_changes`]: converts ban expiries for records.
     clock: Option<WallClock>,
+    /// Draws the tokens of private-messaging introductions.
+    tokens: TokenSource,
 }
 
 impl Chat {
     /// A domain with these accounts (usernames must be unique, as
     /// `credentials::parse` guarantees), nobody connected, unbounded
-    /// mailboxes and no records.
+    /// mailboxes, no records, and tokens from the operating system's
+    /// random number generator.
     pub fn new(accounts: Vec<Account>, config: ChatConfig) -> Chat {
         let users: Vec<User> = accounts
             .into_iter()
@@ -347,7 +371,15 @@ impl Chat {
             outbox: Outbox::default(),
             mailbox_max: usize::MAX,
             clock: None,
+            tokens: token::os_random,
         }
+    }
+
+    /// Replaces where the tokens of private-messaging introductions come
+    /// from, so that tests can predict them; the default is
+    /// [`token::os_random`].
+    pub fn set_token_source(&mut self, source: TokenSource) {
+        self.tokens = source;
     }
 
     /// Bounds every mailbox to `max` messages: a message to an offline
@@ -477,8 +509,12 @@ impl Chat {
             .is_some_and(|u| self.users[u as usize].session.is_some())
     }
 
-    /// A new connection: asks for the username and starts its idle timer.
-    pub fn connect(&mut self, sid: SessionId, now: Instant) {
+    /// A new connection from `ip`: asks for the username and starts its
+    /// idle timer. `ip` is where the user's client is dialled for private
+    /// messaging; an IPv4-mapped IPv6 address (an IPv4 client of a
+    /// dual-stack listener) is kept as the IPv4 address, which every peer
+    /// can dial.
+    pub fn connect(&mut self, sid: SessionId, ip: IpAddr, now: Instant) {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         if self.sessions.len() <= sid.0 {
@@ -487,6 +523,8 @@ impl Chat {
         self.sessions[sid.0] = Some(Session {
             stage: Stage::Username,
             last_activity: now,
+            ip: ip.to_canonical(),
+            private_port: None,
             epoch,
         });
         self.deadlines.arm(
@@ -568,6 +606,17 @@ impl Chat {
         let session = self.sessions.get_mut(sid.0)?.as_mut()?;
         session.last_activity = now;
         Some(session.stage)
+    }
+
+    fn session(&self, sid: SessionId) -> Option<&Session> {
+        self.sessions.get(sid.0)?.as_ref()
+    }
+
+    /// Whether the session sent `privateport`: its client takes part in
+    /// private messaging.
+    fn takes_private(&self, sid: SessionId) -> bool {
+        self.session(sid)
+            .is_some_and(|session| session.private_port.is_some())
     }
 
     fn set_stage(&mut self, sid: SessionId, stage: Stage) {
@@ -697,20 +746,107 @@ impl Chat {
                 self.outbox.effects.push(Effect::Close(sid));
             }
             Command::Help => {
-                for line in protocol::HELP {
+                let private: &[&str] = if self.takes_private(sid) {
+                    protocol::PRIVATE_HELP
+                } else {
+                    &[]
+                };
+                for line in protocol::HELP.iter().chain(private) {
                     self.outbox.line(sid, line);
+                }
+            }
+            Command::PrivatePort { port } => {
+                if let Some(Some(session)) = self.sessions.get_mut(sid.0) {
+                    session.private_port = Some(port);
+                }
+            }
+            Command::StartPrivate { user } => self.start_private(sid, me, user),
+            // The client handles these itself when a session exists.
+            Command::Private { to: user, .. } | Command::StopPrivate { user } => {
+                if self.takes_private(sid) {
+                    self.outbox.line(sid, &protocol::private_not_enabled(user));
+                } else {
+                    self.outbox.line(sid, protocol::PRIVATE_NEEDS_CLIENT);
                 }
             }
         }
     }
 
-    fn message(&mut self, sid: SessionId, me: UserId, to: &str, text: &str) {
-        let Some(them) = self.user_id(to) else {
-            return self.outbox.line(sid, protocol::INVALID_USER);
+    /// `startprivate`: the checks in the order `protocol.md` lists them,
+    /// then the introduction, to the target first so that its client knows
+    /// the token before the starter's client can present it. The address
+    /// never reaches a user the target blocked.
+    fn start_private(&mut self, sid: SessionId, me: UserId, name: &str) {
+        if !self.takes_private(sid) {
+            return self.outbox.line(sid, protocol::PRIVATE_NEEDS_CLIENT);
+        }
+        let Some(them) = self.other_user(sid, me, name, protocol::CANNOT_PRIVATE_SELF) else {
+            return;
+        };
+        let target = &self.users[them as usize];
+        if target.has_blocked(me) {
+            return self.outbox.line_args(
+                sid,
+                format_args!("Error. Cannot start private messaging as {name} has blocked you"),
+            );
+        }
+        let Some(their_sid) = target.session else {
+            return self
+                .outbox
+                .line_args(sid, format_args!("Error. {name} is offline"));
+        };
+        let listening = self
+            .session(their_sid)
+            .and_then(|session| Some(SocketAddr::new(session.ip, session.private_port?)));
+        let Some(address) = listening else {
+            return self.outbox.line_args(
+                sid,
+                format_args!("Error. {name} cannot accept private messaging"),
+            );
+        };
+        let Some(token) = (self.tokens)() else {
+            return self.outbox.line(sid, protocol::PRIVATE_UNAVAILABLE);
+        };
+        let (prefix, token) = (protocol::PRIVATE_PREFIX, Hex(token));
+        let starter = &self.users[me as usize].name;
+        self.outbox.line_args(
+            their_sid,
+            format_args!("{prefix} {} {starter} {token}", protocol::PRIVATE_ACCEPT),
+        );
+        self.outbox.line_args(
+            sid,
+            format_args!(
+                "{prefix} {} {name} {address} {token}",
+                protocol::PRIVATE_CONNECT
+            ),
+        );
+    }
+
+    /// The user named `name` for a command of `me` that needs someone
+    /// else; `None` once `sid` was told there is no such user, or
+    /// `self_error` if it is `me`.
+    fn other_user(
+        &mut self,
+        sid: SessionId,
+        me: UserId,
+        name: &str,
+        self_error: &str,
+    ) -> Option<UserId> {
+        let Some(them) = self.user_id(name) else {
+            self.outbox.line(sid, protocol::INVALID_USER);
+            return None;
         };
         if them == me {
-            return self.outbox.line(sid, protocol::CANNOT_MESSAGE_SELF);
+            self.outbox.line(sid, self_error);
+            return None;
         }
+        Some(them)
+    }
+
+    fn message(&mut self, sid: SessionId, me: UserId, to: &str, text: &str) {
+        let Some(them) = self.other_user(sid, me, to, protocol::CANNOT_MESSAGE_SELF) else {
+            return;
+        };
         let recipient = &self.users[them as usize];
         if recipient.has_blocked(me) {
             return self.outbox.line(sid, protocol::MESSAGE_BLOCKED);
@@ -805,12 +941,9 @@ impl Chat {
     }
 
     fn block(&mut self, sid: SessionId, me: UserId, name: &str) {
-        let Some(them) = self.user_id(name) else {
-            return self.outbox.line(sid, protocol::INVALID_USER);
+        let Some(them) = self.other_user(sid, me, name, protocol::CANNOT_BLOCK_SELF) else {
+            return;
         };
-        if them == me {
-            return self.outbox.line(sid, protocol::CANNOT_BLOCK_SELF);
-        }
         let blocked = &mut self.users[me as usize].blocked;
         let range = match blocked.binary_search(&them) {
             Ok(_) => self
@@ -831,12 +964,9 @@ impl Chat {
     }
 
     fn unblock(&mut self, sid: SessionId, me: UserId, name: &str) {
-        let Some(them) = self.user_id(name) else {
-            return self.outbox.line(sid, protocol::INVALID_USER);
+        let Some(them) = self.other_user(sid, me, name, protocol::CANNOT_UNBLOCK_SELF) else {
+            return;
         };
-        if them == me {
-            return self.outbox.line(sid, protocol::CANNOT_UNBLOCK_SELF);
-        }
         let blocked = &mut self.users[me as usize].blocked;
         let range = match blocked.binary_search(&them) {
             Ok(at) => {

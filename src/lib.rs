@@ -16,3 +16,4 @@ pub mod load;
 pub mod outbuf;
 pub mod protocol;
 pub mod server;
+pub mod token;

@@ -70,6 +70,37 @@ pub const HELP: &[&str] = &[
     "logout",
     "help",
 ];
+/// `startprivate`, `private` or `stopprivate` from a session that never
+/// sent `privateport`: only the `confab` client can take part.
+pub const PRIVATE_NEEDS_CLIENT: &str = "Error. Private messaging needs the confab client";
+/// `startprivate` of oneself.
+pub const CANNOT_PRIVATE_SELF: &str = "Error. Cannot start private messaging with self";
+/// `startprivate` when the server could not draw a random token: nothing
+/// is sent to the other user.
+pub const PRIVATE_UNAVAILABLE: &str = "Error. Private messaging is unavailable";
+/// `private` or `stopprivate` naming a user there is no private session
+/// with: the server's reply when a registered client passes one on, and
+/// the `confab` client's own when it has no such session.
+pub fn private_not_enabled(user: &str) -> String {
+    format!("Error. Private messaging to {user} not enabled")
+}
+/// Follows [`HELP`] for a session that sent `privateport`: the commands its
+/// client handles itself.
+pub const PRIVATE_HELP: &[&str] = &[
+    "startprivate <user>",
+    "private <user> <message>",
+    "stopprivate <user>",
+];
+/// First word of a line the server sends only to a session that sent
+/// `privateport`, for its client to act on: the introduction lines of
+/// `startprivate`, never shown to the user as they are.
+pub const PRIVATE_PREFIX: &str = "!private";
+/// Second word of the `!private` line that tells the target of a
+/// `startprivate` to expect the starter: `!private accept <user> <token>`.
+pub const PRIVATE_ACCEPT: &str = "accept";
+/// Second word of the `!private` line that tells the starter where to
+/// connect: `!private connect <user> <ip>:<port> <token>`.
+pub const PRIVATE_CONNECT: &str = "connect";
 
 /// One command of a logged-in user, borrowing its arguments from the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +140,32 @@ pub enum Command<'a> {
     Logout,
     /// `help`: list the commands.
     Help,
+    /// `privateport <port>`: sent by the `confab` client, not typed: it
+    /// accepts private sessions on this TCP port of the address its
+    /// connection comes from.
+    PrivatePort {
+        /// The port, 1 to 65535.
+        port: u16,
+    },
+    /// `startprivate <user>`: ask the server to introduce the two clients.
+    StartPrivate {
+        /// The username as typed.
+        user: &'a str,
+    },
+    /// `private <user> <message>`: handled by the `confab` client; reaching
+    /// the server means no session with `<user>` exists.
+    Private {
+        /// The recipient's username as typed.
+        to: &'a str,
+        /// The rest of the line, inner spaces kept.
+        text: &'a str,
+    },
+    /// `stopprivate <user>`: handled by the `confab` client, like
+    /// [`Command::Private`].
+    StopPrivate {
+        /// The username as typed.
+        user: &'a str,
+    },
 }
 
 /// Why a line did not parse into a [`Command`]; its `Display` is the exact
@@ -140,6 +197,14 @@ pub enum Keyword {
     Logout,
     /// `help`
     Help,
+    /// `privateport`
+    PrivatePort,
+    /// `startprivate`
+    StartPrivate,
+    /// `private`
+    Private,
+    /// `stopprivate`
+    StopPrivate,
 }
 
 impl Keyword {
@@ -154,6 +219,10 @@ impl Keyword {
             Keyword::Unblock => "Error. Usage: unblock <user>",
             Keyword::Logout => "Error. Usage: logout",
             Keyword::Help => "Error. Usage: help",
+            Keyword::PrivatePort => "Error. Usage: privateport <port>",
+            Keyword::StartPrivate => "Error. Usage: startprivate <user>",
+            Keyword::Private => "Error. Usage: private <user> <message>",
+            Keyword::StopPrivate => "Error. Usage: stopprivate <user>",
         }
     }
 }
@@ -212,18 +281,15 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError> {
     let (keyword, rest) = split_word(line);
     let usage = |k: Keyword| Err(ParseError::Usage(k));
     match keyword {
-        "message" => {
-            let (to, text) = split_word(rest);
-            if to.is_empty() || text.is_empty() {
-                return usage(Keyword::Message);
-            }
-            Ok(Command::Message { to, text })
-        }
+        "message" => match user_and_text(rest) {
+            Some((to, text)) => Ok(Command::Message { to, text }),
+            None => usage(Keyword::Message),
+        },
         "broadcast" if rest.is_empty() => usage(Keyword::Broadcast),
         "broadcast" => Ok(Command::Broadcast { text: rest }),
         "whoelse" if rest.is_empty() => Ok(Command::WhoElse),
         "whoelse" => usage(Keyword::WhoElse),
-        "whoelsesince" => match parse_seconds(rest) {
+        "whoelsesince" => match parse_whole(rest) {
             Some(seconds) => Ok(Command::WhoElseSince { seconds }),
             None => usage(Keyword::WhoElseSince),
         },
@@ -239,6 +305,22 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError> {
         "logout" => usage(Keyword::Logout),
         "help" if rest.is_empty() => Ok(Command::Help),
         "help" => usage(Keyword::Help),
+        "privateport" => match parse_whole(rest).and_then(|n| u16::try_from(n).ok()) {
+            Some(port) if port != 0 => Ok(Command::PrivatePort { port }),
+            _ => usage(Keyword::PrivatePort),
+        },
+        "startprivate" => match single_word(rest) {
+            Some(user) => Ok(Command::StartPrivate { user }),
+            None => usage(Keyword::StartPrivate),
+        },
+        "private" => match user_and_text(rest) {
+            Some((to, text)) => Ok(Command::Private { to, text }),
+            None => usage(Keyword::Private),
+        },
+        "stopprivate" => match single_word(rest) {
+            Some(user) => Ok(Command::StopPrivate { user }),
+            None => usage(Keyword::StopPrivate),
+        },
         _ => Err(ParseError::InvalidCommand),
     }
 }
@@ -248,9 +330,15 @@ fn single_word(rest: &str) -> Option<&str> {
     (!rest.is_empty() && !rest.contains(' ')).then_some(rest)
 }
 
+/// A user and the text after it (`message`, `private`), both non-empty.
+fn user_and_text(rest: &str) -> Option<(&str, &str)> {
+    let (user, text) = split_word(rest);
+    (!user.is_empty() && !text.is_empty()).then_some((user, text))
+}
+
 /// A whole number ≥ 0 written in ASCII digits; saturates instead of
 /// overflowing.
-fn parse_seconds(rest: &str) -> Option<u64> {
+fn parse_whole(rest: &str) -> Option<u64> {
     let digits = single_word(rest)?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -362,6 +450,83 @@ mod tests {
         assert_eq!(parse("unblock yoda"), Ok(Command::Unblock { user: "yoda" }));
         assert_eq!(parse("unblock"), usage(Keyword::Unblock));
         assert_eq!(parse("unblock a  b"), usage(Keyword::Unblock));
+    }
+
+    #[test]
+    fn privateport_takes_a_port_from_1_to_65535() {
+        for (line, port) in [
+            ("privateport 1", 1),
+            ("privateport 5000", 5000),
+            ("privateport   65535", 65535),
+            ("privateport 0080", 80),
+        ] {
+            assert_eq!(parse(line), Ok(Command::PrivatePort { port }), "{line}");
+        }
+        for bad in [
+            "privateport",
+            "privateport 0",
+            "privateport 65536",
+            "privateport 99999999999999999999999",
+            "privateport +1",
+            "privateport -1",
+            "privateport 1.5",
+            "privateport 0x50",
+            "privateport 80 81",
+            "privateport ８０",
+        ] {
+            assert_eq!(parse(bad), usage(Keyword::PrivatePort), "{bad}");
+        }
+    }
+
+    #[test]
+    fn startprivate_and_stopprivate_take_one_user() {
+        assert_eq!(
+            parse("startprivate  yoda"),
+            Ok(Command::StartPrivate { user: "yoda" })
+        );
+        assert_eq!(parse("startprivate"), usage(Keyword::StartPrivate));
+        assert_eq!(parse("startprivate a b"), usage(Keyword::StartPrivate));
+        assert_eq!(
+            parse("stopprivate yoda"),
+            Ok(Command::StopPrivate { user: "yoda" })
+        );
+        assert_eq!(parse("stopprivate"), usage(Keyword::StopPrivate));
+        assert_eq!(parse("stopprivate a  b"), usage(Keyword::StopPrivate));
+    }
+
+    #[test]
+    fn private_is_parsed_like_message() {
+        assert_eq!(
+            parse("private   yoda  hello   there"),
+            Ok(Command::Private {
+                to: "yoda",
+                text: "hello   there"
+            })
+        );
+        assert_eq!(parse("private"), usage(Keyword::Private));
+        assert_eq!(parse("private yoda"), usage(Keyword::Private));
+        assert_eq!(parse("Private yoda hi"), Err(ParseError::InvalidCommand));
+        assert_eq!(parse("privates yoda hi"), Err(ParseError::InvalidCommand));
+    }
+
+    #[test]
+    fn private_not_enabled_names_the_user_as_given() {
+        assert_eq!(
+            private_not_enabled("Bob"),
+            "Error. Private messaging to Bob not enabled"
+        );
+    }
+
+    #[test]
+    fn private_usage_lines_are_exact() {
+        for (keyword, line) in [
+            (Keyword::PrivatePort, "Error. Usage: privateport <port>"),
+            (Keyword::StartPrivate, "Error. Usage: startprivate <user>"),
+            (Keyword::Private, "Error. Usage: private <user> <message>"),
+            (Keyword::StopPrivate, "Error. Usage: stopprivate <user>"),
+        ] {
+            assert_eq!(ParseError::Usage(keyword).to_string(), line);
+        }
     }
 
     #[test]

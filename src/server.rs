@@ -406,7 +406,7 @@ impl Server {
         debug!("{peer}: connected as #{key}");
         entry.insert(Conn::new(stream, self.next_serial));
         self.next_serial += 1;
-        self.chat.connect(SessionId(key), now);
+        self.chat.connect(SessionId(key), peer.ip(), now);
         self.apply_effects();
         // The client may have sent its username already; its edge came
         // before registration, so look now.

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -376,7 +377,7 @@ impl Node {
     fn as_yoda(&mut self, lines: &[&str]) {
         let now = self.clock.at;
         let sid = SessionId(0);
-        self.chat.connect(sid, now);
+        self.chat.connect(sid, Ipv4Addr::LOCALHOST.into(), now);
         for line in ["yoda", "wise"].iter().chain(lines) {
             self.chat.line(sid, line, now);
         }

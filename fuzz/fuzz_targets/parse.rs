@@ -63,6 +63,10 @@ fn keyword_of(word: &str) -> Option<Keyword> {
         "unblock" => Keyword::Unblock,
         "logout" => Keyword::Logout,
         "help" => Keyword::Help,
+        "privateport" => Keyword::PrivatePort,
+        "startprivate" => Keyword::StartPrivate,
+        "private" => Keyword::Private,
+        "stopprivate" => Keyword::StopPrivate,
         _ => return None,
     })
 }
@@ -105,6 +109,24 @@ fn check_command(text: &str, keyword: &str, command: &Command<'_>) {
         }
         Command::Logout => (Keyword::Logout, "logout".to_owned()),
         Command::Help => (Keyword::Help, "help".to_owned()),
+        Command::PrivatePort { port } => {
+            let digits = text["privateport".len()..].trim_start_matches(' ');
+            assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{text:?}");
+            assert_ne!(port, 0, "{text:?}");
+            (Keyword::PrivatePort, format!("privateport {port}"))
+        }
+        Command::StartPrivate { user } => {
+            assert!(is_word(user), "{command:?}");
+            (Keyword::StartPrivate, format!("startprivate {user}"))
+        }
+        Command::Private { to, text } => {
+            assert!(is_word(to) && is_text(text), "{command:?}");
+            (Keyword::Private, format!("private {to} {text}"))
+        }
+        Command::StopPrivate { user } => {
+            assert!(is_word(user), "{command:?}");
+            (Keyword::StopPrivate, format!("stopprivate {user}"))
+        }
     };
     assert_eq!(keyword_of(keyword), Some(expected_keyword), "{text:?}");
     assert_eq!(parse(&canonical).as_ref(), Ok(command), "{text:?}");

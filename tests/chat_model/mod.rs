@@ -34,6 +34,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use confab::chat::{Chat, ChatConfig, Effect, SessionId};
@@ -452,7 +453,8 @@ impl Harness {
         let mut expected = Expected::default();
         let actual = match &op {
             Op::Connect(s) => {
-                self.chat.connect(SessionId(*s), now);
+                self.chat
+                    .connect(SessionId(*s), Ipv4Addr::LOCALHOST.into(), now);
                 open[*s] = true;
                 self.take(open)
             }
