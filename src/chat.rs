@@ -772,7 +772,7 @@ impl Chat {
         }
     }
 
-    /// `startprivate`: the checks in the order `protocol.md` lists them,
+    /// `startprivate`: the checks in the order the README lists them,
     /// then the introduction, to the target first so that its client knows
     /// the token before the starter's client can present it. The address
     /// never reaches a user the target blocked.

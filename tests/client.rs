@@ -6,116 +6,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-/// Longest any single expectation may wait.
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-const WELCOME: &str = "Welcome to the greatest messaging application ever!\n";
-
-fn client_bin() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_confab"))
-}
-
-/// Reads a child's pipe on its own thread and hands the chunks over a
-/// channel, so that waiting for output can time out.
-fn read_in_background(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = [0; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut buf) {
-            if sender.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-/// Everything a child wrote to one pipe so far, and how far the test has
-/// already matched it.
-struct Output {
-    chunks: Receiver<Vec<u8>>,
-    bytes: Vec<u8>,
-    matched: usize,
-    closed: bool,
-}
-
-impl Output {
-    fn new(pipe: impl Read + Send + 'static) -> Self {
-        Self {
-            chunks: read_in_background(pipe),
-            bytes: Vec::new(),
-            matched: 0,
-            closed: false,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-
-    /// Waits until `needle` appears after what was matched before, and
-    /// moves past it.
-    fn expect(&mut self, needle: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let unmatched = String::from_utf8_lossy(&self.bytes[self.matched..]).into_owned();
-            if let Some(at) = unmatched.find(needle) {
-                self.matched += unmatched[..at + needle.len()].len();
-                return;
-            }
-            assert!(
-                self.receive_until(deadline),
-                "{needle:?} not seen; output was {:?}",
-                self.text()
-            );
-        }
-    }
-
-    /// Waits for the pipe to close and returns what was written after the
-    /// last match.
-    fn rest(&mut self) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.receive_until(deadline) {}
-        assert!(self.closed, "pipe still open; output was {:?}", self.text());
-        String::from_utf8_lossy(&self.bytes[self.matched..]).into_owned()
-    }
-
-    /// Takes one chunk; false once the pipe is closed or `deadline` passed.
-    fn receive_until(&mut self, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.chunks.recv_timeout(left) {
-            Ok(chunk) => {
-                self.bytes.extend_from_slice(&chunk);
-                true
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                self.closed = true;
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-        }
-    }
-}
-
-/// Waits, bounded, for a child to exit.
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            Ok(None) => panic!("process did not exit within {TIMEOUT:?}"),
-            Err(error) => panic!("cannot wait for process: {error}"),
-        }
-    }
-}
+use common::client_process::{ClientProcess, TIMEOUT};
 
 /// A running `confab-server` on a free port (ban 1 s, idle timeout 60 s)
 /// with its own credentials file; killed and cleaned up on drop.
@@ -145,74 +39,6 @@ impl Server {
     }
 }
 
-/// A running `confab`; killed on drop.
-struct Client {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Output,
-    stderr: Output,
-}
-
-impl Client {
-    /// Starts a client whose standard input the test writes.
-    fn start(port: u16) -> Self {
-        Self::with_stdin(port, Stdio::piped())
-    }
-
-    fn with_stdin(port: u16, stdin: Stdio) -> Self {
-        let mut child = Command::new(client_bin())
-            .args(["127.0.0.1", &port.to_string()])
-            .env_remove("RUST_LOG")
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start confab");
-        let stdin = child.stdin.take();
-        let stdout = Output::new(child.stdout.take().expect("client stdout"));
-        let stderr = Output::new(child.stderr.take().expect("client stderr"));
-        Self {
-            child,
-            stdin,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Types one line.
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("client stdin is open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("write to client");
-    }
-
-    /// Ends standard input, as Ctrl-D does.
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Answers the prompts and waits for the welcome.
-    fn login(&mut self, username: &str, password: &str) {
-        self.stdout.expect("Username: ");
-        self.send(username);
-        self.stdout.expect("Password: ");
-        self.send(password);
-        self.stdout.expect(WELCOME);
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        wait_exit(&mut self.child)
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A port on which nothing listens: bound, then released.
 fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -220,10 +46,10 @@ fn closed_port() -> u16 {
 }
 
 /// hans, then yoda, logged in through their own clients.
-fn hans_then_yoda(server: &Server) -> (Client, Client) {
-    let mut hans = Client::start(server.port);
+fn hans_then_yoda(server: &Server) -> (ClientProcess, ClientProcess) {
+    let mut hans = ClientProcess::start(server.port);
     hans.login("hans", "falcon");
-    let mut yoda = Client::start(server.port);
+    let mut yoda = ClientProcess::start(server.port);
     yoda.login("yoda", "wise");
     (hans, yoda)
 }
@@ -267,7 +93,7 @@ fn end_of_input_while_logged_in_logs_out() {
 #[test]
 fn server_going_away_is_reported() {
     let mut server = Server::start();
-    let mut yoda = Client::start(server.port);
+    let mut yoda = ClientProcess::start(server.port);
     yoda.login("yoda", "wise");
 
     server.kill();
@@ -279,7 +105,7 @@ fn server_going_away_is_reported() {
 #[test]
 fn server_going_away_during_a_prompt_is_reported_on_its_own_line() {
     let mut server = Server::start();
-    let mut yoda = Client::start(server.port);
+    let mut yoda = ClientProcess::start(server.port);
     yoda.stdout.expect("Username: ");
 
     server.kill();
@@ -291,7 +117,7 @@ fn server_going_away_during_a_prompt_is_reported_on_its_own_line() {
 #[test]
 fn refused_connection_fails_with_one_line() {
     let port = closed_port();
-    let mut client = Client::with_stdin(port, Stdio::null());
+    let mut client = ClientProcess::with_stdin(port, Stdio::null());
 
     assert_eq!(client.wait().code(), Some(1));
     let error = client.stderr.rest();
@@ -306,7 +132,7 @@ fn refused_connection_fails_with_one_line() {
 #[test]
 fn empty_standard_input_exits_cleanly() {
     let server = Server::start();
-    let mut client = Client::with_stdin(server.port, Stdio::null());
+    let mut client = ClientProcess::with_stdin(server.port, Stdio::null());
 
     assert_eq!(client.wait().code(), Some(0));
     let shown = client.stdout.rest();

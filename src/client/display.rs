@@ -1,8 +1,10 @@
 //! What the server's output looks like on screen and what it says about the
 //! session: [`Sanitizer`] makes the bytes safe to print, [`ServerView`]
 //! follows the protocol's fixed texts to know when the user is logged in
-//! and when a password is being asked for.
+//! and when a password is being asked for, and [`Introductions`] takes the
+//! server's private-messaging lines out of what is shown.
 
+use super::private::Introduction;
 use crate::protocol::{GOODBYE, INACTIVITY_LOGOUT, PASSWORD_PROMPT, USERNAME_PROMPT, WELCOME};
 
 /// Server lines that end a logged-in session.
@@ -35,16 +37,14 @@ pub(super) struct ServerView {
     pub(super) logged_in: bool,
     /// The output ends with `Password: ` and no line has been typed since.
     pub(super) awaiting_password: bool,
-    /// The output so far does not end with a newline.
-    pub(super) mid_line: bool,
 }
 
 impl ServerView {
     /// Follows a chunk of server output.
     pub(super) fn observe(&mut self, bytes: &[u8]) {
-        let Some(&last) = bytes.last() else {
+        if bytes.is_empty() {
             return;
-        };
+        }
         for &byte in bytes {
             if PROMPTS.contains(&self.line.as_slice()) {
                 self.line.clear();
@@ -55,7 +55,6 @@ impl ServerView {
                 self.line.push(byte);
             }
         }
-        self.mid_line = last != b'\n';
         self.awaiting_password = self.line == PASSWORD_PROMPT.as_bytes();
     }
 
@@ -73,6 +72,63 @@ impl ServerView {
             self.logged_in = false;
         }
         self.line.clear();
+    }
+}
+
+/// Longest server line held back because it may be an introduction; a
+/// longer one is shown.
+const MAX_INTRODUCTION: usize = 4096;
+
+/// Takes the server's `!private` introductions out of its output: a line
+/// is held back while it may still become one, and shown after all if it
+/// does not. Everything else passes through as it arrives, so prompts
+/// without a newline still show at once.
+#[derive(Default)]
+pub(super) struct Introductions {
+    /// The start of the current line, while it may be an introduction.
+    held: Vec<u8>,
+    /// The last byte passed on was not a newline.
+    mid_line: bool,
+}
+
+impl Introductions {
+    /// Sorts a chunk of server output: bytes to show are appended to
+    /// `shown`, in order, and each complete line that may be an
+    /// introduction is offered to `take`, which returns whether it was one;
+    /// a line it does not take is shown with its newline. With `active`
+    /// false (private messaging is off) nothing is held back.
+    pub(super) fn split(
+        &mut self,
+        bytes: &[u8],
+        active: bool,
+        shown: &mut Vec<u8>,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) {
+        for &byte in bytes {
+            let candidate = !self.held.is_empty() || (active && !self.mid_line && byte == b'!');
+            if !candidate {
+                shown.push(byte);
+                self.mid_line = byte != b'\n';
+            } else if byte == b'\n' {
+                if !take(&self.held) {
+                    shown.append(&mut self.held);
+                    shown.push(b'\n');
+                }
+                self.held.clear();
+                self.mid_line = false;
+            } else {
+                self.held.push(byte);
+                if !Introduction::may_start(&self.held) || self.held.len() > MAX_INTRODUCTION {
+                    shown.append(&mut self.held);
+                    self.mid_line = true;
+                }
+            }
+        }
+    }
+
+    /// The output ended: a held line start is shown after all.
+    pub(super) fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
     }
 }
 
@@ -127,6 +183,14 @@ impl Sanitizer {
         self.partial.clear();
         char::REPLACEMENT_CHARACTER.to_string()
     }
+}
+
+/// `text` as [`Sanitizer`] would show it: for the client's own lines,
+/// which may carry what a peer sent.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(text, &mut out);
+    out
 }
 
 /// Appends `text` to `out`, escaping what [`Sanitizer`] must not pass.
@@ -244,15 +308,55 @@ mod tests {
         assert!(!view.awaiting_password);
     }
 
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    /// Splits the chunks in order; returns what was shown and the lines
+    /// taken as introductions (those starting `!private a`).
+    fn split(chunks: &[&[u8]], active: bool) -> (String, Vec<String>) {
+        let mut introductions = Introductions::default();
+        let mut shown = Vec::new();
+        let mut taken = Vec::new();
+        for chunk in chunks {
+            introductions.split(chunk, active, &mut shown, |line| {
+                let is_one = Introduction::parse(line).is_some();
+                if is_one {
+                    taken.push(String::from_utf8_lossy(line).into_owned());
+                }
+                is_one
+            });
+        }
+        shown.extend(introductions.finish());
+        (String::from_utf8_lossy(&shown).into_owned(), taken)
+    }
+
     #[test]
-    fn mid_line_follows_the_last_byte() {
-        let mut view = ServerView::default();
-        assert!(!view.mid_line);
-        view.observe(b"Username: ");
-        assert!(view.mid_line);
-        view.observe(b"");
-        assert!(view.mid_line);
-        view.observe(b"Invalid Username. Please try again\n");
-        assert!(!view.mid_line);
+    fn introductions_are_taken_out_wherever_reads_split_them() {
+        let intro = format!("!private accept hans {TOKEN}");
+        let stream =
+            format!("hans: hi\n{intro}\n!private logged in\nvader: !private x\nUsername: ");
+        let bytes = stream.as_bytes();
+        let expected_shown = "hans: hi\n!private logged in\nvader: !private x\nUsername: ";
+        for cut in 0..bytes.len() {
+            let (a, b) = bytes.split_at(cut);
+            let (shown, taken) = split(&[a, b], true);
+            assert_eq!(shown, expected_shown, "cut at {cut}");
+            assert_eq!(taken, vec![intro.clone()], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_taken_while_inactive_and_unfinished_lines_are_shown() {
+        let intro = format!("!private accept hans {TOKEN}\n");
+        let (shown, taken) = split(&[intro.as_bytes()], false);
+        assert_eq!(shown, intro);
+        assert!(taken.is_empty());
+        let (shown, taken) = split(&[b"!priv"], true);
+        assert_eq!(shown, "!priv");
+        assert!(taken.is_empty());
+    }
+
+    #[test]
+    fn escape_matches_the_sanitizer() {
+        assert_eq!(escape("a\x1b[2Jb\u{202e}"), "a\\x1b[2Jb\\u{202e}");
     }
 }

@@ -25,13 +25,23 @@
 //! it the client stops reading standard input until the server catches up,
 //! so nothing typed is lost and memory stays bounded.
 //!
+//! Private messaging is the client's own: once logged in it registers a
+//! listening port with the server (`privateport`), answers `private` and
+//! `stopprivate` itself, and talks to peers over their own connections in
+//! the same poll ([`private`]). The server's introductions are taken out
+//! of what is shown; the client's own lines (private messages, session
+//! changes, errors) are printed between server lines, never inside one.
+//!
 //! [`display`] decides what server output looks like and what it means,
-//! [`terminal`] holds the changes made to standard input and output, and
+//! [`terminal`] holds the changes made to standard input and output,
+//! [`typed`] sorts typed lines between the server and the client, and
 //! this module runs the session.
 
 mod display;
+mod private;
 mod signals;
 mod terminal;
+mod typed;
 
 use std::fmt;
 use std::fs::File;
@@ -48,8 +58,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook_mio::v1_0::Signals;
 
-use display::{Sanitizer, ServerView};
+use crate::protocol::{self, Command};
+use display::{Introductions, Sanitizer, ServerView};
+use private::Private;
 use terminal::{NonBlocking, Output, Terminal};
+use typed::{LocalLine, Router};
 
 /// Bytes typed but not yet accepted by the server past which standard input
 /// is no longer read until the socket drains.
@@ -68,6 +81,10 @@ const SIGNALS: Token = Token(2);
 
 /// Size of one read from the socket or standard input.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// The client's own lines kept waiting for the server to finish a line,
+/// past which they are shown on a new line anyway.
+const MAX_WAITING_NOTES: usize = 256;
 
 /// Connects to `host`:`port` and chats until the server closes the
 /// connection, standard input ends, or the user interrupts.
@@ -181,6 +198,17 @@ struct Client {
     view: ServerView,
     sanitizer: Sanitizer,
     stdout: Output,
+    /// Sorts typed lines between the server and the client.
+    router: Router,
+    /// Private messaging, unless no port could be opened for it.
+    private: Option<Private>,
+    /// `privateport` has been sent.
+    registered: bool,
+    introductions: Introductions,
+    /// The client's own lines waiting to be shown.
+    notes: Vec<String>,
+    /// What is on screen does not end with a newline.
+    mid_line: bool,
 }
 
 impl Client {
@@ -197,6 +225,11 @@ impl Client {
             .context("cannot handle signals")?;
         let input = Input::open(poll.registry())?;
         let stdout = Output::open().context("cannot use standard output")?;
+        let private = server
+            .local_addr()
+            .and_then(|local| Private::listen(local.ip(), poll.registry()))
+            .map_err(|error| eprintln!("confab: private messaging is off: {error}"))
+            .ok();
         Ok(Self {
             poll,
             server,
@@ -210,24 +243,46 @@ impl Client {
             view: ServerView::default(),
             sanitizer: Sanitizer::default(),
             stdout,
+            router: Router::default(),
+            private,
+            registered: false,
+            introductions: Introductions::default(),
+            notes: Vec::new(),
+            mid_line: false,
         })
     }
 
-    /// Runs the poll loop until the session ends.
+    /// Runs the session, then ends every private session, telling the
+    /// peers, however the session ended.
     fn chat(&mut self) -> Result<End, Failure> {
-        let mut events = Events::with_capacity(8);
+        let end = self.converse();
+        if let Some(private) = &mut self.private {
+            private.stop_all(self.poll.registry());
+        }
+        end
+    }
+
+    /// Runs the poll loop until the session ends.
+    fn converse(&mut self) -> Result<End, Failure> {
+        let mut events = Events::with_capacity(16);
         loop {
+            self.register_private();
             self.read_input()?;
             if let Some(end) = self.flush_to_server()? {
                 return Ok(end);
             }
+            self.show_notes()?;
             self.update_echo()?;
-            let timeout = self
-                .leave_by
-                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
-            if timeout.is_some_and(|left| left.is_zero()) {
+            let now = Instant::now();
+            if self.leave_by.is_some_and(|deadline| deadline <= now) {
                 return self.give_up();
             }
+            let private_deadline = self.private.as_ref().and_then(Private::next_deadline);
+            let timeout = [self.leave_by, private_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|deadline| deadline.saturating_duration_since(now));
             match self.poll.poll(&mut events, timeout) {
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 result => result.context("cannot wait for events")?,
@@ -237,6 +292,9 @@ impl Client {
                     return Ok(end);
                 }
             }
+            if let Some(private) = &mut self.private {
+                private.expire(self.poll.registry(), Instant::now(), &mut self.notes);
+            }
         }
     }
 
@@ -244,6 +302,13 @@ impl Client {
     /// is over.
     fn handle(&mut self, token: Token) -> Result<Option<End>, Failure> {
         match token {
+            token if Private::owns(token) => {
+                if let Some(private) = &mut self.private {
+                    let registry = self.poll.registry();
+                    private.ready(token, registry, Instant::now(), &mut self.notes);
+                }
+                Ok(None)
+            }
             SERVER => self.read_server(),
             STDIN => {
                 self.input.ready = true;
@@ -275,13 +340,72 @@ impl Client {
         Ok(())
     }
 
-    /// Queues typed bytes for the server.
+    /// Queues typed bytes for the server, and carries out the lines the
+    /// client handles itself.
     fn typed(&mut self, bytes: &[u8]) {
         if bytes.contains(&b'\n') {
             self.view.line_typed();
         }
         self.input.mid_line = bytes.last() != Some(&b'\n');
-        self.to_server.extend_from_slice(bytes);
+        let mut local = Vec::new();
+        self.router
+            .feed(bytes, self.view.logged_in, &mut self.to_server, &mut local);
+        for line in local {
+            self.local_command(line);
+        }
+    }
+
+    /// Carries out `private` and `stopprivate`, and checks `startprivate`
+    /// against the sessions there are before passing it to the server.
+    fn local_command(&mut self, line: LocalLine) {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => return self.notes.push(error.to_string()),
+        };
+        let registry = self.poll.registry();
+        let private = &mut self.private;
+        let notes = &mut self.notes;
+        let reply = match protocol::parse(&line) {
+            Ok(Command::Private { to, text }) => {
+                let sent = private
+                    .as_mut()
+                    .is_some_and(|p| p.send(to, text, registry, notes));
+                (!sent).then(|| protocol::private_not_enabled(to))
+            }
+            Ok(Command::StopPrivate { user }) => {
+                let stopped = private
+                    .as_mut()
+                    .is_some_and(|p| p.stop(user, registry, notes));
+                (!stopped).then(|| protocol::private_not_enabled(user))
+            }
+            Ok(Command::StartPrivate { user })
+                if private.as_ref().is_some_and(|p| p.has_session(user)) =>
+            {
+                Some(format!(
+                    "Error. Private messaging with {user} already enabled"
+                ))
+            }
+            Ok(_) => {
+                self.to_server.extend_from_slice(line.as_bytes());
+                self.to_server.push(b'\n');
+                None
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        self.notes.extend(reply);
+    }
+
+    /// Registers the private-messaging port once logged in, at a line
+    /// boundary of what is typed.
+    fn register_private(&mut self) {
+        if self.registered || !self.view.logged_in || !self.router.at_line_start() {
+            return;
+        }
+        if let Some(private) = &self.private {
+            let line = format!("privateport {}\n", private.port());
+            self.to_server.extend_from_slice(line.as_bytes());
+            self.registered = true;
+        }
     }
 
     /// Standard input ended: finish the last line, say goodbye (`logout`
@@ -390,22 +514,64 @@ impl Client {
         Ok(End::Finished)
     }
 
-    /// Shows server output and learns from it.
+    /// Shows server output and learns from it; introductions to peers are
+    /// acted on, not shown.
     fn show(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.view.observe(bytes);
+        let mut shown = Vec::with_capacity(bytes.len());
+        let registry = self.poll.registry();
+        let private = &mut self.private;
+        let notes = &mut self.notes;
+        let now = Instant::now();
+        self.introductions
+            .split(bytes, self.registered, &mut shown, |line| {
+                private
+                    .as_mut()
+                    .is_some_and(|p| p.introduction(line, registry, now, notes))
+            });
+        self.display(&shown)
+    }
+
+    /// Puts server bytes on screen, safely.
+    fn display(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        let Some(&last) = bytes.last() else {
+            return Ok(());
+        };
+        self.mid_line = last != b'\n';
         let text = self.sanitizer.decode(bytes);
         self.write_out(text.as_bytes())
     }
 
-    /// Flushes an unfinished character and ends the server's last line, so
-    /// that whatever is printed next starts on a line of its own.
-    fn finish_display(&mut self) -> Result<(), Failure> {
-        let mut text = self.sanitizer.finish();
-        if self.view.mid_line {
+    /// Shows the client's own lines, once the server's output is at the
+    /// end of a line (or too many are waiting).
+    fn show_notes(&mut self) -> Result<(), Failure> {
+        if self.notes.is_empty() || (self.mid_line && self.notes.len() < MAX_WAITING_NOTES) {
+            return Ok(());
+        }
+        let mut text = String::new();
+        if mem::take(&mut self.mid_line) {
             text.push('\n');
-            self.view.mid_line = false;
+        }
+        for note in self.notes.drain(..) {
+            text.push_str(&display::escape(&note));
+            text.push('\n');
         }
         self.write_out(text.as_bytes())
+    }
+
+    /// Shows what the server's output was holding back, flushes an
+    /// unfinished character and ends the last line, and shows the client's
+    /// waiting lines, so that whatever is printed next starts on a line of
+    /// its own.
+    fn finish_display(&mut self) -> Result<(), Failure> {
+        let held = self.introductions.finish();
+        self.display(&held)?;
+        let mut text = self.sanitizer.finish();
+        if mem::take(&mut self.mid_line) {
+            text.push('\n');
+        }
+        self.write_out(text.as_bytes())?;
+        self.show_notes()
     }
 
     /// Writes to standard output.

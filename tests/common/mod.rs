@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod client_process;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};

@@ -1,0 +1,690 @@
+//! Private sessions: messages that go from this client straight to another
+//! user's client, once the server has introduced the two.
+//!
+//! [`Private`] owns a listening socket (its port is registered with the
+//! server as `privateport`) and one TCP connection per peer, all in the
+//! client's one poll. The server's `!private accept` line says who will
+//! connect and with which single-use token; its `!private connect` line
+//! says where to connect and which token to present. A connection that
+//! does not present a token the server gave is closed without a word, so a
+//! third party that finds the port cannot pose as a user.
+//!
+//! Peer connections get the server's limits: lines of at most
+//! [`MAX_PEER_LINE`] bytes and at most [`MAX_PEER_PENDING`] bytes the peer
+//! has not read; past either the session ends. What the user should be
+//! told (a message, a session starting or ending) is appended to a list of
+//! notes, lines that the caller shows.
+
+mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, ErrorKind, Read, Write};
+use std::mem;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::lines::LineSplitter;
+use crate::outbuf::OutBuf;
+pub(super) use wire::Introduction;
+use wire::{hello_line, message_line, PeerLine, BUSY_LINE, OK_LINE, STOP_LINE};
+
+/// Poll token of the listening socket; peer connections follow it.
+const LISTENER: Token = Token(3);
+/// Poll token of the peer connection with slab key 0.
+const FIRST_PEER: usize = LISTENER.0 + 1;
+
+/// How long an accepted connection has to present its token.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a started session may take to be accepted by the peer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a token from the server stays valid if nobody presents it.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(30);
+/// Longest line a peer may send, not counting one `\r`.
+pub const MAX_PEER_LINE: usize = 2048;
+/// Bytes a peer may leave unread before the session is ended.
+pub const MAX_PEER_PENDING: usize = 1 << 20;
+
+/// Tokens remembered at most; the oldest is forgotten first.
+const MAX_EXPECTED: usize = 64;
+/// Accepted connections that have not presented a valid token yet.
+const MAX_UNVERIFIED: usize = 16;
+/// Size of one read from a peer.
+const READ_CHUNK: usize = 16 * 1024;
+/// Unread bytes read and dropped before closing a connection, so that the
+/// close is a clean end of stream rather than a reset that could destroy
+/// the last line sent.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Where a peer connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Outgoing: the TCP connection is being made.
+    Connecting,
+    /// Outgoing: `hello` is sent, `ok` is awaited.
+    AwaitOk,
+    /// Incoming: `hello` is awaited.
+    AwaitHello,
+    /// Incoming: `hello` came with a token the server has not given (yet:
+    /// its line may still be on the way).
+    AwaitToken,
+    /// The session is open.
+    Open,
+}
+
+/// One connection with another client.
+struct Peer {
+    stream: TcpStream,
+    stage: Stage,
+    /// The other user: known from the start when connecting, once the
+    /// token is checked when accepting.
+    user: String,
+    /// The session's token: known from the start when connecting, from
+    /// the `hello` line when accepting.
+    token: String,
+    lines: LineSplitter,
+    /// Bytes read after a `hello` whose token is not known yet, read again
+    /// once it is.
+    held: Vec<u8>,
+    out: OutBuf,
+    /// Whether the socket is registered for writability too.
+    watching_writable: bool,
+    /// When the handshake must be over.
+    deadline: Option<Instant>,
+}
+
+impl Peer {
+    fn new(stream: TcpStream, stage: Stage, deadline: Instant) -> Self {
+        Self {
+            stream,
+            stage,
+            user: String::new(),
+            token: String::new(),
+            lines: LineSplitter::default(),
+            held: Vec::new(),
+            out: OutBuf::default(),
+            watching_writable: false,
+            deadline: Some(deadline),
+        }
+    }
+
+    /// An outgoing connection whose session is not open yet.
+    fn is_starting(&self) -> bool {
+        matches!(self.stage, Stage::Connecting | Stage::AwaitOk)
+    }
+}
+
+/// A token the server gave for a user who is about to connect.
+struct Expected {
+    user: String,
+    token: String,
+    until: Instant,
+}
+
+/// Why a peer connection is closed; decides what the user is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Nothing to tell: never a session, or replaced by another one.
+    Quiet,
+    /// The connection failed, broke, or broke a limit.
+    Lost,
+    /// The peer sent `stop`.
+    StoppedByPeer,
+    /// The user typed `stopprivate`.
+    StoppedHere,
+}
+
+/// Whether to go on reading a peer's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    /// Keep the rest until the token is known.
+    Hold,
+    /// The connection is closed.
+    Ended,
+}
+
+/// This client's side of private messaging; see the module documentation.
+pub(super) struct Private {
+    listener: TcpListener,
+    port: u16,
+    peers: Slab<Peer>,
+    /// The connection that is *the* session with each user (open or being
+    /// started from here).
+    sessions: HashMap<String, usize>,
+    expected: VecDeque<Expected>,
+}
+
+impl Private {
+    /// Listens on a fresh port of `ip`, the address this client reaches the
+    /// server from, which is the address the server gives peers.
+    pub(super) fn listen(ip: IpAddr, registry: &Registry) -> io::Result<Self> {
+        let mut listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
+        let port = listener.local_addr()?.port();
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Self {
+            listener,
+            port,
+            peers: Slab::new(),
+            sessions: HashMap::new(),
+            expected: VecDeque::new(),
+        })
+    }
+
+    /// The listening port, for `privateport`.
+    pub(super) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether a poll token belongs to private messaging.
+    pub(super) fn owns(token: Token) -> bool {
+        token.0 >= LISTENER.0
+    }
+
+    /// Whether a session with `user` is open or being started.
+    pub(super) fn has_session(&self, user: &str) -> bool {
+        self.sessions.contains_key(user)
+    }
+
+    /// Acts on a complete server line if it is an introduction; returns
+    /// whether it was one (and so must not be shown).
+    pub(super) fn introduction(
+        &mut self,
+        line: &[u8],
+        registry: &Registry,
+        now: Instant,
+        notes: &mut Vec<String>,
+    ) -> bool {
+        match Introduction::parse(line) {
+            Some(Introduction::Accept { user, token }) => {
+                self.expect(user, token, registry, now, notes);
+                true
+            }
+            Some(Introduction::Connect {
+                user,
+                address,
+                token,
+            }) => {
+                self.connect(user, address, token, registry, now, notes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a private message; false if there is no session with `user`.
+    /// A message typed while the session is being started follows the
+    /// `hello` and is lost if the session does not start.
+    pub(super) fn send(
+        &mut self,
+        user: &str,
+        text: &str,
+        registry: &Registry,
+        notes: &mut Vec<String>,
+    ) -> bool {
+        let Some(&key) = self.sessions.get(user) else {
+            return false;
+        };
+        let peer = &mut self.peers[key];
+        peer.out.push(message_line(text).as_bytes());
+        if peer.out.pending() > MAX_PEER_PENDING {
+            self.end(key, Ending::Lost, registry, notes);
+        } else {
+            self.flush(key, registry, notes);
+        }
+        true
+    }
+
+    /// Ends the session with `user` at the user's request; false if there
+    /// is none.
+    pub(super) fn stop(
+        &mut self,
+        user: &str,
+        registry: &Registry,
+        notes: &mut Vec<String>,
+    ) -> bool {
+        let Some(&key) = self.sessions.get(user) else {
+            return false;
+        };
+        self.end(key, Ending::StoppedHere, registry, notes);
+        true
+    }
+
+    /// Ends every session because the client is leaving: each open peer is
+    /// sent `stop`, best effort, and every connection is closed.
+    pub(super) fn stop_all(&mut self, registry: &Registry) {
+        for mut peer in self.peers.drain() {
+            if says_stop(peer.stage) {
+                peer.out.push(STOP_LINE);
+            }
+            close(peer, registry);
+        }
+        self.sessions.clear();
+    }
+
+    /// Reacts to readiness of one of [`Private::owns`]'s tokens.
+    pub(super) fn ready(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        now: Instant,
+        notes: &mut Vec<String>,
+    ) {
+        if token == LISTENER {
+            self.accept(registry, now, notes);
+        } else if self.peers.contains(token.0 - FIRST_PEER) {
+            self.service(token.0 - FIRST_PEER, registry, now, notes);
+        }
+    }
+
+    /// The earliest moment [`Private::expire`] has something to do.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let handshakes = self.peers.iter().filter_map(|(_, peer)| peer.deadline);
+        let tokens = self.expected.iter().map(|e| e.until);
+        handshakes.chain(tokens).min()
+    }
+
+    /// Drops tokens nobody presented in time and closes connections whose
+    /// handshake is overdue.
+    pub(super) fn expire(&mut self, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
+        self.expected.retain(|e| e.until > now);
+        let overdue: Vec<usize> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.deadline.is_some_and(|d| d <= now))
+            .map(|(key, _)| key)
+            .collect();
+        for key in overdue {
+            log::debug!("private connection #{key}: handshake timed out");
+            self.end(key, Ending::Lost, registry, notes);
+        }
+    }
+
+    /// Remembers the token of a user who is about to connect, or admits
+    /// that user at once if their connection came first.
+    fn expect(
+        &mut self,
+        user: &str,
+        token: &str,
+        registry: &Registry,
+        now: Instant,
+        notes: &mut Vec<String>,
+    ) {
+        let early = self
+            .peers
+            .iter()
+            .find(|(_, peer)| peer.stage == Stage::AwaitToken && peer.token == token)
+            .map(|(key, _)| key);
+        if let Some(key) = early {
+            if self.admit(key, user.to_owned(), registry, notes) == Flow::Go {
+                self.service(key, registry, now, notes);
+            }
+            return;
+        }
+        if self.expected.len() >= MAX_EXPECTED {
+            self.expected.pop_front();
+        }
+        self.expected.push_back(Expected {
+            user: user.to_owned(),
+            token: token.to_owned(),
+            until: now + TOKEN_LIFETIME,
+        });
+    }
+
+    /// Starts the session the user asked for with `startprivate`.
+    fn connect(
+        &mut self,
+        user: &str,
+        address: SocketAddr,
+        token: &str,
+        registry: &Registry,
+        now: Instant,
+        notes: &mut Vec<String>,
+    ) {
+        if self.sessions.contains_key(user) {
+            // The other user started one with us meanwhile; it stands.
+            log::debug!("already in a private session with {user}");
+            return;
+        }
+        let mut stream = match TcpStream::connect(address) {
+            Ok(stream) => stream,
+            Err(error) => {
+                log::debug!("private connection to {user} at {address}: {error}");
+                return notes.push(could_not_start(user));
+            }
+        };
+        let entry = self.peers.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) = registry.register(&mut stream, peer_token(key), interest) {
+            log::debug!("private connection to {user}: {error}");
+            return notes.push(could_not_start(user));
+        }
+        let mut peer = Peer::new(stream, Stage::Connecting, now + START_TIMEOUT);
+        peer.user = user.to_owned();
+        peer.token = token.to_owned();
+        peer.out.push(hello_line(token).as_bytes());
+        peer.watching_writable = true;
+        entry.insert(peer);
+        self.sessions.insert(user.to_owned(), key);
+    }
+
+    /// Accepts every waiting connection, up to [`MAX_UNVERIFIED`] without a
+    /// valid token at once.
+    fn accept(&mut self, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, from)) => {
+                    let unverified = self
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| matches!(p.stage, Stage::AwaitHello | Stage::AwaitToken))
+                        .count();
+                    if unverified >= MAX_UNVERIFIED {
+                        log::debug!("private connection from {from}: refused, too many waiting");
+                        continue;
+                    }
+                    let entry = self.peers.vacant_entry();
+                    let key = entry.key();
+                    if let Err(error) =
+                        registry.register(&mut stream, peer_token(key), Interest::READABLE)
+                    {
+                        log::debug!("private connection from {from}: {error}");
+                        continue;
+                    }
+                    entry.insert(Peer::new(stream, Stage::AwaitHello, now + HELLO_TIMEOUT));
+                    // Its `hello` may have come before the registration.
+                    self.service(key, registry, now, notes);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    log::debug!("accepting a private connection: {error}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves a connection on: finishes connecting, reads and acts on what
+    /// the peer sent, and writes what is queued.
+    fn service(&mut self, key: usize, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
+        let peer = &mut self.peers[key];
+        if peer.stage == Stage::Connecting {
+            match connection_status(&peer.stream) {
+                Ok(true) => peer.stage = Stage::AwaitOk,
+                Ok(false) => return,
+                Err(error) => {
+                    log::debug!("private connection to {}: {error}", peer.user);
+                    return self.end(key, Ending::Lost, registry, notes);
+                }
+            }
+        }
+        if self.read(key, registry, now, notes) != Flow::Ended {
+            self.flush(key, registry, notes);
+        }
+    }
+
+    /// Reads until the socket is drained, the connection ends, or a token
+    /// has to be waited for.
+    fn read(
+        &mut self,
+        key: usize,
+        registry: &Registry,
+        now: Instant,
+        notes: &mut Vec<String>,
+    ) -> Flow {
+        let mut buf = [0; READ_CHUNK];
+        let mut join = Vec::new();
+        loop {
+            let peer = &mut self.peers[key];
+            if peer.stage == Stage::AwaitToken {
+                return Flow::Hold;
+            }
+            let held = mem::take(&mut peer.held);
+            let chunk: &[u8] = if held.is_empty() {
+                match peer.stream.read(&mut buf) {
+                    Ok(0) => {
+                        self.end(key, Ending::Lost, registry, notes);
+                        return Flow::Ended;
+                    }
+                    Ok(n) => &buf[..n],
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => return Flow::Go,
+                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        log::debug!("private connection #{key}: {error}");
+                        self.end(key, Ending::Lost, registry, notes);
+                        return Flow::Ended;
+                    }
+                }
+            } else {
+                &held
+            };
+            let mut lines = mem::take(&mut peer.lines);
+            let mut pos = 0;
+            let mut flow = Flow::Go;
+            while let Some(item) = lines.next_line(chunk, &mut pos, &mut join, MAX_PEER_LINE) {
+                flow = match item {
+                    Ok(line) => self.on_line(key, line, registry, now, notes),
+                    Err(error) => {
+                        log::debug!("private connection #{key}: {error}");
+                        self.end(key, Ending::Lost, registry, notes);
+                        Flow::Ended
+                    }
+                };
+                if flow != Flow::Go {
+                    break;
+                }
+            }
+            if flow == Flow::Ended {
+                return flow;
+            }
+            let peer = &mut self.peers[key];
+            peer.lines = lines;
+            if flow == Flow::Hold {
+                peer.held = chunk[pos..].to_vec();
+                return flow;
+            }
+        }
+    }
+
+    /// Acts on one line from a peer.
+    fn on_line(
+        &mut self,
+        key: usize,
+        line: &[u8],
+        registry: &Registry,
+        now: Instant,
+        notes: &mut Vec<String>,
+    ) -> Flow {
+        let peer = &mut self.peers[key];
+        let ending = match (peer.stage, PeerLine::parse(line)) {
+            (Stage::AwaitHello, PeerLine::Hello(token)) => {
+                peer.token = token.to_owned();
+                let given = self
+                    .expected
+                    .iter()
+                    .position(|e| e.token == token && e.until > now);
+                return match given.and_then(|at| self.expected.remove(at)) {
+                    Some(expected) => self.admit(key, expected.user, registry, notes),
+                    None => {
+                        peer.stage = Stage::AwaitToken;
+                        Flow::Hold
+                    }
+                };
+            }
+            (Stage::AwaitOk, PeerLine::Ok) => {
+                peer.stage = Stage::Open;
+                peer.deadline = None;
+                notes.push(format!("Start private messaging with {}", peer.user));
+                return Flow::Go;
+            }
+            (Stage::Open, PeerLine::Message(text)) => {
+                let text = String::from_utf8_lossy(text);
+                notes.push(format!("{}(private): {text}", peer.user));
+                return Flow::Go;
+            }
+            (Stage::Open, PeerLine::Stop) => Ending::StoppedByPeer,
+            (Stage::Open, _) => return Flow::Go,
+            (Stage::AwaitOk, PeerLine::Busy) | (Stage::AwaitHello, _) => Ending::Quiet,
+            _ => Ending::Lost,
+        };
+        self.end(key, ending, registry, notes);
+        Flow::Ended
+    }
+
+    /// Makes an incoming connection whose token checked out the session
+    /// with `user`, unless there is one already. When both users started
+    /// one with each other at the same moment, the connection with the
+    /// smaller token is kept: both clients decide alike.
+    fn admit(
+        &mut self,
+        key: usize,
+        user: String,
+        registry: &Registry,
+        notes: &mut Vec<String>,
+    ) -> Flow {
+        if let Some(&other) = self.sessions.get(&user) {
+            let theirs = &self.peers[other];
+            if theirs.is_starting() && self.peers[key].token < theirs.token {
+                self.end(other, Ending::Quiet, registry, notes);
+            } else {
+                self.peers[key].out.push(BUSY_LINE);
+                self.end(key, Ending::Quiet, registry, notes);
+                return Flow::Ended;
+            }
+        }
+        let peer = &mut self.peers[key];
+        peer.stage = Stage::Open;
+        peer.deadline = None;
+        peer.out.push(OK_LINE);
+        notes.push(format!("{user} started private messaging with you"));
+        peer.user = user.clone();
+        self.sessions.insert(user, key);
+        Flow::Go
+    }
+
+    /// Writes what is queued until the socket is full, and watches for
+    /// writability only while something is left.
+    fn flush(&mut self, key: usize, registry: &Registry, notes: &mut Vec<String>) {
+        let peer = &mut self.peers[key];
+        if peer.stage == Stage::Connecting {
+            return;
+        }
+        while peer.out.pending() > 0 {
+            match peer.stream.write(peer.out.unwritten()) {
+                Ok(0) => return self.end(key, Ending::Lost, registry, notes),
+                Ok(n) => peer.out.consume(n),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    log::debug!("private connection #{key}: {error}");
+                    return self.end(key, Ending::Lost, registry, notes);
+                }
+            }
+        }
+        let writable = peer.out.pending() > 0;
+        if writable != peer.watching_writable {
+            let interest = if writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(error) = registry.reregister(&mut peer.stream, peer_token(key), interest) {
+                log::debug!("private connection #{key}: {error}");
+                return self.end(key, Ending::Lost, registry, notes);
+            }
+            peer.watching_writable = writable;
+        }
+    }
+
+    /// The one place a peer connection is removed: it is forgotten, closed,
+    /// and the user is told what `ending` means for their session, if it
+    /// was the session with that user.
+    fn end(&mut self, key: usize, ending: Ending, registry: &Registry, notes: &mut Vec<String>) {
+        let mut peer = self.peers.remove(key);
+        let was_session = self.sessions.get(&peer.user) == Some(&key);
+        if was_session {
+            self.sessions.remove(&peer.user);
+        }
+        let user = &peer.user;
+        let note = match (ending, peer.stage) {
+            (Ending::Quiet, _) => None,
+            _ if !was_session => None,
+            (Ending::StoppedHere, _) => Some(format!("Stop private messaging with {user}")),
+            (Ending::StoppedByPeer, Stage::Open) => {
+                Some(format!("{user} stopped private messaging with you"))
+            }
+            (Ending::Lost, Stage::Open) => Some(format!(
+                "Private messaging with {user} ended: connection lost"
+            )),
+            _ => Some(could_not_start(user)),
+        };
+        notes.extend(note);
+        if ending == Ending::StoppedHere && says_stop(peer.stage) {
+            peer.out.push(STOP_LINE);
+        }
+        close(peer, registry);
+    }
+}
+
+/// The poll token of the peer connection with slab key `key`.
+fn peer_token(key: usize) -> Token {
+    Token(FIRST_PEER + key)
+}
+
+/// The line for a session that did not start.
+fn could_not_start(user: &str) -> String {
+    format!("Error. Private messaging with {user} could not be started")
+}
+
+/// Whether a non-blocking connect has finished: `Ok(false)` while it is
+/// still going, the error if it failed.
+fn connection_status(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(error) = stream.take_error()? {
+        return Err(error);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == ErrorKind::NotConnected => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether ending the connection from this side must say `stop`: the peer
+/// may have opened the session already once it has read our `hello`.
+fn says_stop(stage: Stage) -> bool {
+    matches!(stage, Stage::AwaitOk | Stage::Open)
+}
+
+/// Closes a connection: what is queued is written if the socket takes it at once, unread input is dropped so the
+/// close is an orderly end of stream, and the socket is shut down.
+fn close(mut peer: Peer, registry: &Registry) {
+    if let Err(error) = registry.deregister(&mut peer.stream) {
+        log::debug!("private connection: deregister: {error}");
+    }
+    if peer.stage != Stage::Connecting {
+        while peer.out.pending() > 0 {
+            match peer.stream.write(peer.out.unwritten()) {
+                Ok(n @ 1..) => peer.out.consume(n),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                _ => break,
+            }
+        }
+    }
+    let mut buf = [0; READ_CHUNK];
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match peer.stream.read(&mut buf) {
+            Ok(n @ 1..) => drained += n,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            _ => break,
+        }
+    }
+    if let Err(error) = peer.stream.shutdown(Shutdown::Both) {
+        log::debug!("private connection: shutdown: {error}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The `confab` terminal client as a child process: standard input written
+//! line by line, standard output and error read on threads so that every
+//! wait is bounded by [`TIMEOUT`] and a client that hangs fails its test
+//! instead of stalling the suite.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest any single expectation may wait.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+const WELCOME: &str = "Welcome to the greatest messaging application ever!\n";
+
+fn client_bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_confab"))
+}
+
+/// Reads a child's pipe on its own thread and hands the chunks over a
+/// channel, so that waiting for output can time out.
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            if sender.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Everything a child wrote to one pipe so far, and how far the test has
+/// already matched it.
+pub struct Output {
+    chunks: Receiver<Vec<u8>>,
+    bytes: Vec<u8>,
+    matched: usize,
+    closed: bool,
+}
+
+impl Output {
+    fn new(pipe: impl Read + Send + 'static) -> Self {
+        Self {
+            chunks: read_in_background(pipe),
+            bytes: Vec::new(),
+            matched: 0,
+            closed: false,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// Waits until `needle` appears after what was matched before, and
+    /// moves past it.
+    pub fn expect(&mut self, needle: &str) {
+        assert!(
+            self.seen_within(needle, TIMEOUT),
+            "{needle:?} not seen; output was {:?}",
+            self.text()
+        );
+    }
+
+    /// Whether `needle` appears after what was matched before within
+    /// `wait`; if it does, moves past it.
+    pub fn seen_within(&mut self, needle: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let unmatched = String::from_utf8_lossy(&self.bytes[self.matched..]).into_owned();
+            if let Some(at) = unmatched.find(needle) {
+                self.matched += unmatched[..at + needle.len()].len();
+                return true;
+            }
+            if !self.receive_until(deadline) {
+                return false;
+            }
+        }
+    }
+
+    /// Waits for the pipe to close and returns what was written after the
+    /// last match.
+    pub fn rest(&mut self) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.receive_until(deadline) {}
+        assert!(self.closed, "pipe still open; output was {:?}", self.text());
+        String::from_utf8_lossy(&self.bytes[self.matched..]).into_owned()
+    }
+
+    /// Takes one chunk; false once the pipe is closed or `deadline` passed.
+    fn receive_until(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.chunks.recv_timeout(left) {
+            Ok(chunk) => {
+                self.bytes.extend_from_slice(&chunk);
+                true
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+        }
+    }
+}
+
+/// Waits, bounded, for a child to exit.
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => panic!("process did not exit within {TIMEOUT:?}"),
+            Err(error) => panic!("cannot wait for process: {error}"),
+        }
+    }
+}
+
+/// A running `confab`; killed on drop.
+pub struct ClientProcess {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    pub stdout: Output,
+    pub stderr: Output,
+}
+
+impl ClientProcess {
+    /// Starts a client whose standard input the test writes.
+    pub fn start(port: u16) -> Self {
+        Self::with_stdin(port, Stdio::piped())
+    }
+
+    pub fn with_stdin(port: u16, stdin: Stdio) -> Self {
+        let mut child = Command::new(client_bin())
+            .args(["127.0.0.1", &port.to_string()])
+            .env_remove("RUST_LOG")
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start confab");
+        let stdin = child.stdin.take();
+        let stdout = Output::new(child.stdout.take().expect("client stdout"));
+        let stderr = Output::new(child.stderr.take().expect("client stderr"));
+        Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Types one line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("client stdin is open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to client");
+    }
+
+    /// Ends standard input, as Ctrl-D does.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Answers the prompts and waits for the welcome.
+    pub fn login(&mut self, username: &str, password: &str) {
+        self.stdout.expect("Username: ");
+        self.send(username);
+        self.stdout.expect("Password: ");
+        self.send(password);
+        self.stdout.expect(WELCOME);
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child)
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
