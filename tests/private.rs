@@ -542,3 +542,40 @@ fn crossed_starts_keep_the_connection_with_the_smaller_token() {
     barrier(&mut yoda);
     assert!(!yoda.stdout.text().contains("could not be started"));
 }
+
+#[test]
+fn a_flooding_peer_neither_bloats_the_client_nor_silences_it() {
+    let server = server();
+    let mut yoda = client(&server, "yoda");
+    let mut mallory = registered_raw(&server, "vader");
+    let (address, token) = introduce(&mut mallory, "yoda");
+    let mut flood = peer(address, &token);
+    assert_eq!(read_line(&mut flood), "ok\n");
+    yoda.stdout
+        .expect("vader started private messaging with you\n");
+
+    // 64 MiB of messages, as fast as the client takes them.
+    let mut line = b"message ".to_vec();
+    line.resize(1023, b'f');
+    line.push(b'\n');
+    let burst = line.repeat(1024);
+    let writer = thread::spawn(move || {
+        for _ in 0..64 {
+            if flood.write_all(&burst).is_err() {
+                break;
+            }
+        }
+        flood
+    });
+    // The client still answers its user during the flood.
+    for _ in 0..3 {
+        barrier(&mut yoda);
+    }
+    let flood = writer.join().expect("the flood writer");
+    yoda.send("private vader last");
+    drop(flood);
+    yoda.stdout
+        .expect("Private messaging with vader ended: connection lost\n");
+    let peak = common::status_kib(yoda.child.id(), "VmHWM");
+    assert!(peak < 32 * 1024, "the client peaked at {peak} KiB");
+}

@@ -277,7 +277,11 @@ impl Client {
             if self.leave_by.is_some_and(|deadline| deadline <= now) {
                 return self.give_up();
             }
-            let private_deadline = self.private.as_ref().and_then(Private::next_deadline);
+            let private_deadline = match &self.private {
+                Some(private) if private.has_unfinished() => Some(now),
+                Some(private) => private.next_deadline(),
+                None => None,
+            };
             let timeout = [self.leave_by, private_deadline]
                 .into_iter()
                 .flatten()
@@ -293,7 +297,9 @@ impl Client {
                 }
             }
             if let Some(private) = &mut self.private {
-                private.expire(self.poll.registry(), Instant::now(), &mut self.notes);
+                let now = Instant::now();
+                private.resume(self.poll.registry(), now, &mut self.notes);
+                private.expire(self.poll.registry(), now, &mut self.notes);
             }
         }
     }
@@ -325,10 +331,14 @@ impl Client {
         }
     }
 
-    /// Reads what has been typed, as long as there is room to queue it.
+    /// Reads what has been typed, as long as there is room to queue it
+    /// and the client's own lines it caused have been shown.
     fn read_input(&mut self) -> Result<(), Failure> {
         let mut buf = [0; READ_CHUNK];
-        while self.input.ready && self.to_server.len() < MAX_PENDING {
+        while self.input.ready
+            && self.to_server.len() < MAX_PENDING
+            && self.notes.len() < MAX_WAITING_NOTES
+        {
             match self.input.file.read(&mut buf) {
                 Ok(0) => self.end_of_input()?,
                 Ok(n) => self.typed(&buf[..n]),

@@ -70,12 +70,21 @@ impl Output {
     /// `wait`; if it does, moves past it.
     pub fn seen_within(&mut self, needle: &str, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
+        let needle = needle.as_bytes();
+        if needle.is_empty() {
+            return true;
+        }
+        let mut from = self.matched;
         loop {
-            let unmatched = String::from_utf8_lossy(&self.bytes[self.matched..]).into_owned();
-            if let Some(at) = unmatched.find(needle) {
-                self.matched += unmatched[..at + needle.len()].len();
+            if let Some(at) = self.bytes[from..]
+                .windows(needle.len())
+                .position(|window| window == needle)
+            {
+                self.matched = from + at + needle.len();
                 return true;
             }
+            // Only what arrives next can complete a match.
+            from = self.bytes.len().saturating_sub(needle.len()).max(from);
             if !self.receive_until(deadline) {
                 return false;
             }

@@ -746,6 +746,17 @@ pub fn run_to_end(command: &mut std::process::Command) -> (std::process::ExitSta
     (status, stderr)
 }
 
+/// A `kB` field of a process's `/proc/PID/status` (`VmHWM`, `VmRSS`, ...).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+}
+
 /// The server binary as a child process, killed and reaped when dropped.
 pub struct ServerProcess {
     child: std::process::Child,
@@ -951,13 +962,7 @@ impl ServerProcess {
 
     /// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`, ...) in KiB.
     pub fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+        status_kib(self.pid(), field)
     }
 
     /// The process's open descriptors, by number, with what each refers to

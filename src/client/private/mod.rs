@@ -54,6 +54,10 @@ const MAX_EXPECTED: usize = 64;
 const MAX_UNVERIFIED: usize = 16;
 /// Size of one read from a peer.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from one peer before the others, standard input and the
+/// screen get their turn: a peer that floods cannot make the client's
+/// pending output grow or starve the rest.
+const READ_BUDGET: usize = 64 * 1024;
 /// Unread bytes read and dropped before closing a connection, so that the
 /// close is a clean end of stream rather than a reset that could destroy
 /// the last line sent.
@@ -156,6 +160,9 @@ pub(super) struct Private {
     /// started from here).
     sessions: HashMap<String, usize>,
     expected: VecDeque<Expected>,
+    /// Peers whose input was left unread when their budget ran out; the
+    /// poll will not report them again, so [`Private::resume`] must.
+    unfinished: Vec<usize>,
 }
 
 impl Private {
@@ -171,6 +178,7 @@ impl Private {
             peers: Slab::new(),
             sessions: HashMap::new(),
             expected: VecDeque::new(),
+            unfinished: Vec::new(),
         })
     }
 
@@ -277,6 +285,21 @@ impl Private {
             self.accept(registry, now, notes);
         } else if self.peers.contains(token.0 - FIRST_PEER) {
             self.service(token.0 - FIRST_PEER, registry, now, notes);
+        }
+    }
+
+    /// Whether some peer's input is waiting for [`Private::resume`]: the
+    /// caller must not sleep in its poll.
+    pub(super) fn has_unfinished(&self) -> bool {
+        !self.unfinished.is_empty()
+    }
+
+    /// Goes on reading the peers whose budget ran out.
+    pub(super) fn resume(&mut self, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
+        for key in mem::take(&mut self.unfinished) {
+            if self.peers.contains(key) {
+                self.service(key, registry, now, notes);
+            }
         }
     }
 
@@ -428,8 +451,8 @@ impl Private {
         }
     }
 
-    /// Reads until the socket is drained, the connection ends, or a token
-    /// has to be waited for.
+    /// Reads until the socket is drained, the connection ends, a token
+    /// has to be waited for, or [`READ_BUDGET`] is used up.
     fn read(
         &mut self,
         key: usize,
@@ -439,10 +462,15 @@ impl Private {
     ) -> Flow {
         let mut buf = [0; READ_CHUNK];
         let mut join = Vec::new();
+        let mut taken = 0;
         loop {
             let peer = &mut self.peers[key];
             if peer.stage == Stage::AwaitToken {
                 return Flow::Hold;
+            }
+            if taken >= READ_BUDGET {
+                self.unfinished.push(key);
+                return Flow::Go;
             }
             let held = mem::take(&mut peer.held);
             let chunk: &[u8] = if held.is_empty() {
@@ -451,7 +479,10 @@ impl Private {
                         self.end(key, Ending::Lost, registry, notes);
                         return Flow::Ended;
                     }
-                    Ok(n) => &buf[..n],
+                    Ok(n) => {
+                        taken += n;
+                        &buf[..n]
+                    }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => return Flow::Go,
                     Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                     Err(error) => {
