@@ -579,3 +579,38 @@ fn a_flooding_peer_neither_bloats_the_client_nor_silences_it() {
     let peak = common::status_kib(yoda.child.id(), "VmHWM");
     assert!(peak < 32 * 1024, "the client peaked at {peak} KiB");
 }
+
+#[test]
+fn a_peer_that_cannot_be_reached_or_does_not_answer_is_reported() {
+    let server = server();
+    let mut yoda = client(&server, "yoda");
+    // hans, by hand, registers a port on which nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let mut hans = server.login("hans", common::password("hans"));
+    hans.send(&format!("privateport {port}\nhelp\n"));
+    while hans.read_line() != "stopprivate <user>" {}
+
+    yoda.send("startprivate hans");
+    yoda.stdout
+        .expect("Error. Private messaging with hans could not be started\n");
+
+    // Now a port that takes the connection but never answers `hello`.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    hans.send(&format!("privateport {port}\n"));
+    yoda.send("startprivate hans");
+    let mut from_yoda = accept_within(&silent);
+    assert!(read_line(&mut from_yoda).starts_with("hello "));
+    yoda.send("private hans are you there");
+    // The client gives the peer 5 s to answer.
+    assert!(yoda.stdout.seen_within(
+        "Error. Private messaging with hans could not be started\n",
+        TIMEOUT + Duration::from_secs(3)
+    ));
+    assert_eq!(read_to_close(&mut from_yoda), "message are you there\n");
+    yoda.send("private hans and now");
+    yoda.stdout
+        .expect("Error. Private messaging to hans not enabled\n");
+}
