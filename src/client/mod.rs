@@ -1,8 +1,9 @@
 //! The terminal client: lines typed on standard input go to the server, and
 //! whatever the server sends is shown as it arrives.
 //!
-//! One edge-triggered `mio` poll watches standard input, the socket and
-//! the stopping signals ([`signals`]), so the client never waits on one
+//! One edge-triggered `mio` poll watches standard input, the socket, the
+//! stopping signals ([`signals`]) and the private-messaging sockets (a
+//! listener and one connection per peer), so the client never waits on one
 //! while another has something to say. Three choices shape what the user
 //! sees:
 //!
