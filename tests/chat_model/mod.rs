@@ -6,11 +6,16 @@
 //!
 //! A run is a stream of bytes (from a [`Source`]) decoded into operations:
 //! connect, a line chosen from a small vocabulary of valid and invalid
-//! commands, usernames and passwords, a line that cannot be decoded,
-//! disconnect, and advancing the clock (then, usually, `expire`). The
-//! durations are sub-second so that idle timeouts and ban ends happen
-//! within a run. After each step the checker verifies, on what `Chat`
-//! actually emitted:
+//! commands (the private-messaging ones among them: `privateport`,
+//! `startprivate`, and `private`/`stopprivate` reaching the server),
+//! usernames and passwords, a line that cannot be decoded, disconnect, and
+//! advancing the clock (then, usually, `expire`). The durations are
+//! sub-second so that idle timeouts and ban ends happen within a run. Each
+//! session connects from its own address ([`SESSION_IPS`]), so that an
+//! introduction carrying the wrong session's address shows. The tokens of
+//! introductions come from [`counted_token`], which the model predicts;
+//! every eighth draw fails, as if the system had no randomness. After each
+//! step the checker verifies, on what `Chat` actually emitted:
 //!
 //! - nothing is sent to, or closed on, a session that is not open, and no
 //!   session is closed twice;
@@ -23,6 +28,16 @@
 //!   message reaches a user who blocked its sender;
 //! - a login delivers the user's offline mailbox right after the welcome,
 //!   in order, and every message text is delivered at most once per user;
+//! - a `!private` line only ever reaches a logged-in session that sent
+//!   `privateport` (and that session has not ended since);
+//! - the `!private connect` line, which carries the target's address,
+//!   never reaches a user whom the target has blocked, and the address is
+//!   the target session's IP and registered port;
+//! - every token is 32 lowercase hex digits and is used for exactly one
+//!   `accept`/`connect` pair, both in the same step, the `accept` (to the
+//!   target, naming the starter) before the `connect` (to the starter,
+//!   naming the target); the domain draws a token exactly when the model
+//!   says, so never for a refused `startprivate`;
 //! - every session's output equals the model's, byte for byte;
 //! - `next_deadline` is never later than an idle timeout or a ban end, and
 //!   `expire(now)` leaves nothing due at `now`.
@@ -32,14 +47,16 @@
 //! timeout notices appear (after checking that exactly the idle sessions
 //! timed out) and judges "online at that moment" by it.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use confab::chat::{Chat, ChatConfig, Effect, SessionId};
 use confab::credentials::Account;
 use confab::protocol::{self, decode_line, Keyword, LineError};
+use confab::token::TOKEN_BYTES;
 
 /// Idle timeout of the domain under test.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
@@ -56,6 +73,67 @@ const ACCOUNTS: [(&str, &str); 4] = [
 ];
 /// A username that is not an account.
 const NOBODY: &str = "nobody";
+/// The address each session connects from: all loopback, all different.
+/// One is IPv6, which an address is written with in brackets, and one is
+/// an IPv4-mapped IPv6 address, which the domain keeps as IPv4.
+const SESSION_IPS: [IpAddr; SESSIONS] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+    IpAddr::V6(Ipv4Addr::new(127, 0, 0, 4).to_ipv6_mapped()),
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)),
+];
+/// How `!private connect` writes the address of each session in
+/// [`SESSION_IPS`], before `:<port>`.
+const DIAL_HOSTS: [&str; SESSIONS] = ["127.0.0.1", "127.0.0.2", "[::1]", "127.0.0.4", "127.0.0.5"];
+/// `privateport` arguments the parser accepts, and the port each means.
+const PORTS: [(&str, u16); 5] = [
+    ("1", 1),
+    ("4242", 4242),
+    ("5000", 5000),
+    ("0080", 80),
+    ("65535", 65535),
+];
+/// `privateport` lines that get the usage line; a registration made
+/// earlier stays.
+const BAD_PORT_LINES: [&str; 10] = [
+    "privateport",
+    "privateport 0",
+    "privateport 65536",
+    "privateport 99999999999999999999999",
+    "privateport -1",
+    "privateport +1",
+    "privateport 1.5",
+    "privateport 0x50",
+    "privateport 80 81",
+    "privateport ８０",
+];
+/// Malformed lines of the other private-messaging commands, and whose
+/// usage line each gets (whether or not the session sent `privateport`).
+const BAD_PRIVATE_LINES: [(&str, Keyword); 7] = [
+    ("startprivate", Keyword::StartPrivate),
+    ("startprivate yoda hans", Keyword::StartPrivate),
+    ("startprivate  luke   nobody", Keyword::StartPrivate),
+    ("private", Keyword::Private),
+    ("private yoda", Keyword::Private),
+    ("stopprivate", Keyword::StopPrivate),
+    ("stopprivate yoda hans", Keyword::StopPrivate),
+];
+/// Lines that look like private messaging but are no command, among them
+/// a client trying to pass a `!private` line on.
+const NOT_PRIVATE_COMMANDS: [&str; 5] = [
+    "Private yoda hi",
+    "privates yoda hi",
+    "STARTPRIVATE yoda",
+    "privateport5000",
+    "!private accept yoda 00",
+];
+/// The high half of every token [`counted_token`] gives, so that tokens
+/// have hex letters in them; the low half is the draw's number.
+const TOKEN_TAG: u128 = 0xfeed_face_cafe_d00d << 64;
+/// Every how many draws [`counted_token`] fails: draws 7, 15, 23, … (from
+/// 0) give no token.
+const TOKEN_FAILURE_EVERY: u64 = 8;
 /// Clock steps, in milliseconds, weighted towards short ones; some sit on
 /// either side of the ban and idle durations.
 const STEPS_MS: [u64; 16] = [
@@ -63,6 +141,39 @@ const STEPS_MS: [u64; 16] = [
 ];
 /// How many recent operations a failure report lists.
 const TRACE: usize = 40;
+
+thread_local! {
+    /// How many tokens [`counted_token`] has drawn on this thread since the
+    /// last [`Harness::new`]: a token source is a plain `fn`, so its state
+    /// lives here. One harness per thread at a time.
+    static TOKENS_DRAWN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The token source the checker installs: the draws numbered from 0, each
+/// given by [`token_for_draw`].
+fn counted_token() -> Option<[u8; TOKEN_BYTES]> {
+    let draw = TOKENS_DRAWN.get();
+    TOKENS_DRAWN.set(draw + 1);
+    token_for_draw(draw)
+}
+
+/// The token of draw `n` (from 0): [`TOKEN_TAG`] and `n`, except that every
+/// [`TOKEN_FAILURE_EVERY`]th draw gives none.
+fn token_for_draw(n: u64) -> Option<[u8; TOKEN_BYTES]> {
+    (n % TOKEN_FAILURE_EVERY != TOKEN_FAILURE_EVERY - 1)
+        .then(|| (TOKEN_TAG | u128::from(n)).to_be_bytes())
+}
+
+/// The account named `name`, if there is one.
+fn user_index(name: &str) -> Option<usize> {
+    ACCOUNTS.iter().position(|&(n, _)| n == name)
+}
+
+/// Where `!private connect` says session `s` listens, if it registered
+/// `port`.
+fn dial_address(s: usize, port: u16) -> String {
+    format!("{}:{port}", DIAL_HOSTS[s])
+}
 
 /// Where a run's decisions come from. `None` ends the run.
 pub trait Source {
@@ -99,6 +210,17 @@ pub struct Stats {
     pub partial_broadcasts: usize,
     /// Most users online at once.
     pub max_online: usize,
+    /// `privateport` lines accepted.
+    pub registrations: usize,
+    /// `startprivate` introductions made (a token, `accept` and `connect`).
+    pub introductions: usize,
+    /// `startprivate` refused because the target blocked the starter.
+    pub private_blocked_refusals: usize,
+    /// `startprivate` refused because the target was offline or had not
+    /// sent `privateport`.
+    pub private_unreachable: usize,
+    /// `startprivate` refused because the token source failed.
+    pub private_unavailable: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +234,12 @@ enum Stage {
 enum Slot {
     /// Never connected, or disconnected.
     Free,
-    /// Connected; `last_activity` is an offset from the run's start.
+    /// Connected; `last_activity` is an offset from the run's start, and
+    /// `private_port` what the session registered with `privateport`.
     Open {
         stage: Stage,
         last_activity: Duration,
+        private_port: Option<u16>,
     },
     /// The domain closed it; the server has not called `disconnect` yet.
     Closed,
@@ -139,6 +263,19 @@ struct Model {
     now: Duration,
     users: Vec<User>,
     slots: [Slot; SESSIONS],
+    /// How many tokens the domain has drawn from [`counted_token`].
+    tokens_drawn: u64,
+}
+
+impl Model {
+    /// The port session `s` registered, if it is open and sent
+    /// `privateport`.
+    fn private_port(&self, s: usize) -> Option<u16> {
+        match self.slots[s] {
+            Slot::Open { private_port, .. } => private_port,
+            Slot::Free | Slot::Closed => None,
+        }
+    }
 }
 
 /// A logged-in command, as generated: the model reacts to this, not to a
@@ -158,6 +295,13 @@ enum Cmd {
     Unblock(&'static str),
     Logout,
     Help,
+    /// `privateport` with a valid port.
+    PrivatePort(u16),
+    /// `startprivate <user>`, the user as typed.
+    StartPrivate(&'static str),
+    /// `private <user> <message>` or `stopprivate <user>`: the client
+    /// handles them, so reaching the server they get the same error.
+    ClientOnly(&'static str),
     /// A malformed line, and the one reply it gets.
     Error(String),
 }
@@ -208,6 +352,8 @@ pub struct Harness {
     counter: u64,
     /// (message text, recipient user) pairs delivered so far.
     delivered: HashSet<(String, usize)>,
+    /// The tokens of the introductions of earlier steps.
+    tokens: HashSet<String>,
     /// The last operations and when they ran, for a failure report.
     trace: VecDeque<(Duration, Op)>,
     stats: Stats,
@@ -247,16 +393,21 @@ impl Harness {
                 mailbox: Vec::new(),
             })
             .collect();
+        let mut chat = Chat::new(accounts, config);
+        TOKENS_DRAWN.set(0);
+        chat.set_token_source(counted_token);
         Harness {
-            chat: Chat::new(accounts, config),
+            chat,
             model: Model {
                 now: Duration::ZERO,
                 users,
                 slots: [Slot::Free; SESSIONS],
+                tokens_drawn: 0,
             },
             t0: Instant::now(),
             counter: 0,
             delivered: HashSet::new(),
+            tokens: HashSet::new(),
             trace: VecDeque::new(),
             stats: Stats::default(),
             done: false,
@@ -339,8 +490,22 @@ impl Harness {
             },
             Stage::LoggedIn(_) => {
                 let usage = |k: Keyword| Some(Cmd::Error(k.usage().to_owned()));
+                let invalid = || Some(Cmd::Error(protocol::INVALID_COMMAND.to_owned()));
                 let gap = if arg & 0x40 != 0 { "   " } else { " " };
-                match pick % 32 {
+                // One of `n` choices, not tied to the padding (`arg % 4`).
+                let choose = |n: usize| usize::from(arg >> 2) % n;
+                // 0..=31: the eight commands of `protocol.md`; 32..: private
+                // messaging, a third of the lines. A session that has not
+                // sent `privateport` mostly sends that first (unless
+                // `pick` < 48, one time in five), as the `confab` client
+                // does right after login: an introduction needs two
+                // registered sessions online at once.
+                let registered = self.model.private_port(s).is_some();
+                let pick = match pick % 48 {
+                    32.. if !registered && pick >= 48 => 32,
+                    small => small,
+                };
+                match pick {
                     0..=5 => {
                         let (to, text) = (target(arg), self.text('m', arg));
                         (
@@ -399,11 +564,60 @@ impl Harness {
                     28 => ("help me".into(), usage(Keyword::Help)),
                     29 => {
                         let junk = ["Message yoda hi", "hello", "WHOELSE", "logouts"];
-                        let invalid = Some(Cmd::Error(protocol::INVALID_COMMAND.to_owned()));
-                        (junk[usize::from(arg) % 4].into(), invalid)
+                        (junk[usize::from(arg) % 4].into(), invalid())
                     }
                     30 => return Op::Line(s, b"    ".to_vec(), None),
-                    _ => return Op::Line(s, b"\xfe\xff whoelse".to_vec(), None),
+                    31 => return Op::Line(s, b"\xfe\xff whoelse".to_vec(), None),
+                    32..=34 => {
+                        let (word, port) = PORTS[choose(PORTS.len())];
+                        (
+                            format!("privateport{gap}{word}"),
+                            Some(Cmd::PrivatePort(port)),
+                        )
+                    }
+                    35 => (
+                        BAD_PORT_LINES[choose(BAD_PORT_LINES.len())].into(),
+                        usage(Keyword::PrivatePort),
+                    ),
+                    36 => {
+                        let (who, text) = (target(arg), self.text('p', arg));
+                        (
+                            format!("private{gap}{who}{gap}{text}"),
+                            Some(Cmd::ClientOnly(who)),
+                        )
+                    }
+                    37 => {
+                        let who = target(arg);
+                        (format!("stopprivate{gap}{who}"), Some(Cmd::ClientOnly(who)))
+                    }
+                    38 => {
+                        let (line, keyword) = BAD_PRIVATE_LINES[choose(BAD_PRIVATE_LINES.len())];
+                        (line.into(), usage(keyword))
+                    }
+                    39 => (
+                        NOT_PRIVATE_COMMANDS[choose(NOT_PRIVATE_COMMANDS.len())].into(),
+                        invalid(),
+                    ),
+                    40 => ("help".into(), Some(Cmd::Help)),
+                    _ => {
+                        // Half the time someone online now, or there would
+                        // be few introductions.
+                        let online: Vec<&'static str> = self
+                            .model
+                            .users
+                            .iter()
+                            .filter(|user| user.session.is_some_and(|theirs| theirs != s))
+                            .map(|user| user.name)
+                            .collect();
+                        let who = match arg & 0x80 {
+                            0 if !online.is_empty() => online[choose(online.len())],
+                            _ => target(arg),
+                        };
+                        (
+                            format!("startprivate{gap}{who}"),
+                            Some(Cmd::StartPrivate(who)),
+                        )
+                    }
                 }
             }
         };
@@ -453,8 +667,7 @@ impl Harness {
         let mut expected = Expected::default();
         let actual = match &op {
             Op::Connect(s) => {
-                self.chat
-                    .connect(SessionId(*s), Ipv4Addr::LOCALHOST.into(), now);
+                self.chat.connect(SessionId(*s), SESSION_IPS[*s], now);
                 open[*s] = true;
                 self.take(open)
             }
@@ -514,6 +727,7 @@ impl Harness {
         }
 
         self.check_invariants(&pre, &actual, &expected);
+        self.check_introductions(&pre, &actual);
         self.check_transcripts(&actual, &expected);
         self.check_state();
     }
@@ -640,6 +854,7 @@ impl Harness {
         self.model.slots[s] = Slot::Open {
             stage: Stage::Username,
             last_activity: self.model.now,
+            private_port: None,
         };
         Self::prompt(expected, s, protocol::USERNAME_PROMPT);
     }
@@ -662,6 +877,7 @@ impl Harness {
             Slot::Open {
                 stage,
                 last_activity,
+                ..
             } => {
                 *last_activity = now;
                 Some(*stage)
@@ -754,11 +970,10 @@ impl Harness {
     }
 
     fn model_command(&mut self, s: usize, me: usize, cmd: &Cmd, expected: &mut Expected) {
-        let index = |name: &str| ACCOUNTS.iter().position(|&(n, _)| n == name);
         let my_name = self.model.users[me].name;
         match cmd {
             Cmd::Message { to, text } => {
-                let Some(them) = index(to) else {
+                let Some(them) = user_index(to) else {
                     return Self::send(expected, s, protocol::INVALID_USER);
                 };
                 if them == me {
@@ -809,7 +1024,7 @@ impl Harness {
                 self.model_who_else(s, me, Some(Duration::from_secs(*seconds)), expected)
             }
             Cmd::Block(name) => {
-                let Some(them) = index(name) else {
+                let Some(them) = user_index(name) else {
                     return Self::send(expected, s, protocol::INVALID_USER);
                 };
                 if them == me {
@@ -823,7 +1038,7 @@ impl Harness {
                 Self::send(expected, s, &reply);
             }
             Cmd::Unblock(name) => {
-                let Some(them) = index(name) else {
+                let Some(them) = user_index(name) else {
                     return Self::send(expected, s, protocol::INVALID_USER);
                 };
                 if them == me {
@@ -842,12 +1057,77 @@ impl Harness {
                 self.close(s, expected);
             }
             Cmd::Help => {
-                for line in protocol::HELP {
+                let private: &[&str] = match self.model.private_port(s) {
+                    Some(_) => protocol::PRIVATE_HELP,
+                    None => &[],
+                };
+                for line in protocol::HELP.iter().chain(private) {
                     Self::send(expected, s, line);
                 }
             }
+            Cmd::PrivatePort(port) => {
+                if let Slot::Open { private_port, .. } = &mut self.model.slots[s] {
+                    *private_port = Some(*port);
+                }
+                self.stats.registrations += 1;
+            }
+            Cmd::StartPrivate(name) => self.model_start_private(s, me, name, expected),
+            Cmd::ClientOnly(name) => {
+                let reply = match self.model.private_port(s) {
+                    Some(_) => protocol::private_not_enabled(name),
+                    None => protocol::PRIVATE_NEEDS_CLIENT.to_owned(),
+                };
+                Self::send(expected, s, &reply);
+            }
             Cmd::Error(reply) => Self::send(expected, s, reply),
         }
+    }
+
+    /// `startprivate`: the checks in the order of the README's table, then
+    /// a token and the two introduction lines, to the target first.
+    fn model_start_private(&mut self, s: usize, me: usize, name: &str, expected: &mut Expected) {
+        if self.model.private_port(s).is_none() {
+            return Self::send(expected, s, protocol::PRIVATE_NEEDS_CLIENT);
+        }
+        let Some(them) = user_index(name) else {
+            return Self::send(expected, s, protocol::INVALID_USER);
+        };
+        if them == me {
+            return Self::send(expected, s, protocol::CANNOT_PRIVATE_SELF);
+        }
+        let target = &self.model.users[them];
+        if target.blocked.contains(&me) {
+            self.stats.private_blocked_refusals += 1;
+            let refusal =
+                format!("Error. Cannot start private messaging as {name} has blocked you");
+            return Self::send(expected, s, &refusal);
+        }
+        let Some(theirs) = target.session else {
+            self.stats.private_unreachable += 1;
+            return Self::send(expected, s, &format!("Error. {name} is offline"));
+        };
+        let Some(port) = self.model.private_port(theirs) else {
+            self.stats.private_unreachable += 1;
+            let refusal = format!("Error. {name} cannot accept private messaging");
+            return Self::send(expected, s, &refusal);
+        };
+        let draw = self.model.tokens_drawn;
+        self.model.tokens_drawn += 1;
+        let Some(token) = token_for_draw(draw) else {
+            self.stats.private_unavailable += 1;
+            return Self::send(expected, s, protocol::PRIVATE_UNAVAILABLE);
+        };
+        let token = format!("{:032x}", u128::from_be_bytes(token));
+        let (prefix, starter) = (protocol::PRIVATE_PREFIX, self.model.users[me].name);
+        let accept = format!("{prefix} {} {starter} {token}", protocol::PRIVATE_ACCEPT);
+        Self::send(expected, theirs, &accept);
+        let address = dial_address(theirs, port);
+        let connect = format!(
+            "{prefix} {} {name} {address} {token}",
+            protocol::PRIVATE_CONNECT
+        );
+        Self::send(expected, s, &connect);
+        self.stats.introductions += 1;
     }
 
     fn model_who_else(
@@ -925,7 +1205,6 @@ impl Harness {
     /// The invariants, judged on what `Chat` emitted; `pre` is the model
     /// before the step, when blocks and logins are as the step found them.
     fn check_invariants(&mut self, pre: &Model, actual: &Actual, expected: &Expected) {
-        let user_index = |name: &str| ACCOUNTS.iter().position(|&(n, _)| n == name);
         // Who each session is logged in as, as the step goes on.
         let mut user_of: [Option<usize>; SESSIONS] = std::array::from_fn(|s| match pre.slots[s] {
             Slot::Open {
@@ -1045,6 +1324,97 @@ impl Harness {
         }
     }
 
+    /// The `!private` lines of a step, judged against `pre` (no step both
+    /// registers a session and introduces it): only to sessions that sent
+    /// `privateport`; the address never to a user the target blocked, and
+    /// it is the target session's; each token in exactly one `accept` and
+    /// one `connect` line, `accept` first, pairing the same two users, and
+    /// never again in a later step.
+    fn check_introductions(&mut self, pre: &Model, actual: &Actual) {
+        // Per token: the `accept` line's (recipient, starter named) and the
+        // `connect` line's (recipient, target named), as users.
+        type Pair = (Option<(usize, usize)>, Option<(usize, usize)>);
+        let mut pairs: BTreeMap<&str, Pair> = BTreeMap::new();
+        for (s, line) in &actual.pieces {
+            let s = *s;
+            let Some(rest) = line.strip_prefix(protocol::PRIVATE_PREFIX) else {
+                continue;
+            };
+            let Slot::Open {
+                stage: Stage::LoggedIn(me),
+                private_port: Some(_),
+                ..
+            } = pre.slots[s]
+            else {
+                self.fail(format!(
+                    "{line:?} reached session {s}, which did not send privateport"
+                ));
+            };
+            let words: Vec<&str> = rest.split(' ').collect();
+            // `address` is `None` on an `accept` line.
+            let (named, address, token) = match words.as_slice() {
+                ["", kind, named, token] if *kind == protocol::PRIVATE_ACCEPT => {
+                    (*named, None, *token)
+                }
+                ["", kind, named, address, token] if *kind == protocol::PRIVATE_CONNECT => {
+                    (*named, Some(*address), *token)
+                }
+                _ => self.fail(format!("{line:?} to session {s} is not an introduction")),
+            };
+            let Some(other) = user_index(named) else {
+                self.fail(format!("{line:?} names no user"));
+            };
+            let hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+            if token.len() != 2 * TOKEN_BYTES || !token.bytes().all(hex) {
+                self.fail(format!(
+                    "{line:?}: the token is not 32 lowercase hex digits"
+                ));
+            }
+            let pair = pairs.entry(token).or_default();
+            let Some(address) = address else {
+                // (A `connect` line before it already failed below.)
+                if self.tokens.contains(token) || pair.0.is_some() {
+                    self.fail(format!("{line:?}: the token was given before"));
+                }
+                pair.0 = Some((me, other));
+                continue;
+            };
+            if pair.0.is_none() || pair.1.is_some() {
+                self.fail(format!(
+                    "{line:?}: the token is not that of one accept line before it"
+                ));
+            }
+            pair.1 = Some((me, other));
+            let (me_name, target) = (pre.users[me].name, &pre.users[other]);
+            if target.blocked.contains(&me) {
+                self.fail(format!(
+                    "{line:?} reached {me_name}, whom {} has blocked",
+                    target.name
+                ));
+            }
+            let listening = target
+                .session
+                .and_then(|t| Some(dial_address(t, pre.private_port(t)?)));
+            if Some(address) != listening.as_deref() {
+                self.fail(format!(
+                    "{line:?}: {} listens at {listening:?}",
+                    target.name
+                ));
+            }
+        }
+        for (token, pair) in pairs {
+            match pair {
+                (Some((target, starter)), Some((me, named)))
+                    if me == starter && named == target => {}
+                (accept, connect) => self.fail(format!(
+                    "token {token}: accept line (to, naming) {accept:?} and connect line \
+                     {connect:?} do not pair the same two users"
+                )),
+            }
+            self.tokens.insert(token.to_owned());
+        }
+    }
+
     /// Every session's output and the set of closes equal the model's.
     fn check_transcripts(&self, actual: &Actual, expected: &Expected) {
         for s in 0..SESSIONS {
@@ -1064,8 +1434,15 @@ impl Harness {
         }
     }
 
-    /// Online state and timers after the step.
+    /// Online state, timers and token draws after the step.
     fn check_state(&self) {
+        let drawn = TOKENS_DRAWN.get();
+        if drawn != self.model.tokens_drawn {
+            self.fail(format!(
+                "the domain drew {drawn} tokens, the model says {}",
+                self.model.tokens_drawn
+            ));
+        }
         let mut online = 0;
         for (u, user) in self.model.users.iter().enumerate() {
             let sessions = self
