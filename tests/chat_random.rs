@@ -59,6 +59,11 @@ fn random_sequences_keep_every_invariant() {
         total.blocked_refusals += stats.blocked_refusals;
         total.partial_broadcasts += stats.partial_broadcasts;
         total.max_online = total.max_online.max(stats.max_online);
+        total.registrations += stats.registrations;
+        total.introductions += stats.introductions;
+        total.private_blocked_refusals += stats.private_blocked_refusals;
+        total.private_unreachable += stats.private_unreachable;
+        total.private_unavailable += stats.private_unavailable;
     }
     // The runs must reach every behaviour the invariants are about, or the
     // test proves nothing.
@@ -75,6 +80,11 @@ fn random_sequences_keep_every_invariant() {
     assert!(total.blocked_refusals >= 50, "{total:?}");
     assert!(total.partial_broadcasts >= 50, "{total:?}");
     assert!(total.max_online >= 4, "{total:?}");
+    assert!(total.registrations >= 500, "{total:?}");
+    assert!(total.introductions >= 50, "{total:?}");
+    assert!(total.private_blocked_refusals >= 50, "{total:?}");
+    assert!(total.private_unreachable >= 50, "{total:?}");
+    assert!(total.private_unavailable >= 5, "{total:?}");
 }
 
 /// The same run twice gives the same result: a failing seed reproduces.
