@@ -614,3 +614,23 @@ fn a_peer_that_cannot_be_reached_or_does_not_answer_is_reported() {
     yoda.stdout
         .expect("Error. Private messaging to hans not enabled\n");
 }
+
+#[test]
+fn a_script_typed_ahead_of_the_login_starts_a_session() {
+    let server = server();
+    let mut hans = client(&server, "hans");
+    let mut yoda = ClientProcess::start(server.addr.port());
+    // Everything at once, before any prompt; blank lines answer nothing.
+    yoda.send("yoda\n\n   \nwise\nstartprivate hans");
+
+    yoda.stdout.expect("Start private messaging with hans\n");
+    hans.stdout
+        .expect("yoda started private messaging with you\n");
+    yoda.send("private hans sent by a script");
+    hans.stdout.expect("yoda(private): sent by a script\n");
+    assert!(
+        !yoda.stdout.text().contains("Error."),
+        "{}",
+        yoda.stdout.text()
+    );
+}

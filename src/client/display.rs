@@ -35,7 +35,10 @@ pub(super) struct ServerView {
     line: Vec<u8>,
     /// `Welcome…` was seen, and no `Goodbye` or inactivity logout since.
     pub(super) logged_in: bool,
-    /// The output ends with `Password: ` and no line has been typed since.
+    /// The output ends with a login prompt and no answer (a line that is
+    /// not blank) has been typed since.
+    pub(super) awaiting_answer: bool,
+    /// The prompt awaiting an answer is `Password: `.
     pub(super) awaiting_password: bool,
 }
 
@@ -55,11 +58,14 @@ impl ServerView {
                 self.line.push(byte);
             }
         }
+        self.awaiting_answer = PROMPTS.contains(&self.line.as_slice());
         self.awaiting_password = self.line == PASSWORD_PROMPT.as_bytes();
     }
 
-    /// The user entered a line, answering any prompt.
-    pub(super) fn line_typed(&mut self) {
+    /// The user answered the prompt (a blank line is no answer: the server
+    /// ignores it and keeps waiting).
+    pub(super) fn answered(&mut self) {
+        self.awaiting_answer = false;
         self.awaiting_password = false;
     }
 
@@ -292,20 +298,23 @@ mod tests {
     }
 
     #[test]
-    fn password_prompt_is_awaited_until_a_line_is_typed() {
+    fn prompts_are_awaited_until_answered() {
         let mut view = ServerView::default();
+        assert!(!view.awaiting_answer);
         view.observe(b"Username: ");
-        assert!(!view.awaiting_password);
+        assert!(view.awaiting_answer && !view.awaiting_password);
+        view.answered();
+        assert!(!view.awaiting_answer);
         view.observe(b"Pass");
-        assert!(!view.awaiting_password);
+        assert!(!view.awaiting_answer && !view.awaiting_password);
         view.observe(b"word: ");
-        assert!(view.awaiting_password);
-        view.line_typed();
-        assert!(!view.awaiting_password);
+        assert!(view.awaiting_answer && view.awaiting_password);
+        view.answered();
+        assert!(!view.awaiting_answer && !view.awaiting_password);
         view.observe(b"Invalid Password. Please try again\nPassword: ");
         assert!(view.awaiting_password);
         view.observe(b"Login timed out\n");
-        assert!(!view.awaiting_password);
+        assert!(!view.awaiting_answer && !view.awaiting_password);
     }
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef";

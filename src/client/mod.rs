@@ -4,7 +4,7 @@
 //! One edge-triggered `mio` poll watches standard input, the socket, the
 //! stopping signals ([`signals`]) and the private-messaging sockets (a
 //! listener and one connection per peer), so the client never waits on one
-//! while another has something to say. Three choices shape what the user
+//! while another has something to say. Four choices shape what the user
 //! sees:
 //!
 //! - **Display.** Server output is shown as it arrives, with control
@@ -12,8 +12,13 @@
 //!   `\u{9b}` for C1 controls and bidirectional overrides) so that another
 //!   user's message cannot move the cursor, recolour or retitle the
 //!   terminal, or disguise itself. Invalid UTF-8 is shown as U+FFFD.
-//! - **End of input.** Ctrl-D (or the end of a piped file) logs out when
-//!   logged in and then waits, at most [`LEAVE_TIMEOUT`], for the server to
+//! - **Login.** Lines typed during login go out one per prompt, as a
+//!   person answers: a line typed ahead of the server's reply waits for
+//!   it (a blank line answers nothing, as the server ignores it). So a
+//!   piped script's commands after the password are treated as commands,
+//!   never sent while the server may still be asking for a password.
+//! - **End of input.** Ctrl-D (or the end of a piped file), once what was
+//!   typed has gone out, logs out when logged in and then waits, at most [`LEAVE_TIMEOUT`], for the server to
 //!   close; before login it half-closes the connection and waits the same
 //!   way, so replies to lines already sent are still shown. A close the
 //!   client asked for is not reported; any other close prints
@@ -190,8 +195,11 @@ struct Client {
     watching_writable: bool,
     /// Half-close the connection once `to_server` is empty.
     close_when_flushed: bool,
-    /// Set when standard input ended: leave if the server has not closed by
-    /// then.
+    /// Typed bytes not yet sent or handled: during login, lines wait here
+    /// until the server asks for them.
+    typed_ahead: Vec<u8>,
+    /// Set once standard input ended and everything typed went out with a
+    /// goodbye: leave if the server has not closed by then.
     leave_by: Option<Instant>,
     input: Input,
     terminal: Option<Terminal>,
@@ -237,6 +245,7 @@ impl Client {
             to_server: Vec::new(),
             watching_writable: false,
             close_when_flushed: false,
+            typed_ahead: Vec::new(),
             leave_by: None,
             input,
             terminal: Terminal::of_stdin(),
@@ -268,7 +277,9 @@ impl Client {
         let mut events = Events::with_capacity(16);
         loop {
             self.register_private();
+            self.route_typed();
             self.read_input()?;
+            self.say_goodbye();
             if let Some(end) = self.flush_to_server()? {
                 return Ok(end);
             }
@@ -338,11 +349,16 @@ impl Client {
         let mut buf = [0; READ_CHUNK];
         while self.input.ready
             && self.to_server.len() < MAX_PENDING
+            && self.typed_ahead.len() < MAX_PENDING
             && self.notes.len() < MAX_WAITING_NOTES
         {
             match self.input.file.read(&mut buf) {
                 Ok(0) => self.end_of_input()?,
-                Ok(n) => self.typed(&buf[..n]),
+                Ok(n) => {
+                    self.input.mid_line = buf[n - 1] != b'\n';
+                    self.typed_ahead.extend_from_slice(&buf[..n]);
+                    self.route_typed();
+                }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => self.input.ready = false,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => return Err(error).context("cannot read standard input"),
@@ -351,13 +367,31 @@ impl Client {
         Ok(())
     }
 
+    /// Passes typed bytes on. Logged in, all of them; before that, one
+    /// line per prompt the server is waiting on, the way a person answers:
+    /// lines typed ahead of the login's outcome are held until it is known,
+    /// so that a script's first commands after the password are sorted as
+    /// commands (and follow `privateport`) rather than sent blind.
+    fn route_typed(&mut self) {
+        if self.view.logged_in {
+            let bytes = mem::take(&mut self.typed_ahead);
+            return self.typed(&bytes);
+        }
+        while self.view.awaiting_answer {
+            let Some(end) = self.typed_ahead.iter().position(|&b| b == b'\n') else {
+                return;
+            };
+            let line: Vec<u8> = self.typed_ahead.drain(..=end).collect();
+            if !matches!(protocol::decode_line(&line[..end]), Ok(None)) {
+                self.view.answered();
+            }
+            self.typed(&line);
+        }
+    }
+
     /// Queues typed bytes for the server, and carries out the lines the
     /// client handles itself.
     fn typed(&mut self, bytes: &[u8]) {
-        if bytes.contains(&b'\n') {
-            self.view.line_typed();
-        }
-        self.input.mid_line = bytes.last() != Some(&b'\n');
         let mut local = Vec::new();
         self.router
             .feed(bytes, self.view.logged_in, &mut self.to_server, &mut local);
@@ -419,13 +453,23 @@ impl Client {
         }
     }
 
-    /// Standard input ended: finish the last line, say goodbye (`logout`
-    /// when logged in, a half-close otherwise) and give the server
-    /// [`LEAVE_TIMEOUT`] to close.
+    /// Standard input ended: finish the last line; the goodbye follows
+    /// once everything typed has gone on ([`Client::say_goodbye`]).
     fn end_of_input(&mut self) -> Result<(), Failure> {
         self.input.close(self.poll.registry())?;
-        if self.input.mid_line {
-            self.typed(b"\n");
+        if mem::take(&mut self.input.mid_line) {
+            self.typed_ahead.push(b'\n');
+        }
+        self.route_typed();
+        Ok(())
+    }
+
+    /// Once standard input has ended and everything typed has gone on,
+    /// says goodbye once (`logout` when logged in, a half-close otherwise)
+    /// and gives the server [`LEAVE_TIMEOUT`] to close.
+    fn say_goodbye(&mut self) {
+        if !self.input.ended || !self.typed_ahead.is_empty() || self.leave_by.is_some() {
+            return;
         }
         if self.view.logged_in {
             self.to_server.extend_from_slice(b"logout\n");
@@ -433,7 +477,6 @@ impl Client {
             self.close_when_flushed = true;
         }
         self.leave_by = Some(Instant::now() + LEAVE_TIMEOUT);
-        Ok(())
     }
 
     /// Sends queued input until the socket is full, half-closes when asked
@@ -512,7 +555,7 @@ impl Client {
     /// unless the client was leaving and the close is the expected answer.
     fn server_closed(&mut self) -> Result<End, Failure> {
         self.finish_display()?;
-        if self.leave_by.is_none() {
+        if !self.input.ended {
             self.write_out(b"Connection closed by server\n")?;
         }
         Ok(End::Finished)
