@@ -21,9 +21,28 @@
 //! that promises a change (the "will be delivered" line, `<user> is
 //! blocked`, `<user> is unblocked`, the ban) names its session in
 //! [`Outbox::held`]: the server must not let that session's output out
-//! before the records are durable.
+//! before the records are durable. While the server cannot write them
+//! ([`Chat::set_storage_available`]), durable commands are refused and
+//! change nothing. Stored mail is bounded per mailbox and in total
+//! ([`ChatConfig::store_max`]).
 //! At start the server rebuilds the state with [`Chat::apply_record`], and
-//! compacts the journal with [`Chat::snapshot`].
+//! compacts the journal with [`Chat::snapshot`] or, while serving, a
+//! [`SnapshotCursor`] a slice at a time. Records about accounts no longer
+//! in the credentials file are kept (such an account cannot log in, and
+//! commands do not see it) until it comes back, unless
+//! [`ChatConfig::prune_removed`] drops them.
+//!
+//! Offline mail is not rendered at login. The login emits
+//! [`Effect::Backlog`]; the server then pulls the mailbox at the pace the
+//! recipient reads ([`Chat::backlog`]) and reports what reached the socket
+//! ([`Chat::backlog_written`]), which is when a message leaves the
+//! mailbox. Whatever else is sent to the session meanwhile waits behind
+//! the backlog.
+//!
+//! Per-address limits: failed passwords are counted per address
+//! ([`ChatConfig::max_failures_per_ip`]) unless the connection is trusted,
+//! and every connection must finish logging in within
+//! [`ChatConfig::login_timeout`] of connecting.
 //!
 //! Private messaging is only introduced here: a session that sent
 //! `privateport` may `startprivate`, and the domain sends both clients a
@@ -33,7 +52,11 @@
 //! Nothing about it is durable and the private messages never pass
 //! through the server.
 
-use std::collections::HashMap;
+mod addresses;
+mod mailbox;
+mod snapshot;
+
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -44,6 +67,11 @@ use crate::deadlines::Deadlines;
 use crate::journal::record::{self, Record};
 use crate::protocol::{self, Command, LineError};
 use crate::token::{self, Hex, TokenSource};
+use crate::trust::IpKey;
+use addresses::FailureWindows;
+use mailbox::Mailbox;
+pub use mailbox::{cost as message_cost, MESSAGE_OVERHEAD};
+pub use snapshot::SnapshotCursor;
 
 /// The server's name for one connection (its slab key). The server must not
 /// reuse an id until it has called [`Chat::disconnect`] for it.
@@ -54,13 +82,45 @@ pub struct SessionId(pub usize);
 /// presence lists compare integers, not strings.
 type UserId = u32;
 
-/// The two durations of the command line.
+/// The domain's durations and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatConfig {
-    /// How long a username stays banned after three wrong passwords.
+    /// How long a username stays banned after three wrong passwords; also
+    /// the window of the per-address failure count.
     pub block_duration: Duration,
     /// How long a connection may send no non-empty line before it is closed.
     pub timeout: Duration,
+    /// How long after connecting a login must be complete, however much
+    /// the client types.
+    pub login_timeout: Duration,
+    /// Failed passwords an untrusted address may make per
+    /// `block_duration`; past them its passwords are refused.
+    pub max_failures_per_ip: u32,
+    /// Most messages a mailbox holds.
+    pub mailbox_max: usize,
+    /// Most bytes of stored mail in all mailboxes together, each message
+    /// costing [`message_cost`].
+    pub store_max: u64,
+    /// Drop, while loading, the records about accounts that are no longer
+    /// in the credentials file, instead of keeping them.
+    pub prune_removed: bool,
+}
+
+impl ChatConfig {
+    /// The two durations of the command line, with the server's default
+    /// limits (see [`crate::server::defaults`]).
+    pub fn new(block_duration: Duration, timeout: Duration) -> ChatConfig {
+        use crate::server::defaults;
+        ChatConfig {
+            block_duration,
+            timeout,
+            login_timeout: defaults::LOGIN_TIMEOUT,
+            max_failures_per_ip: defaults::MAX_FAILURES_PER_IP,
+            mailbox_max: defaults::MAILBOX_MAX,
+            store_max: defaults::STORE_MAX,
+            prune_removed: false,
+        }
+    }
 }
 
 /// A reading of the wall clock paired with the [`Instant`] it was taken
@@ -120,6 +180,24 @@ pub enum Effect {
     /// Flush the session's pending output, then close its connection. The
     /// session is already over in the domain.
     Close(SessionId),
+    /// The session just logged in and has offline mail: write it from
+    /// [`Chat::backlog`] at the pace the client reads, reporting what was
+    /// written with [`Chat::backlog_written`], and keep everything sent to
+    /// the session after this effect until the backlog is written.
+    Backlog(SessionId),
+}
+
+/// What [`Chat::apply_record`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
+    /// Applied to accounts of the credentials file.
+    Applied,
+    /// Applied, and it names an account that is no longer in the
+    /// credentials file: kept for it, in case it comes back.
+    Removed,
+    /// It names an account that is no longer in the credentials file, and
+    /// removed accounts are pruned: ignored.
+    Dropped,
 }
 
 /// The effects of the calls since the server last drained it. The text of
@@ -246,7 +324,9 @@ impl std::fmt::Write for Utf8Sink<'_> {
 #[derive(Debug)]
 struct User {
     name: Box<str>,
-    password: Box<str>,
+    /// `None` for an account that is no longer in the credentials file but
+    /// still has records: it cannot log in and commands do not see it.
+    password: Option<Box<str>>,
     /// The session this user is logged in on.
     session: Option<SessionId>,
     /// Position in `Chat::online` while logged in.
@@ -259,12 +339,25 @@ struct User {
     blocked: Vec<UserId>,
     /// When this user's last session ended.
     last_seen: Option<Instant>,
-    /// Messages that arrived while offline, oldest first, rendered as
-    /// `<sender>: <text>`.
-    mailbox: Vec<Box<str>>,
+    /// Messages that arrived while offline.
+    mailbox: Mailbox,
 }
 
 impl User {
+    fn new(name: Box<str>, password: Option<Box<str>>) -> User {
+        User {
+            name,
+            password,
+            session: None,
+            online_slot: 0,
+            failures: 0,
+            banned_until: None,
+            blocked: Vec::new(),
+            last_seen: None,
+            mailbox: Mailbox::default(),
+        }
+    }
+
     fn has_blocked(&self, other: UserId) -> bool {
         self.blocked.binary_search(&other).is_ok()
     }
@@ -299,6 +392,9 @@ struct Session {
     /// Set by `privateport`: the session's client takes part in private
     /// messaging and listens on this port of `ip`.
     private_port: Option<u16>,
+    /// The connection comes from a trusted address: its failed passwords
+    /// are not counted against the address.
+    trusted: bool,
     /// Distinguishes this session from earlier ones with the same id, so a
     /// stale idle timer cannot touch a newer session.
     epoch: u64,
@@ -308,7 +404,9 @@ struct Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Idle { session: SessionId, epoch: u64 },
+    LoginDeadline { session: SessionId, epoch: u64 },
     BanEnd(UserId),
+    AddressWindow(IpKey),
 }
 
 /// How many consecutive wrong passwords ban a username.
@@ -324,11 +422,19 @@ pub struct Chat {
     sessions: Vec<Option<Session>>,
     /// The users logged in now, in no particular order.
     online: Vec<Online>,
+    /// Users who have left, by when their last session ended: what
+    /// `whoelsesince` reads besides `online`.
+    departed: BTreeSet<(Instant, UserId)>,
+    /// Failed passwords per untrusted address.
+    failures: FailureWindows,
     deadlines: Deadlines<Timer>,
     next_epoch: u64,
     outbox: Outbox,
-    /// Most messages a mailbox holds.
-    mailbox_max: usize,
+    /// Cost of the mail in all mailboxes (see [`message_cost`]).
+    stored: u64,
+    /// Whether durable changes can be written; see
+    /// [`Chat::set_storage_available`].
+    storage_available: bool,
     /// Set by [`Chat::record_changes`]: converts ban expiries for records.
     clock: Option<WallClock>,
     /// Draws the tokens of private-messaging introductions.
@@ -337,23 +443,12 @@ pub struct Chat {
 
 impl Chat {
     /// A domain with these accounts (usernames must be unique, as
-    /// `credentials::parse` guarantees), nobody connected, unbounded
-    /// mailboxes, no records, and tokens from the operating system's
-    /// random number generator.
+    /// `credentials::parse` guarantees), nobody connected, no records,
+    /// and tokens from the operating system's random number generator.
     pub fn new(accounts: Vec<Account>, config: ChatConfig) -> Chat {
         let users: Vec<User> = accounts
             .into_iter()
-            .map(|a| User {
-                name: a.username.into(),
-                password: a.password.into(),
-                session: None,
-                online_slot: 0,
-                failures: 0,
-                banned_until: None,
-                blocked: Vec::new(),
-                last_seen: None,
-                mailbox: Vec::new(),
-            })
+            .map(|a| User::new(a.username.into(), Some(a.password.into())))
             .collect();
         let by_name = users
             .iter()
@@ -366,10 +461,13 @@ impl Chat {
             by_name,
             sessions: Vec::new(),
             online: Vec::new(),
+            departed: BTreeSet::new(),
+            failures: FailureWindows::default(),
             deadlines: Deadlines::default(),
             next_epoch: 0,
             outbox: Outbox::default(),
-            mailbox_max: usize::MAX,
+            stored: 0,
+            storage_available: true,
             clock: None,
             tokens: token::os_random,
         }
@@ -382,10 +480,19 @@ impl Chat {
         self.tokens = source;
     }
 
-    /// Bounds every mailbox to `max` messages: a message to an offline
-    /// user whose mailbox is full is refused, and nothing is stored.
-    pub fn set_mailbox_max(&mut self, max: usize) {
-        self.mailbox_max = max;
+    /// Tells the domain whether durable changes can be written. While they
+    /// cannot (the journal is failing), offline `message`, `block` and
+    /// `unblock` are refused with `Error. Server storage is unavailable`
+    /// and change nothing; changes that cannot be refused (a ban, mail
+    /// leaving a mailbox) still happen and wait for the commit.
+    pub fn set_storage_available(&mut self, available: bool) {
+        self.storage_available = available;
+    }
+
+    /// Bytes of stored mail, as counted against
+    /// [`ChatConfig::store_max`].
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored
     }
 
     /// From now on, every change to durable state appends its record to
@@ -398,31 +505,55 @@ impl Chat {
 
     /// Replays one record read from disk, at start, before anyone
     /// connects. A ban whose wall-clock end is not after `clock` is over
-    /// and ignored. Returns `false` if the record names an account that
-    /// no longer exists (it is then ignored too).
-    pub fn apply_record(&mut self, change: &Record<'_>, clock: WallClock) -> bool {
+    /// and ignored. A record naming an account that is not in the
+    /// credentials file is kept for it ([`Replayed::Removed`]), or dropped
+    /// if the configuration prunes them.
+    pub fn apply_record(&mut self, change: &Record<'_>, clock: WallClock) -> Replayed {
+        let names: &[&str] = match change {
+            Record::MailboxAppend { recipient, .. }
+            | Record::MailboxTaken { recipient, .. }
+            | Record::MailboxDelivered { recipient } => &[recipient],
+            Record::Block { user, target } | Record::Unblock { user, target } => &[user, target],
+            Record::Ban { user, .. } | Record::BanCleared { user } => &[user],
+        };
+        let mut replayed = Replayed::Applied;
+        for name in names {
+            if self.user_id(name).is_some_and(|u| self.is_account(u)) {
+                continue;
+            }
+            if self.config.prune_removed {
+                return Replayed::Dropped;
+            }
+            replayed = Replayed::Removed;
+            if self.user_id(name).is_none() {
+                let id = self.users.len() as UserId;
+                self.by_name.insert((*name).into(), id);
+                self.users.push(User::new((*name).into(), None));
+            }
+        }
         match *change {
             Record::MailboxAppend {
                 recipient,
+                seq,
                 sender,
                 text,
             } => {
-                let Some(them) = self.user_id(recipient) else {
-                    return false;
-                };
+                let them = self.by_name[recipient] as usize;
                 let line = format!("{sender}: {text}").into_boxed_str();
-                self.users[them as usize].mailbox.push(line);
+                if let Some(added) = self.users[them].mailbox.replay_append(seq, line) {
+                    self.stored += added;
+                }
+            }
+            Record::MailboxTaken { recipient, through } => {
+                let them = self.by_name[recipient] as usize;
+                self.stored -= self.users[them].mailbox.take_through(through);
             }
             Record::MailboxDelivered { recipient } => {
-                let Some(them) = self.user_id(recipient) else {
-                    return false;
-                };
-                self.users[them as usize].mailbox.clear();
+                let them = self.by_name[recipient] as usize;
+                self.stored -= self.users[them].mailbox.take_all();
             }
             Record::Block { user, target } | Record::Unblock { user, target } => {
-                let (Some(me), Some(them)) = (self.user_id(user), self.user_id(target)) else {
-                    return false;
-                };
+                let (me, them) = (self.by_name[user], self.by_name[target]);
                 let blocked = &mut self.users[me as usize].blocked;
                 match (blocked.binary_search(&them), change) {
                     (Err(at), Record::Block { .. }) => blocked.insert(at, them),
@@ -437,9 +568,7 @@ impl Chat {
                 user,
                 until_unix_ms,
             } => {
-                let Some(me) = self.user_id(user) else {
-                    return false;
-                };
+                let me = self.by_name[user];
                 if let Some(until) = clock.instant(until_unix_ms) {
                     let account = &mut self.users[me as usize];
                     account.banned_until = Some(until);
@@ -448,43 +577,19 @@ impl Chat {
                 }
             }
             Record::BanCleared { user } => {
-                let Some(me) = self.user_id(user) else {
-                    return false;
-                };
+                let me = self.by_name[user];
                 self.users[me as usize].banned_until = None;
             }
         }
-        true
+        replayed
     }
 
     /// The live durable state as records, for a snapshot: every queued
     /// message, every block, every ban still running at `clock`.
     /// Replaying them into a domain with the same accounts rebuilds it.
     pub fn snapshot(&self, clock: WallClock) -> impl Iterator<Item = Record<'_>> + '_ {
-        self.users.iter().flat_map(move |user| {
-            let name = &*user.name;
-            let mail = user.mailbox.iter().map(move |line| {
-                // Usernames hold no spaces, so the first ": " ends the sender.
-                let (sender, text) = line.split_once(": ").unwrap_or(("", line));
-                Record::MailboxAppend {
-                    recipient: name,
-                    sender,
-                    text,
-                }
-            });
-            let blocks = user.blocked.iter().map(move |&target| Record::Block {
-                user: name,
-                target: &self.users[target as usize].name,
-            });
-            let ban = user
-                .banned_until
-                .filter(|&until| until > clock.at)
-                .map(|until| Record::Ban {
-                    user: name,
-                    until_unix_ms: clock.unix_ms(until),
-                });
-            mail.chain(blocks).chain(ban)
-        })
+        let mut cursor = SnapshotCursor::default();
+        std::iter::from_fn(move || cursor.next(self, clock))
     }
 
     /// The effects produced since the last [`Outbox::clear`].
@@ -503,6 +608,12 @@ impl Chat {
         self.online.len()
     }
 
+    /// How many messages are queued for `name`.
+    pub fn mailbox_len(&self, name: &str) -> usize {
+        self.user_id(name)
+            .map_or(0, |u| self.users[u as usize].mailbox.len())
+    }
+
     /// Whether `name` is logged in.
     pub fn is_online(&self, name: &str) -> bool {
         self.user_id(name)
@@ -510,11 +621,12 @@ impl Chat {
     }
 
     /// A new connection from `ip`: asks for the username and starts its
-    /// idle timer. `ip` is where the user's client is dialled for private
-    /// messaging; an IPv4-mapped IPv6 address (an IPv4 client of a
-    /// dual-stack listener) is kept as the IPv4 address, which every peer
-    /// can dial.
-    pub fn connect(&mut self, sid: SessionId, ip: IpAddr, now: Instant) {
+    /// idle timer and login deadline. `ip` is where the user's client is
+    /// dialled for private messaging; an IPv4-mapped IPv6 address (an IPv4
+    /// client of a dual-stack listener) is kept as the IPv4 address, which
+    /// every peer can dial. A `trusted` connection's failed passwords are
+    /// not counted against its address.
+    pub fn connect(&mut self, sid: SessionId, ip: IpAddr, trusted: bool, now: Instant) {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         if self.sessions.len() <= sid.0 {
@@ -525,6 +637,7 @@ impl Chat {
             last_activity: now,
             ip: ip.to_canonical(),
             private_port: None,
+            trusted,
             epoch,
         });
         self.deadlines.arm(
@@ -534,6 +647,15 @@ impl Chat {
                 epoch,
             },
         );
+        if let Some(deadline) = now.checked_add(self.config.login_timeout) {
+            self.deadlines.arm(
+                deadline,
+                Timer::LoginDeadline {
+                    session: sid,
+                    epoch,
+                },
+            );
+        }
         self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
     }
 
@@ -579,7 +701,9 @@ impl Chat {
         while let Some((_, timer)) = self.deadlines.pop_due(now) {
             match timer {
                 Timer::Idle { session, epoch } => self.idle_check(session, epoch, now),
+                Timer::LoginDeadline { session, epoch } => self.login_deadline(session, epoch, now),
                 Timer::BanEnd(user) => self.lift_ban_if_over(user, now),
+                Timer::AddressWindow(key) => self.failures.expire(key, now),
             }
         }
     }
@@ -597,8 +721,19 @@ impl Chat {
         }
     }
 
+    /// The id of `name`, an account or one kept only for its records.
     fn user_id(&self, name: &str) -> Option<UserId> {
         self.by_name.get(name).copied()
+    }
+
+    /// The id of `name` if it is an account of the credentials file: the
+    /// only users logins and commands know.
+    fn account_id(&self, name: &str) -> Option<UserId> {
+        self.user_id(name).filter(|&u| self.is_account(u))
+    }
+
+    fn is_account(&self, user: UserId) -> bool {
+        self.users[user as usize].password.is_some()
     }
 
     /// Records activity and returns the session's stage, if it exists.
@@ -634,7 +769,7 @@ impl Chat {
     }
 
     fn username(&mut self, sid: SessionId, line: &str) {
-        match self.user_id(line) {
+        match self.account_id(line) {
             Some(user) => {
                 self.set_stage(sid, Stage::Password(user));
                 self.outbox.prompt(sid, protocol::PASSWORD_PROMPT);
@@ -647,13 +782,32 @@ impl Chat {
     }
 
     fn password(&mut self, sid: SessionId, user: UserId, line: &str, now: Instant) {
+        let address = self
+            .session(sid)
+            .filter(|session| !session.trusted)
+            .map(|session| IpKey::of(session.ip));
+        if let Some(key) = address {
+            if self
+                .failures
+                .over_limit(key, self.config.max_failures_per_ip, now)
+            {
+                self.outbox.line(sid, protocol::TOO_MANY_FAILURES);
+                return self.close(sid, now);
+            }
+        }
         self.lift_ban_if_over(user, now);
         let block_duration = self.config.block_duration;
         let account = &mut self.users[user as usize];
         if account.banned_until.is_some() {
             self.outbox.line(sid, protocol::ACCOUNT_BANNED);
             self.close(sid, now);
-        } else if *account.password != *line {
+        } else if account.password.as_deref() != Some(line) {
+            if let Some(key) = address {
+                if let Some(ends) = self.failures.note_failure(key, block_duration, now) {
+                    self.deadlines.arm(ends, Timer::AddressWindow(key));
+                }
+            }
+            let account = &mut self.users[user as usize];
             account.failures += 1;
             if account.failures >= MAX_FAILURES {
                 let until = now + block_duration;
@@ -693,20 +847,44 @@ impl Chat {
         account.session = Some(sid);
         account.online_slot = slot;
         account.failures = 0;
-        let mailbox = std::mem::take(&mut account.mailbox);
-        if !mailbox.is_empty() {
-            // Not held: written before the clearing is durable, the mail is
-            // given again after a crash in between (a duplicate), where
-            // holding it would lose it to a crash after the commit.
-            self.outbox.record(&Record::MailboxDelivered {
-                recipient: &account.name,
-            });
-        }
+        let has_mail = !account.mailbox.is_empty();
         self.outbox.line(sid, protocol::WELCOME);
-        for message in &mailbox {
-            self.outbox.line(sid, message);
+        if has_mail {
+            self.outbox.effects.push(Effect::Backlog(sid));
         }
         self.announce(user, "logged in");
+    }
+
+    /// The lines of `sid`'s offline mail not yet reported written, oldest
+    /// first, from the `from`th on (the server skips those it has already
+    /// queued). Empty once the backlog is written, or if `sid` is not
+    /// logged in.
+    pub fn backlog(&self, sid: SessionId, from: usize) -> impl Iterator<Item = &str> + '_ {
+        let user = match self.session(sid).map(|s| s.stage) {
+            Some(Stage::LoggedIn(user)) => Some(&self.users[user as usize]),
+            _ => None,
+        };
+        user.into_iter()
+            .flat_map(move |user| user.mailbox.lines_from(from))
+    }
+
+    /// The `n` oldest lines of `sid`'s backlog were written to its socket:
+    /// they leave the mailbox. The record is not held: written before the
+    /// change is durable, the mail is given again after a crash in between
+    /// (a duplicate), where holding it would lose it to a crash after the
+    /// commit.
+    pub fn backlog_written(&mut self, sid: SessionId, n: usize) {
+        let Some(Stage::LoggedIn(user)) = self.session(sid).map(|s| s.stage) else {
+            return;
+        };
+        let account = &mut self.users[user as usize];
+        if let Some((through, freed)) = account.mailbox.take_oldest(n) {
+            self.stored -= freed;
+            self.outbox.record(&Record::MailboxTaken {
+                recipient: &account.name,
+                through,
+            });
+        }
     }
 
     /// Tells every other online user, except those `subject` blocked, that
@@ -832,7 +1010,7 @@ impl Chat {
         name: &str,
         self_error: &str,
     ) -> Option<UserId> {
-        let Some(them) = self.user_id(name) else {
+        let Some(them) = self.account_id(name) else {
             self.outbox.line(sid, protocol::INVALID_USER);
             return None;
         };
@@ -852,32 +1030,37 @@ impl Chat {
             return self.outbox.line(sid, protocol::MESSAGE_BLOCKED);
         }
         let sender = &self.users[me as usize].name;
-        match recipient.session {
-            Some(their_sid) => {
-                let range = self.outbox.render(format_args!("{sender}: {text}"));
-                self.outbox.send_range(their_sid, range);
-            }
-            None if recipient.mailbox.len() >= self.mailbox_max => {
-                let range = self
-                    .outbox
-                    .render(format_args!("Error. {to}'s mailbox is full"));
-                self.outbox.send_range(sid, range);
-            }
-            None => {
-                self.outbox.record(&Record::MailboxAppend {
-                    recipient: &recipient.name,
-                    sender,
-                    text,
-                });
-                let stored = format!("{sender}: {text}").into_boxed_str();
-                self.users[them as usize].mailbox.push(stored);
-                let range = self.outbox.render(format_args!(
-                    "{to} is offline. Your message will be delivered when they log in"
-                ));
-                self.outbox.send_range(sid, range);
-                self.outbox.hold(sid);
-            }
+        if let Some(their_sid) = recipient.session {
+            let range = self.outbox.render(format_args!("{sender}: {text}"));
+            return self.outbox.send_range(their_sid, range);
         }
+        let line = format!("{sender}: {text}");
+        let cost = message_cost(line.len());
+        if !self.storage_available {
+            return self.outbox.line(sid, protocol::STORAGE_UNAVAILABLE);
+        }
+        if recipient.mailbox.len() >= self.config.mailbox_max {
+            return self
+                .outbox
+                .line_args(sid, format_args!("Error. {to}'s mailbox is full"));
+        }
+        if self.stored + cost > self.config.store_max {
+            return self.outbox.line(sid, protocol::STORAGE_FULL);
+        }
+        let recipient = &mut self.users[them as usize];
+        let seq = recipient.mailbox.push(line.into_boxed_str());
+        self.stored += cost;
+        self.outbox.record(&Record::MailboxAppend {
+            recipient: &self.users[them as usize].name,
+            seq: Some(seq),
+            sender: &self.users[me as usize].name,
+            text,
+        });
+        self.outbox.line_args(
+            sid,
+            format_args!("{to} is offline. Your message will be delivered when they log in"),
+        );
+        self.outbox.hold(sid);
     }
 
     fn broadcast(&mut self, sid: SessionId, me: UserId, text: &str) {
@@ -906,21 +1089,24 @@ impl Chat {
     /// `whoelse` (no window) and `whoelsesince`: users online now or
     /// whose last session ended less than `window` ago, sorted, without
     /// `me` and without users who blocked `me`.
+    /// Reads the users online and, for a window, those who left within it
+    /// (`departed` is ordered by departure), never every account.
     fn who_else(&mut self, sid: SessionId, me: UserId, since: Option<Duration>, now: Instant) {
         let window = since.unwrap_or(Duration::ZERO);
-        let mut names: Vec<&str> = self
-            .users
+        let online = self.online.iter().map(|o| o.user);
+        let recent = self
+            .departed
             .iter()
-            .enumerate()
-            .filter(|&(id, user)| {
-                id as UserId != me
-                    && !user.has_blocked(me)
-                    && (user.session.is_some()
-                        || user
-                            .last_seen
-                            .is_some_and(|t| now.saturating_duration_since(t) < window))
-            })
-            .map(|(_, user)| &*user.name)
+            .rev()
+            .take_while(|&&(left, _)| now.saturating_duration_since(left) < window)
+            .map(|&(_, user)| user)
+            .filter(|&user| self.users[user as usize].session.is_none());
+        let mut names: Vec<&str> = online
+            .chain(recent)
+            .filter(|&user| user != me)
+            .map(|user| &self.users[user as usize])
+            .filter(|user| !user.has_blocked(me))
+            .map(|user| &*user.name)
             .collect();
         if names.is_empty() {
             // `whoelsesince 0` is still `whoelsesince`: it has its own reply.
@@ -949,6 +1135,9 @@ impl Chat {
             Ok(_) => self
                 .outbox
                 .render(format_args!("Error. {name} is already blocked")),
+            Err(_) if !self.storage_available => {
+                return self.outbox.line(sid, protocol::STORAGE_UNAVAILABLE);
+            }
             Err(at) => {
                 blocked.insert(at, them);
                 self.outbox.record(&Record::Block {
@@ -969,6 +1158,9 @@ impl Chat {
         };
         let blocked = &mut self.users[me as usize].blocked;
         let range = match blocked.binary_search(&them) {
+            Ok(_) if !self.storage_available => {
+                return self.outbox.line(sid, protocol::STORAGE_UNAVAILABLE);
+            }
             Ok(at) => {
                 blocked.remove(at);
                 self.outbox.record(&Record::Unblock {
@@ -1009,6 +1201,19 @@ impl Chat {
             Stage::Username | Stage::Password(_) => protocol::LOGIN_TIMED_OUT,
         };
         self.outbox.line(sid, message);
+        self.close(sid, now);
+    }
+
+    /// The login deadline of a session: if it has not logged in yet, it
+    /// is told and closed, however recently it typed.
+    fn login_deadline(&mut self, sid: SessionId, epoch: u64, now: Instant) {
+        let Some(session) = self.session(sid).filter(|s| s.epoch == epoch) else {
+            return;
+        };
+        if matches!(session.stage, Stage::LoggedIn(_)) {
+            return;
+        }
+        self.outbox.line(sid, protocol::LOGIN_TIMED_OUT);
         self.close(sid, now);
     }
 
@@ -1062,7 +1267,10 @@ impl Chat {
         }
         let account = &mut self.users[user as usize];
         account.session = None;
-        account.last_seen = Some(now);
+        if let Some(left) = account.last_seen.replace(now) {
+            self.departed.remove(&(left, user));
+        }
+        self.departed.insert((now, user));
         Some(user)
     }
 }

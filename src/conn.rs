@@ -6,13 +6,21 @@
 //! no large buffer. Both buffers are bounded: a partial line by the line
 //! limit (past it the line is discarded up to its `\n`), the output by the
 //! server's backlog limit (past it the connection is cut off).
+//!
+//! A connection from an untrusted address also carries its place against
+//! the command rate ([`Pace`]) and, when it got ahead of it, the input it
+//! has read but not handled yet; a logged-in one with offline mail, its
+//! [`Backlog`].
 
 use std::io::{self, Write};
 
 use mio::net::TcpStream;
 
+use crate::backlog::Backlog;
 use crate::lines::LineSplitter;
 use crate::outbuf::OutBuf;
+use crate::rate::Pace;
+use crate::trust::IpKey;
 
 /// The state of one accepted connection.
 #[derive(Debug)]
@@ -42,11 +50,24 @@ pub struct Conn {
     /// Used its read budget and may have more input: listed in the
     /// server's list of connections to read again next iteration.
     pub unread: bool,
+    /// The address it counts against for `--max-per-ip`; `None` for a
+    /// trusted one.
+    pub address: Option<IpKey>,
+    /// Its place against the command rate; `None` for a trusted one.
+    pub pace: Option<Pace>,
+    /// Input read but not handled yet because the connection got ahead of
+    /// its rate; handled, before anything more is read, once it may go on.
+    pub stash: Vec<u8>,
+    /// Ahead of its rate: nothing is read until the server's timer says.
+    pub paused: bool,
+    /// Its offline mail, while that is being written.
+    pub backlog: Option<Backlog>,
 }
 
 impl Conn {
-    /// Wraps a freshly accepted socket.
-    pub fn new(stream: TcpStream, serial: u64) -> Conn {
+    /// Wraps a freshly accepted socket; `address` is what it counts
+    /// against, `None` for a trusted one, which is not held to the rate.
+    pub fn new(stream: TcpStream, serial: u64, address: Option<IpKey>) -> Conn {
         Conn {
             stream,
             serial,
@@ -58,22 +79,57 @@ impl Conn {
             dirty: false,
             held: false,
             unread: false,
+            pace: address.map(|_| Pace::default()),
+            address,
+            stash: Vec::new(),
+            paused: false,
+            backlog: None,
         }
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written that count against the backlog
+    /// limit: while offline mail is being written, only what waits behind
+    /// it.
     pub fn pending(&self) -> usize {
-        self.out.pending()
+        match &self.backlog {
+            Some(backlog) => backlog.deferred.pending(),
+            None => self.out.pending(),
+        }
     }
 
-    /// Queues bytes for writing.
+    /// Whether anything at all waits to be written.
+    pub fn has_output(&self) -> bool {
+        self.out.pending() > 0
+    }
+
+    /// Queues bytes for writing, behind the offline mail if that is being
+    /// written.
     pub fn queue(&mut self, bytes: &[u8]) {
-        self.out.push(bytes);
+        match &mut self.backlog {
+            Some(backlog) => backlog.deferred.push(bytes),
+            None => self.out.push(bytes),
+        }
+    }
+
+    /// The output buffer and the backlog, for the server to queue mail.
+    pub fn backlog_mut(&mut self) -> Option<(&mut OutBuf, &mut Backlog)> {
+        let backlog = self.backlog.as_mut()?;
+        Some((&mut self.out, backlog))
+    }
+
+    /// Ends the backlog: what waited behind it follows (a backlog given up
+    /// halfway keeps its unstarted lines in the mailbox; see
+    /// [`Backlog::abandon`]).
+    pub fn end_backlog(&mut self) {
+        if let Some(backlog) = self.backlog.take() {
+            backlog.abandon(&mut self.out);
+        }
     }
 
     /// Drops all queued output and frees its buffer.
     pub fn discard_output(&mut self) {
         self.out = OutBuf::default();
+        self.backlog = None;
     }
 
     /// Whether the output buffer holds memory but no pending bytes.
@@ -101,7 +157,7 @@ impl Conn {
     /// and returns how many it took. Only for a connection with nothing
     /// pending, so that the order of its output is kept.
     pub fn write_direct(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        debug_assert_eq!(self.out.pending(), 0);
+        debug_assert!(self.out.pending() == 0 && self.backlog.is_none());
         write_until_blocked(&mut self.stream, bytes)
     }
 }

@@ -4,6 +4,7 @@
 //! pure domain ([`chat`]) that speaks the text protocol of [`protocol`].
 //! See `README.md` for how to run it and `protocol.md` for the contract.
 
+pub mod backlog;
 pub mod chat;
 pub mod client;
 pub mod conn;
@@ -15,5 +16,7 @@ pub mod lines;
 pub mod load;
 pub mod outbuf;
 pub mod protocol;
+pub mod rate;
 pub mod server;
 pub mod token;
+pub mod trust;

@@ -6,10 +6,16 @@
 //! average.
 
 /// Bytes queued for a socket: `buf[pos..]` is still to be written.
+///
+/// It also counts every byte it was given and every byte written, as
+/// positions in the stream of the socket's output, so that a caller can
+/// tell when a given byte has left ([`OutBuf::written_position`]).
 #[derive(Debug, Default)]
 pub struct OutBuf {
     buf: Vec<u8>,
     pos: usize,
+    /// Stream position of `buf[0]`.
+    base: u64,
 }
 
 impl OutBuf {
@@ -28,6 +34,7 @@ impl OutBuf {
     pub fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
         if self.pos == self.buf.len() {
+            self.base += self.buf.len() as u64;
             self.buf.clear();
             self.pos = 0;
         }
@@ -38,9 +45,35 @@ impl OutBuf {
     pub fn push(&mut self, bytes: &[u8]) {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
             self.pos = 0;
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The stream position just after the last byte queued.
+    pub fn end_position(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// The stream position just after the last byte written.
+    pub fn written_position(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Drops the queued bytes from stream position `at` on; for a position
+    /// already written, that is everything not yet written.
+    pub fn truncate_at(&mut self, at: u64) {
+        let keep = at.saturating_sub(self.base).max(self.pos as u64);
+        if keep < self.buf.len() as u64 {
+            self.buf.truncate(keep as usize);
+        }
+    }
+
+    /// Appends everything `other` has not written, leaving it empty.
+    pub fn append(&mut self, other: &mut OutBuf) {
+        self.push(other.unwritten());
+        *other = OutBuf::default();
     }
 
     /// Whether the buffer holds memory but nothing to write.
@@ -51,7 +84,9 @@ impl OutBuf {
     /// Frees the memory if nothing is pending.
     pub fn release_if_empty(&mut self) {
         if self.pending() == 0 {
+            let base = self.written_position();
             *self = OutBuf::default();
+            self.base = base;
         }
     }
 }
@@ -88,6 +123,39 @@ mod tests {
             assert!(out.pending() > 0);
             assert!(out.buf.len() <= 2 * out.pending() + chunk.len());
         }
+    }
+
+    #[test]
+    fn positions_count_the_whole_stream() {
+        let mut out = OutBuf::default();
+        out.push(b"0123456789");
+        out.consume(4);
+        assert_eq!((out.written_position(), out.end_position()), (4, 10));
+        out.push(b"abcdef");
+        out.consume(8);
+        out.push(b"xyz");
+        assert_eq!((out.written_position(), out.end_position()), (12, 19));
+        out.consume(7);
+        out.release_if_empty();
+        out.push(b"!");
+        assert_eq!((out.written_position(), out.end_position()), (19, 20));
+    }
+
+    #[test]
+    fn truncation_keeps_what_is_written_and_before() {
+        let mut out = OutBuf::default();
+        out.push(b"first\nsecond\nthird\n");
+        out.consume(8);
+        out.truncate_at(13);
+        assert_eq!(out.unwritten(), b"cond\n");
+        let mut other = OutBuf::default();
+        other.push(b"later\n");
+        out.append(&mut other);
+        assert_eq!(out.unwritten(), b"cond\nlater\n");
+        assert_eq!(other.pending(), 0);
+        out.truncate_at(2);
+        assert_eq!(out.unwritten(), b"", "only what is not written yet goes");
+        assert_eq!(out.end_position(), 8);
     }
 
     #[test]

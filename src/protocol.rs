@@ -57,6 +57,16 @@ pub const LINE_TOO_LONG: &str = "Error. Line too long";
 pub const INVALID_ENCODING: &str = "Error. Invalid encoding";
 /// A connection beyond `--max-clients`.
 pub const SERVER_FULL: &str = "Error. Server is full";
+/// A connection beyond `--max-per-ip` from one untrusted address.
+pub const TOO_MANY_CONNECTIONS: &str = "Error. Too many connections from your address";
+/// A password from an untrusted address past its `--max-failures-per-ip`.
+pub const TOO_MANY_FAILURES: &str =
+    "Error. Too many failed logins from your address. Please try again later";
+/// An offline `message` when stored mail has reached `--store-max`.
+pub const STORAGE_FULL: &str = "Error. Server storage is full";
+/// A durable command (offline `message`, `block`, `unblock`) while the
+/// journal cannot be written.
+pub const STORAGE_UNAVAILABLE: &str = "Error. Server storage is unavailable";
 /// Sent to every connection when the server stops.
 pub const SHUTTING_DOWN: &str = "Server is shutting down";
 /// The reply to `help`: one line per command with its arguments.

@@ -15,12 +15,25 @@
 //! (one `write`, one `fdatasync`). Connections the domain held — they were
 //! promised something the records describe — are flushed only after that
 //! commit; every other connection is flushed before it, so online delivery
-//! never waits for the disk.
+//! never waits for the disk. A failing commit is retried with back-off
+//! and never stops the server (see [`commit`]); a compaction is encoded a
+//! slice per iteration.
+//!
+//! Offline mail is written at the pace the client reads (see
+//! [`crate::backlog`]): a slice of the mailbox per iteration, each line
+//! reported to the domain once the socket took it.
 //!
 //! Fairness: a connection is read at most [`READ_BUDGET`] bytes per
 //! iteration. One that still had data is remembered (edge-triggered
 //! readiness will not fire again for it) and served in the next iteration,
-//! after the others had their turn.
+//! after the others had their turn. A connection from an untrusted address
+//! is also held to the command rate: once it is ahead, it is not read
+//! until its next line is due (TCP back-pressure slows the client), and
+//! what it had sent already waits in its stash.
+//!
+//! Admission: beyond `--max-clients` connections, or `--max-per-ip` from
+//! one untrusted address (see [`admission`]), a new connection is told so
+//! and closed.
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
@@ -37,12 +50,20 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::chat::{Chat, ChatConfig, Effect, Outbox, SessionId, WallClock};
+mod admission;
+mod commit;
+
+use crate::backlog::Backlog;
+use crate::chat::{Chat, ChatConfig, Effect, Outbox, Replayed, SessionId, WallClock};
 use crate::conn::Conn;
 use crate::credentials::Account;
 use crate::deadlines::Deadlines;
-use crate::journal::{Journal, JournalOptions};
+use crate::journal::{CompactStep, Journal, JournalOptions, OnDamage};
 use crate::protocol;
+use crate::rate::Rate;
+use crate::trust::Trust;
+use admission::{Admission, TooMany};
+use commit::Durability;
 
 /// The listener's token; connections use their slab key, which is always
 /// smaller.
@@ -57,6 +78,10 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// Bytes read from one connection per loop iteration, so that a client
 /// pipelining megabytes cannot starve the others.
 pub const READ_BUDGET: usize = SCRATCH_SIZE;
+/// Bytes read at a time from a connection held to the command rate: far
+/// more than its rate lets it send in a second, and all it may hold
+/// unhandled in its stash while it waits.
+const RATED_READ: usize = 8 * 1024;
 /// How long a connection being closed may take to accept its last output.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long to wait before accepting again after running out of file
@@ -81,10 +106,33 @@ pub struct Config {
     /// How long a shutdown may spend flushing `Server is shutting down`
     /// and other pending output before it closes what is left.
     pub shutdown_grace: Duration,
-    /// Most messages queued for one offline user.
-    pub mailbox_max: usize,
     /// Where mailboxes, block lists and bans are kept.
     pub storage: Storage,
+    /// Networks whose clients skip the per-address limits.
+    pub trust: Trust,
+    /// Most connections at once from one untrusted address.
+    pub max_per_ip: usize,
+    /// The command rate of a connection from an untrusted address.
+    pub rate: Rate,
+}
+
+impl Config {
+    /// A server on `bind` with these durations and every other setting at
+    /// its default (see [`defaults`]), keeping everything in memory.
+    pub fn new(bind: SocketAddr, block_duration: Duration, timeout: Duration) -> Config {
+        Config {
+            bind,
+            chat: ChatConfig::new(block_duration, timeout),
+            max_line: defaults::MAX_LINE,
+            max_pending: defaults::MAX_PENDING,
+            max_clients: defaults::MAX_CLIENTS,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            storage: Storage::Ephemeral,
+            trust: Trust::loopback(),
+            max_per_ip: defaults::MAX_PER_IP,
+            rate: Rate::new(defaults::RATE, defaults::BURST),
+        }
+    }
 }
 
 /// Where the durable state lives.
@@ -98,6 +146,8 @@ pub enum Storage {
         dir: PathBuf,
         /// How the journal is written.
         options: JournalOptions,
+        /// What the start does with damage other than a torn tail.
+        on_damage: OnDamage,
     },
 }
 
@@ -113,6 +163,21 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
     /// `--mailbox-max`.
     pub const MAILBOX_MAX: usize = 1000;
+    /// `--store-max`: 128 MiB.
+    pub const STORE_MAX: u64 = 128 << 20;
+    /// `--login-timeout`: 60 s.
+    pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    /// `--max-failures-per-ip`.
+    pub const MAX_FAILURES_PER_IP: u32 = 10;
+    /// `--max-per-ip`.
+    pub const MAX_PER_IP: usize = 16;
+    /// `--rate`: lines a second.
+    pub const RATE: u32 = 20;
+    /// `--burst`.
+    pub const BURST: u32 = 40;
+    /// The largest `--max-line`: a journal record must stay far below
+    /// what reading a journal accepts as one record.
+    pub const MAX_LINE_LIMIT: usize = 1 << 20;
     /// `--compact-at`: 64 MiB.
     pub const COMPACT_AT: u64 = 64 << 20;
     /// `--data-dir`.
@@ -140,6 +205,8 @@ enum LoopTimer {
     AcceptRetry,
     /// Free the output buffers of connections with nothing pending.
     ReleaseBuffers,
+    /// A connection that got ahead of its rate may be read again.
+    Resume { key: usize, serial: u64 },
 }
 
 /// Outbox text held for coalescing before it is copied to the connections.
@@ -197,8 +264,12 @@ pub struct Server {
     unread: Vec<usize>,
     /// Connections whose output waits for the next commit.
     held: Vec<usize>,
+    /// Connections whose socket took all the offline mail queued for it:
+    /// more is queued next iteration.
+    backlogged: Vec<usize>,
     /// The data directory's journal, unless the server is ephemeral.
-    journal: Option<Journal>,
+    durability: Option<Durability>,
+    admission: Admission,
     timers: Deadlines<LoopTimer>,
     accept_paused: bool,
     /// A [`LoopTimer::ReleaseBuffers`] is armed.
@@ -216,11 +287,14 @@ impl Server {
     /// ephemeral, and binds the listener. Errors say which of these failed.
     pub fn bind(config: Config, accounts: Vec<Account>) -> io::Result<Server> {
         let mut chat = Chat::new(accounts, config.chat);
-        chat.set_mailbox_max(config.mailbox_max);
         let journal = match &config.storage {
             Storage::Ephemeral => None,
-            Storage::Durable { dir, options } => {
-                let journal = open_journal(&mut chat, dir, *options).map_err(|e| {
+            Storage::Durable {
+                dir,
+                options,
+                on_damage,
+            } => {
+                let journal = open_journal(&mut chat, dir, *options, *on_damage).map_err(|e| {
                     io::Error::new(e.kind(), format!("data directory {}: {e}", dir.display()))
                 })?;
                 Some(journal)
@@ -234,8 +308,16 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let durability = journal.map(|mut journal| {
+            let waker = Arc::clone(&waker);
+            journal.set_wake(Arc::new(move || {
+                let _ = waker.wake();
+            }));
+            Durability::new(journal)
+        });
         info!("listening on {}", listener.local_addr()?);
         Ok(Server {
+            admission: Admission::new(config.trust.clone(), config.max_per_ip),
             poll,
             listener,
             chat,
@@ -249,7 +331,8 @@ impl Server {
             doomed: Vec::new(),
             unread: Vec::new(),
             held: Vec::new(),
-            journal,
+            backlogged: Vec::new(),
+            durability,
             timers: Deadlines::default(),
             accept_paused: false,
             release_armed: false,
@@ -329,7 +412,7 @@ impl Server {
             }
             self.read_unread(now);
             self.fire_timers(now);
-            self.finish_iteration(now)?;
+            self.finish_iteration(now);
             self.open.store(self.conns.len(), Ordering::Relaxed);
         }
         let result = self.shut_down(&mut events);
@@ -340,11 +423,12 @@ impl Server {
     /// Polls until readiness or the next deadline, retrying interruptions.
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
         let now = Instant::now();
-        let next = [self.chat.next_deadline(), self.timers.next()]
+        let durable = self.durability.as_ref().and_then(|d| d.next_wake(now));
+        let next = [self.chat.next_deadline(), self.timers.next(), durable]
             .into_iter()
             .flatten()
             .min();
-        let timeout = if self.unread.is_empty() {
+        let timeout = if self.unread.is_empty() && self.backlogged.is_empty() {
             // Round up so that the loop never wakes just before a deadline.
             next.map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
         } else {
@@ -381,15 +465,21 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        // Best effort: a fresh socket's send buffer takes one line.
+        let mut refuse = |line: &str| {
+            let _ = io::Write::write_all(&mut stream, format!("{line}\n").as_bytes());
+        };
         if self.conns.len() >= self.config.max_clients {
             debug!("{peer}: refused, server full");
-            // Best effort: a fresh socket's send buffer takes one line.
-            let _ = io::Write::write_all(
-                &mut stream,
-                format!("{}\n", protocol::SERVER_FULL).as_bytes(),
-            );
-            return;
+            return refuse(protocol::SERVER_FULL);
         }
+        let address = match self.admission.admit(peer.ip()) {
+            Ok(address) => address,
+            Err(TooMany) => {
+                debug!("{peer}: refused, too many connections from its address");
+                return refuse(protocol::TOO_MANY_CONNECTIONS);
+            }
+        };
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: set_nodelay: {e}");
         }
@@ -401,12 +491,14 @@ impl Server {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             warn!("{peer}: register: {e}");
+            self.admission.release(address);
             return;
         }
         debug!("{peer}: connected as #{key}");
-        entry.insert(Conn::new(stream, self.next_serial));
+        entry.insert(Conn::new(stream, self.next_serial, address));
         self.next_serial += 1;
-        self.chat.connect(SessionId(key), peer.ip(), now);
+        self.chat
+            .connect(SessionId(key), peer.ip(), address.is_none(), now);
         self.apply_effects();
         // The client may have sent its username already; its edge came
         // before registration, so look now.
@@ -430,7 +522,8 @@ impl Server {
         }
     }
 
-    /// Serves connections that used their read budget last iteration.
+    /// Serves connections that used their read budget last iteration, and
+    /// queues more offline mail for those whose socket took all of it.
     fn read_unread(&mut self, now: Instant) {
         for key in std::mem::take(&mut self.unread) {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -438,17 +531,22 @@ impl Server {
                 self.read(key, now);
             }
         }
+        for key in std::mem::take(&mut self.backlogged) {
+            self.mark_dirty(key);
+        }
     }
 
-    /// Reads up to [`READ_BUDGET`] bytes from `key` and handles every
-    /// complete line.
+    /// Handles what `key` had stashed, then reads up to [`READ_BUDGET`]
+    /// bytes from it and handles every complete line, as far as its rate
+    /// allows.
     fn read(&mut self, key: usize, now: Instant) {
+        self.handle_stash(key, now);
         let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.doomed || conn.closing {
+            if conn.doomed || conn.closing || conn.paused {
                 return;
             }
             if budget == 0 {
@@ -458,7 +556,12 @@ impl Server {
                 }
                 return;
             }
-            let want = budget.min(self.scratch.len());
+            let chunk = if conn.pace.is_some() {
+                RATED_READ
+            } else {
+                SCRATCH_SIZE
+            };
+            let want = budget.min(chunk);
             match conn.stream.read(&mut self.scratch[..want]) {
                 Ok(0) => {
                     // A half-close: the peer may still read, so what is
@@ -469,7 +572,9 @@ impl Server {
                 }
                 Ok(n) => {
                     budget -= n;
-                    self.consume(key, n, now);
+                    let scratch = std::mem::take(&mut self.scratch);
+                    self.consume(key, &scratch[..n], now);
+                    self.scratch = scratch;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -482,9 +587,25 @@ impl Server {
         }
     }
 
-    /// Feeds the lines in the first `n` scratch bytes to the domain.
-    fn consume(&mut self, key: usize, n: usize, now: Instant) {
+    /// Handles the input `key` read earlier but had to leave for later.
+    fn handle_stash(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.paused || conn.stash.is_empty() {
+            return;
+        }
+        let stash = std::mem::take(&mut conn.stash);
+        self.consume(key, &stash, now);
+    }
+
+    /// Feeds the lines of `data` (just read, or stashed) to the domain,
+    /// one line per unit of the connection's rate; once it is ahead of its
+    /// rate, the rest goes to its stash and it is paused until its next
+    /// line is due.
+    fn consume(&mut self, key: usize, data: &[u8], now: Instant) {
         let sid = SessionId(key);
+        let rate = self.config.rate;
         let mut pos = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -493,14 +614,26 @@ impl Server {
             if conn.doomed || conn.closing {
                 return;
             }
-            let Some(item) = conn.lines.next_line(
-                &self.scratch[..n],
-                &mut pos,
-                &mut self.join,
-                self.config.max_line,
-            ) else {
+            if let Some(pace) = &conn.pace {
+                if let Err(due) = pace.ready(rate, now) {
+                    if pos < data.len() {
+                        conn.stash.extend_from_slice(&data[pos..]);
+                        conn.paused = true;
+                        let serial = conn.serial;
+                        self.timers.arm(due, LoopTimer::Resume { key, serial });
+                    }
+                    return;
+                }
+            }
+            let Some(item) =
+                conn.lines
+                    .next_line(data, &mut pos, &mut self.join, self.config.max_line)
+            else {
                 return;
             };
+            if let Some(pace) = &mut conn.pace {
+                pace.count(rate, now);
+            }
             match item.and_then(protocol::decode_line) {
                 Ok(None) => continue,
                 Ok(Some(line)) => self.chat.line(sid, line, now),
@@ -532,6 +665,13 @@ impl Server {
                     }
                     return_free_memory();
                 }
+                LoopTimer::Resume { key, serial } => {
+                    let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                        continue;
+                    };
+                    conn.paused = false;
+                    self.read(key, now);
+                }
             }
         }
     }
@@ -539,12 +679,12 @@ impl Server {
     /// Takes the domain's effects: records go to the journal's next
     /// commit, held sessions are marked first (so that nothing of theirs is
     /// written early), closes are marked at once, sends are staged (see
-    /// [`Server::stage`]).
+    /// [`Server::stage`]), a backlog starts.
     fn apply_effects(&mut self) {
         let mut outbox = std::mem::take(self.chat.outbox());
-        if let Some(journal) = &mut self.journal {
+        if let Some(durability) = &mut self.durability {
             if !outbox.records().is_empty() {
-                journal.stage(outbox.records());
+                durability.journal().stage(outbox.records());
             }
         }
         for sid in outbox.held() {
@@ -559,6 +699,7 @@ impl Server {
             match effect {
                 Effect::Send { to, text } => self.stage(to.0, text.clone(), &outbox),
                 Effect::Close(sid) => self.close_after_flush(sid.0),
+                Effect::Backlog(sid) => self.start_backlog(sid.0, &outbox),
             }
         }
         outbox.clear_effects();
@@ -588,6 +729,19 @@ impl Server {
             let earlier = std::mem::replace(staged, text);
             self.deliver(key, outbox.text(earlier));
         }
+    }
+
+    /// From now on `key`'s output waits behind its offline mail: what was
+    /// staged for it before (the welcome) goes first.
+    fn start_backlog(&mut self, key: usize, outbox: &Outbox) {
+        if let Some(staged) = self.staged.get_mut(key) {
+            let before = std::mem::replace(staged, 0..0);
+            self.deliver(key, outbox.text(before));
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.backlog = Some(Backlog::default());
+        }
+        self.mark_dirty(key);
     }
 
     /// Hands every staged range to its connection (see [`Materialize`]),
@@ -623,7 +777,7 @@ impl Server {
         if conn.doomed {
             return &[];
         }
-        if conn.held || conn.pending() > 0 || bytes.is_empty() {
+        if conn.held || conn.has_output() || conn.backlog.is_some() || bytes.is_empty() {
             return bytes;
         }
         match conn.write_direct(bytes) {
@@ -643,7 +797,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.doomed {
+        if conn.doomed || bytes.is_empty() {
             return;
         }
         if conn.pending() + bytes.len() > max_pending {
@@ -697,20 +851,20 @@ impl Server {
     }
 
     /// Flushes every connection that does not wait for the commit, commits
-    /// the iteration's records, then flushes the held connections; compacts
-    /// the journal if it has grown past its size. A failed commit is
-    /// returned: nothing promised by it may go out, and the server stops.
-    fn finish_iteration(&mut self, now: Instant) -> io::Result<()> {
+    /// the iteration's records, then flushes the held connections; then
+    /// takes a step of compaction. A failed commit keeps what it promises
+    /// held until a retry succeeds (see [`commit`]).
+    fn finish_iteration(&mut self, now: Instant) {
         loop {
             self.flush_unheld(now);
-            let pending = self.journal.as_ref().is_some_and(Journal::has_pending);
-            if !pending && self.held.is_empty() {
+            let Some(durability) = &mut self.durability else {
+                break;
+            };
+            if !durability.has_pending() && self.held.is_empty() {
                 break;
             }
-            if let Some(journal) = &mut self.journal {
-                journal
-                    .commit()
-                    .map_err(|e| io::Error::new(e.kind(), format!("journal commit failed: {e}")))?;
+            if !durability.may_commit(now) || !durability.commit(&mut self.chat, now) {
+                break;
             }
             for key in std::mem::take(&mut self.held) {
                 if let Some(conn) = self.conns.get_mut(key) {
@@ -719,15 +873,9 @@ impl Server {
                 self.mark_dirty(key);
             }
         }
-        if let Some(journal) = &mut self.journal {
-            if journal.wants_compaction() {
-                let clock = WallClock::new(Instant::now(), SystemTime::now());
-                journal
-                    .compact(self.chat.snapshot(clock))
-                    .map_err(|e| io::Error::new(e.kind(), format!("compaction failed: {e}")))?;
-            }
+        if let Some(durability) = &mut self.durability {
+            durability.compaction_step(&mut self.chat, now);
         }
-        Ok(())
     }
 
     /// Removes doomed connections and flushes dirty ones that are not held
@@ -762,17 +910,25 @@ impl Server {
         if conn.doomed || conn.held {
             return;
         }
-        if let Err(e) = conn.flush() {
+        let written = if conn.backlog.is_some() {
+            self.flush_backlog(key)
+        } else {
+            conn.flush()
+        };
+        if let Err(e) = written {
             debug!("#{key}: write: {e}");
             self.doom(key);
             return;
         }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if conn.holds_idle_buffer() && !self.release_armed {
             self.release_armed = true;
             self.timers
                 .arm(Instant::now() + RELEASE_INTERVAL, LoopTimer::ReleaseBuffers);
         }
-        let pending = conn.pending() > 0;
+        let pending = conn.has_output();
         if conn.closing && !pending {
             let _ = conn.stream.shutdown(Shutdown::Write);
             self.doom(key);
@@ -798,6 +954,48 @@ impl Server {
         }
     }
 
+    /// Writes a connection's offline mail: queues more of it if little is
+    /// left ahead of the socket, writes, tells the domain which lines the
+    /// socket took whole (they leave the mailbox), and once all are out
+    /// lets what waited behind them follow. A closing connection gives the
+    /// rest up: it stays in the mailbox for the next login.
+    fn flush_backlog(&mut self, key: usize) -> io::Result<()> {
+        let sid = SessionId(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        if conn.closing {
+            conn.end_backlog();
+            return conn.flush();
+        }
+        if let Some((out, backlog)) = conn.backlog_mut() {
+            if Backlog::wants_more(out) {
+                for line in self.chat.backlog(sid, backlog.queued()) {
+                    if backlog.queue(out, line) {
+                        break;
+                    }
+                }
+            }
+        }
+        conn.flush()?;
+        let Some((out, backlog)) = conn.backlog_mut() else {
+            return Ok(());
+        };
+        let written = backlog.written(out);
+        let all_queued = self.chat.backlog(sid, backlog.queued()).next().is_none();
+        if backlog.queued() == 0 && all_queued {
+            conn.end_backlog();
+            conn.flush()?;
+        } else if !conn.has_output() {
+            self.backlogged.push(key);
+        }
+        if written > 0 {
+            self.chat.backlog_written(sid, written);
+            self.apply_effects();
+        }
+        Ok(())
+    }
+
     /// The one place a connection is removed: the domain is told (it
     /// announces a logged-in user's departure) and the socket is closed.
     fn remove(&mut self, key: usize, now: Instant) {
@@ -808,6 +1006,7 @@ impl Server {
             debug!("#{key}: deregister: {e}");
         }
         debug!("#{key}: closed");
+        self.admission.release(conn.address);
         drop(conn);
         // The key may be reused at once: nothing staged may reach the next
         // connection.
@@ -833,14 +1032,19 @@ impl Server {
         let now = Instant::now();
         self.chat.shutdown(now);
         self.apply_effects();
-        self.finish_iteration(now)?;
+        self.finish_iteration(now);
         let deadline = now + self.config.shutdown_grace;
-        while !self.conns.is_empty() {
+        while !self.conns.is_empty() || self.durability.as_ref().is_some_and(|d| d.has_pending()) {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            match self.poll.poll(events, Some(deadline - now)) {
+            let retry = self.durability.as_ref().and_then(|d| d.next_wake(now));
+            let wake = retry.map_or(deadline, |at| at.min(deadline));
+            match self
+                .poll
+                .poll(events, Some(wake.saturating_duration_since(now)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -855,7 +1059,16 @@ impl Server {
                     self.mark_dirty(event.token().0);
                 }
             }
-            self.finish_iteration(Instant::now())?;
+            self.finish_iteration(Instant::now());
+        }
+        if let Some(durability) = &self.durability {
+            if durability.has_pending() {
+                warn!(
+                    target: "confab::journal",
+                    "stopping with changes the journal could not take; nothing acknowledged is \
+                     among them"
+                );
+            }
         }
         self.conns.clear();
         Ok(())
@@ -864,30 +1077,67 @@ impl Server {
 
 /// Opens the data directory, replays it into `chat`, compacts it (so that
 /// every start begins with a fresh journal), and makes `chat` record its
-/// changes from now on.
+/// changes from now on. Recovering, the new snapshot must be written, or
+/// the start fails: it is what replaces the damaged files.
 fn open_journal(
     chat: &mut Chat,
     dir: &std::path::Path,
     options: JournalOptions,
+    on_damage: OnDamage,
 ) -> io::Result<Journal> {
     let clock = WallClock::new(Instant::now(), SystemTime::now());
-    let mut unknown = 0u64;
-    let (mut journal, loaded) = Journal::open(dir, options, |record| {
-        if !chat.apply_record(record, clock) {
-            unknown += 1;
+    let (mut removed, mut dropped) = (0u64, 0u64);
+    let (mut journal, loaded) = Journal::open(dir, options, on_damage, |record| {
+        match chat.apply_record(record, clock) {
+            Replayed::Applied => {}
+            Replayed::Removed => removed += 1,
+            Replayed::Dropped => dropped += 1,
         }
     })?;
     info!("{}: loaded {} records", dir.display(), loaded.records);
-    if unknown > 0 {
-        // Logged as the journal's, so that it shows by default too.
+    // Logged as the journal's, so that these show by default too.
+    if removed > 0 {
         warn!(
             target: "confab::journal",
-            "{}: ignored {unknown} records about accounts not in the credentials file; \
-             the snapshot written now drops them",
+            "{}: kept {removed} records about accounts not in the credentials file (their \
+             offline mail and blocks), for when they come back; --prune-removed drops them",
             dir.display()
         );
     }
-    journal.compact(chat.snapshot(clock))?;
+    if dropped > 0 {
+        warn!(
+            target: "confab::journal",
+            "{}: dropped {dropped} records about accounts not in the credentials file \
+             (--prune-removed)",
+            dir.display()
+        );
+    }
+    for file in &loaded.recovered {
+        let bytes: u64 = file.dropped.iter().map(|d| d.len).sum();
+        warn!(
+            target: "confab::journal",
+            "recovered {}: dropped {bytes} damaged bytes in {} places (first: {} at offset {}); \
+             the file as it was is kept as {}",
+            file.path.display(),
+            file.dropped.len(),
+            file.dropped.first().map_or("", |d| d.reason),
+            file.dropped.first().map_or(0, |d| d.offset),
+            file.aside.display()
+        );
+    }
+    if on_damage == OnDamage::Recover {
+        journal
+            .compact_until(chat.snapshot(clock), CompactStep::RemoveOld)
+            .map_err(|e| io::Error::new(e.kind(), format!("writing the recovered state: {e}")))?;
+        warn!(
+            target: "confab::journal",
+            "recovered {}: kept {} records in a new snapshot",
+            dir.display(),
+            loaded.records
+        );
+    } else {
+        journal.compact(chat.snapshot(clock))?;
+    }
     chat.record_changes(clock);
     Ok(journal)
 }

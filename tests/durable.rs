@@ -12,9 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Client, Options, ProcessOptions, ServerProcess, TestServer, IO_TIMEOUT};
-use confab::chat::{Chat, ChatConfig, SessionId, WallClock};
+use confab::chat::{Chat, ChatConfig, Replayed, SessionId, WallClock};
 use confab::journal::lock::DirLock;
-use confab::journal::{CompactStep, Fsync, Journal, JournalOptions, Record};
+use confab::journal::{CompactStep, Fsync, Journal, JournalOptions, OnDamage, Record};
 use confab::server::Storage;
 
 /// A fresh directory under Cargo's temporary directory, removed on drop.
@@ -198,35 +198,79 @@ fn a_kill_in_the_middle_of_a_burst_keeps_every_acknowledged_message() {
     );
 }
 
+/// The test accounts without `user`.
+fn accounts_without(user: &str) -> Vec<(String, String)> {
+    common::ACCOUNTS
+        .iter()
+        .filter(|(name, _)| *name != user)
+        .map(|&(u, p)| (u.to_string(), p.to_string()))
+        .collect()
+}
+
+/// `confab-server` on `dir` knowing `accounts`, with warnings logged.
+fn start_with_accounts(
+    dir: &Path,
+    accounts: Vec<(String, String)>,
+    extra: &[&str],
+) -> ServerProcess {
+    let mut args = vec!["--data-dir".to_string(), dir.display().to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    ServerProcess::start(ProcessOptions {
+        args,
+        accounts,
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        ..ProcessOptions::default()
+    })
+}
+
 #[test]
-fn records_about_removed_accounts_are_dropped_with_a_warning() {
+fn records_about_removed_accounts_are_kept_until_they_come_back_or_are_pruned() {
     let tmp = TempDir::new("removed");
     let server = start(&tmp.data(), "0.5", &[], &[]);
     let mut yoda = server.login("yoda", "wise");
-    yoda.send("message luke hi\nmessage hans hello\n");
-    yoda.expect_line(&offline("luke"));
-    yoda.expect_line(&offline("hans"));
+    yoda.send("message luke hi\nmessage hans hello\nblock luke\n");
+    yoda.expect_lines(&[&offline("luke"), &offline("hans"), "luke is blocked"]);
     kill_9(server);
 
-    let without_luke = common::ACCOUNTS
-        .iter()
-        .filter(|(user, _)| *user != "luke")
-        .map(|&(u, p)| (u.to_string(), p.to_string()))
-        .collect();
-    let server = ServerProcess::start(ProcessOptions {
-        args: vec!["--data-dir".into(), tmp.data().display().to_string()],
-        accounts: without_luke,
-        env: vec![("RUST_LOG".into(), "warn".into())],
-        ..ProcessOptions::default()
-    });
+    // Without luke: his records are kept, and he is unknown meanwhile.
+    let server = start_with_accounts(&tmp.data(), accounts_without("luke"), &[]);
     let warnings = server.stderr_lines();
     assert!(
         warnings
             .iter()
-            .any(|l| l.contains("ignored 1 records about accounts not in the credentials file")),
+            .any(|l| l.contains("kept 2 records about accounts not in the credentials file")),
         "{warnings:?}"
     );
     login_expecting_mail(&server, "hans", "falcon", &["yoda: hello".to_string()]);
+    let mut yoda = server.login("yoda", "wise");
+    yoda.send("message luke are you there\n");
+    yoda.expect_line("Error. Invalid user");
+    kill_9(server);
+
+    // Back: his mail and yoda's block of him are there.
+    let server = start(&tmp.data(), "0.5", &[], &[]);
+    let mut luke = login_expecting_mail(&server, "luke", "lightsaber", &["yoda: hi".to_string()]);
+    luke.send("message yoda still blocked?\n");
+    luke.expect_line(BLOCKED);
+    luke.logout();
+    let mut yoda = server.login("yoda", "wise");
+    yoda.send("message luke again\n");
+    yoda.expect_line(&offline("luke"));
+    kill_9(server);
+
+    // --prune-removed drops them for good.
+    let server = start_with_accounts(&tmp.data(), accounts_without("luke"), &["--prune-removed"]);
+    let warnings = server.stderr_lines();
+    assert!(
+        warnings.iter().any(|l| l.contains("dropped")
+            && l.contains("records about accounts not in the credentials file (--prune-removed)")),
+        "{warnings:?}"
+    );
+    kill_9(server);
+    let server = start(&tmp.data(), "0.5", &[], &[]);
+    let mut luke = login_expecting_mail(&server, "luke", "lightsaber", &[]);
+    luke.send("message yoda not blocked now\n");
+    luke.expect_line(&offline("yoda"));
 }
 
 /// The journal a stopped server was appending to: the newest (an older one
@@ -290,17 +334,145 @@ fn a_truncated_journal_keeps_every_intact_record_and_warns() {
     );
 }
 
+/// Runs `confab-server` on `dir` (the test accounts) to its end; returns
+/// its exit status and stderr.
+fn start_expecting_exit(tmp: &TempDir, extra: &[&str]) -> (std::process::ExitStatus, String) {
+    let credentials = tmp.0.join("accounts.txt");
+    let text: String = common::ACCOUNTS
+        .iter()
+        .map(|(u, p)| format!("{u} {p}\n"))
+        .collect();
+    std::fs::write(&credentials, text).expect("write credentials");
+    common::run_to_end(
+        Command::new(env!("CARGO_BIN_EXE_confab-server"))
+            .args(["0", "1", "30", "--credentials"])
+            .arg(&credentials)
+            .arg("--data-dir")
+            .arg(tmp.data())
+            .args(extra),
+    )
+}
+
+/// Every file of the data directory with its bytes, but the lock.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("list the data directory")
+        .map(|e| e.expect("entry"))
+        .filter(|e| e.file_name() != "lock")
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("read");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `n` acknowledged messages for luke, `yoda: number I`, then a kill.
+fn queue_for_luke(tmp: &TempDir, n: usize) -> Vec<String> {
+    let server = start(&tmp.data(), "0.5", &[], &[]);
+    let mut yoda = server.login("yoda", "wise");
+    let mut mail = Vec::new();
+    for i in 0..n {
+        yoda.send(&format!("message luke number {i:04}\n"));
+        mail.push(format!("yoda: number {i:04}"));
+    }
+    for _ in 0..n {
+        yoda.expect_line(&offline("luke"));
+    }
+    kill_9(server);
+    mail
+}
+
 #[test]
-fn a_flipped_byte_in_the_journal_keeps_the_records_before_it_and_warns() {
-    damaged_tail(
-        |path| {
-            let mut bytes = std::fs::read(path).expect("read the journal");
-            // Inside the second of three equal-sized records.
-            let at = bytes.len() / 3 + 10;
-            bytes[at] ^= 0x40;
-            std::fs::write(path, &bytes).expect("write the journal");
-        },
-        1,
+fn a_flipped_byte_before_the_tail_stops_the_start_and_recover_keeps_the_rest() {
+    let tmp = TempDir::new("flip");
+    let mail = queue_for_luke(&tmp, 200);
+    let journal = journal_file(&tmp.data());
+    let mut bytes = std::fs::read(&journal).expect("read the journal");
+    let record = bytes.len() / 200;
+    // In the 21st record: 10 % into the journal.
+    let at = record * 20 + record / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&journal, &bytes).expect("write the journal");
+    let before = contents(&tmp.data());
+
+    let (status, stderr) = start_expecting_exit(&tmp, &[]);
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    let offset = format!("at offset {}", record * 20);
+    for needle in [
+        &journal.display().to_string(),
+        "checksum mismatch",
+        &offset,
+        "--recover",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    }
+    assert_eq!(contents(&tmp.data()), before, "nothing may be rewritten");
+
+    let server = start(&tmp.data(), "0.5", &["--recover"], &[]);
+    let warnings = server.stderr_lines();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains(&format!("dropped {record} damaged bytes in 1 places"))),
+        "{warnings:?}"
+    );
+    let aside: Vec<PathBuf> = std::fs::read_dir(tmp.data())
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains(".damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(&aside[0]).expect("read"),
+        bytes,
+        "the damaged file is kept as it was"
+    );
+    let mut kept = mail.clone();
+    kept.remove(20);
+    let mut luke = login_expecting_mail(&server, "luke", "lightsaber", &kept);
+    luke.logout();
+    kill_9(server);
+    // The recovered directory starts as a healthy one.
+    let server = start(&tmp.data(), "0.5", &[], &[]);
+    login_expecting_mail(&server, "luke", "lightsaber", &[]);
+}
+
+#[test]
+fn a_truncated_snapshot_stops_the_start_and_recover_keeps_its_intact_half() {
+    let tmp = TempDir::new("snapshot");
+    let mail = queue_for_luke(&tmp, 100);
+    // The next start writes the snapshot; kill it once it listens.
+    kill_9(start(&tmp.data(), "0.5", &[], &[]));
+    let snapshot = tmp.data().join("snapshot");
+    let bytes = std::fs::read(&snapshot).expect("read the snapshot");
+    let half = bytes.len() / 2;
+    std::fs::write(&snapshot, &bytes[..half]).expect("truncate the snapshot");
+    let before = contents(&tmp.data());
+
+    let (status, stderr) = start_expecting_exit(&tmp, &[]);
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr.contains(&snapshot.display().to_string()) && stderr.contains("cut short"),
+        "{stderr:?}"
+    );
+    assert_eq!(contents(&tmp.data()), before, "nothing may be rewritten");
+
+    let server = start(&tmp.data(), "0.5", &["--recover"], &[]);
+    let header = 20;
+    let record = (bytes.len() - header) / 100;
+    let whole = (half - header) / record;
+    let mut luke = login_expecting_mail(&server, "luke", "lightsaber", &mail[..whole]);
+    luke.logout();
+    assert!(
+        std::fs::read_dir(tmp.data()).expect("list").any(|e| e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with("snapshot.damaged-")),
+        "the damaged snapshot is kept"
     );
 }
 
@@ -355,14 +527,11 @@ impl Node {
         let clock = WallClock::new(Instant::now(), SystemTime::now());
         let mut chat = Chat::new(
             common::accounts(),
-            ChatConfig {
-                block_duration: Duration::from_secs(3600),
-                timeout: Duration::from_secs(3600),
-            },
+            ChatConfig::new(Duration::from_secs(3600), Duration::from_secs(3600)),
         );
         wait_unlocked(dir);
-        let (journal, _) = Journal::open(dir, OPTIONS, |record| {
-            assert!(chat.apply_record(record, clock));
+        let (journal, _) = Journal::open(dir, OPTIONS, OnDamage::Stop, |record| {
+            assert_eq!(chat.apply_record(record, clock), Replayed::Applied);
         })
         .expect("open the data directory");
         chat.record_changes(clock);
@@ -377,7 +546,8 @@ impl Node {
     fn as_yoda(&mut self, lines: &[&str]) {
         let now = self.clock.at;
         let sid = SessionId(0);
-        self.chat.connect(sid, Ipv4Addr::LOCALHOST.into(), now);
+        self.chat
+            .connect(sid, Ipv4Addr::LOCALHOST.into(), true, now);
         for line in ["yoda", "wise"].iter().chain(lines) {
             self.chat.line(sid, line, now);
         }
@@ -429,6 +599,7 @@ fn a_full_mailbox_refuses_and_stores_nothing() {
         storage: Storage::Durable {
             dir: tmp.data(),
             options: OPTIONS,
+            on_damage: OnDamage::Stop,
         },
         ..Options::default()
     });
@@ -453,6 +624,7 @@ fn a_full_mailbox_refuses_and_stores_nothing() {
         storage: Storage::Durable {
             dir: tmp.data(),
             options: OPTIONS,
+            on_damage: OnDamage::Stop,
         },
         ..Options::default()
     });

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use confab::chat::ChatConfig;
-use confab::journal::{Fsync, JournalOptions};
+use confab::journal::{Fsync, JournalOptions, OnDamage};
+use confab::rate::Rate;
 use confab::server::{defaults, Config, Server, Storage};
+use confab::trust::{Cidr, Trust};
 use log::{info, warn};
 
 /// A chat server for one core: plain-text protocol, so `nc` and `telnet`
@@ -34,9 +35,10 @@ struct Args {
     /// Address to listen on; `::` or `0.0.0.0` to listen everywhere.
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     bind: IpAddr,
-    /// Longest accepted line in bytes (not counting the newline).
+    /// Longest accepted line in bytes (not counting the newline), at most
+    /// 1048576.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE,
-          value_parser = parse_positive::<usize>)]
+          value_parser = parse_max_line)]
     max_line: usize,
     /// Unsent output bytes after which a client that does not read is
     /// disconnected.
@@ -76,6 +78,54 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = defaults::MAILBOX_MAX,
           value_parser = parse_positive::<usize>)]
     mailbox_max: usize,
+    /// Most bytes of offline mail stored in all (each message counts its
+    /// sender, its text and 32 bytes); beyond it the sender is told the
+    /// server's storage is full and nothing is stored.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::STORE_MAX,
+          value_parser = parse_positive::<u64>)]
+    store_max: u64,
+    /// Start even though the data directory is damaged: keep every intact
+    /// record, set the damaged files aside (renamed, never deleted) and
+    /// say how much was dropped. Without it, damage other than a torn last
+    /// record stops the start and changes nothing.
+    #[arg(long, conflicts_with = "ephemeral")]
+    recover: bool,
+    /// Drop the offline mail, blocks and bans of accounts that are no
+    /// longer in the credentials file (by default they are kept, for when
+    /// the account comes back).
+    #[arg(long, conflicts_with = "ephemeral")]
+    prune_removed: bool,
+    /// A network whose clients skip the per-address limits (connections,
+    /// failed logins, command rate), as ADDRESS/PREFIX; repeatable. The
+    /// default trusts loopback only; `none` trusts nobody.
+    #[arg(long, value_name = "CIDR", default_values = ["127.0.0.1/32", "::1/128"],
+          value_parser = parse_trust)]
+    trust: Vec<Option<Cidr>>,
+    /// Most connections at once from one untrusted address (an IPv6 client
+    /// counts as its /64); one more is told so and closed.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_PER_IP,
+          value_parser = parse_positive::<usize>)]
+    max_per_ip: usize,
+    /// Failed passwords one untrusted address may make per BLOCK_DURATION;
+    /// past them its passwords are refused (counting for no username) and
+    /// its connection is closed, until the window passes.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_FAILURES_PER_IP,
+          value_parser = parse_positive::<u32>)]
+    max_failures_per_ip: u32,
+    /// Seconds from connecting within which the login must be complete,
+    /// whatever is typed meanwhile.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    login_timeout: Duration,
+    /// Lines a second an untrusted connection may send; past its burst it
+    /// is read more slowly (never cut off, nothing dropped).
+    #[arg(long, value_name = "N", default_value_t = defaults::RATE,
+          value_parser = parse_positive::<u32>)]
+    rate: u32,
+    /// Lines an untrusted connection may send at once before `--rate`
+    /// paces it.
+    #[arg(long, value_name = "N", default_value_t = defaults::BURST,
+          value_parser = parse_positive::<u32>)]
+    burst: u32,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -102,6 +152,22 @@ fn parse_positive<T: std::str::FromStr + Default + PartialOrd>(s: &str) -> Resul
     }
 }
 
+fn parse_max_line(s: &str) -> Result<usize, String> {
+    let n = parse_positive::<usize>(s)?;
+    if n > defaults::MAX_LINE_LIMIT {
+        return Err(format!("`{s}` is more than {}", defaults::MAX_LINE_LIMIT));
+    }
+    Ok(n)
+}
+
+/// A network for `--trust`, or `none`.
+fn parse_trust(s: &str) -> Result<Option<Cidr>, String> {
+    if s == "none" {
+        return Ok(None);
+    }
+    s.parse().map(Some)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Silent by default, except for damage found in the data directory:
@@ -124,29 +190,33 @@ fn run(args: Args) -> Result<(), String> {
         Err(e) => warn!("cannot raise the open-file limit: {e}"),
     }
     let bind = SocketAddr::new(args.bind, args.port);
-    let config = Config {
-        bind,
-        chat: ChatConfig {
-            block_duration: args.block_duration,
-            timeout: args.timeout,
-        },
-        max_line: args.max_line,
-        max_pending: args.max_pending,
-        max_clients: args.max_clients,
-        shutdown_grace: args.shutdown_grace,
-        mailbox_max: args.mailbox_max,
-        storage: if args.ephemeral {
-            Storage::Ephemeral
-        } else {
-            Storage::Durable {
-                dir: args.data_dir,
-                options: JournalOptions {
-                    fsync: args.fsync,
-                    compact_at: args.compact_at,
-                },
-            }
-        },
-    };
+    let mut config = Config::new(bind, args.block_duration, args.timeout);
+    config.chat.login_timeout = args.login_timeout;
+    config.chat.max_failures_per_ip = args.max_failures_per_ip;
+    config.chat.mailbox_max = args.mailbox_max;
+    config.chat.store_max = args.store_max;
+    config.chat.prune_removed = args.prune_removed;
+    config.max_line = args.max_line;
+    config.max_pending = args.max_pending;
+    config.max_clients = args.max_clients;
+    config.shutdown_grace = args.shutdown_grace;
+    config.trust = Trust::new(args.trust.into_iter().flatten().collect());
+    config.max_per_ip = args.max_per_ip;
+    config.rate = Rate::new(args.rate, args.burst);
+    if !args.ephemeral {
+        config.storage = Storage::Durable {
+            dir: args.data_dir,
+            options: JournalOptions {
+                fsync: args.fsync,
+                compact_at: args.compact_at,
+            },
+            on_damage: if args.recover {
+                OnDamage::Recover
+            } else {
+                OnDamage::Stop
+            },
+        };
+    }
     let mut server = Server::bind(config, accounts).map_err(|e| e.to_string())?;
     server
         .handle_signals()

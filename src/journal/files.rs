@@ -1,14 +1,10 @@
 //! The files of a data directory: journal names and generations, creating
-//! and replaying journals, and the `fsync`s that make names durable.
+//! journals, cutting torn tails, setting damaged files aside, and the
+//! `fsync`s that make names durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-
-use log::warn;
-
-use super::record::{Frames, Record};
-use super::Loaded;
 
 /// Prefix of the journal files; the generation follows, as 20 digits.
 const JOURNAL_PREFIX: &str = "journal-";
@@ -73,32 +69,37 @@ pub(super) fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Applies one journal's records; cuts a damaged tail off the file with a
-/// warning naming the offset.
-pub(super) fn replay_journal(
-    path: &Path,
-    apply: &mut impl FnMut(&Record<'_>),
-    loaded: &mut Loaded,
-) -> io::Result<()> {
-    let bytes = fs::read(path)?;
-    let mut frames = Frames::new(&bytes);
-    for record in frames.by_ref() {
-        apply(&record);
-        loaded.records += 1;
+/// Cuts a torn tail off a journal at `offset` and makes that durable.
+pub(super) fn cut_at(path: &Path, offset: u64) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(offset)?;
+    file.sync_all()
+}
+
+/// Keeps a damaged file under a new name beside it, `NAME.damaged-SECS`
+/// (SECS: the Unix time), and returns that name. The file is hard-linked,
+/// so its old name still holds it until the new snapshot replaces it: a
+/// crash at any point leaves it in at least one place. Where the file
+/// system has no hard links, it is copied.
+pub(super) fn set_aside(path: &Path) -> io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut aside = dir.join(format!("{name}.damaged-{secs}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = dir.join(format!("{name}.damaged-{secs}-{n}"));
+        n += 1;
     }
-    if let Some(damage) = frames.damage() {
-        let message = format!(
-            "{}: {} at offset {}; cutting off the {} bytes from there",
-            path.display(),
-            damage.reason,
-            damage.offset,
-            bytes.len() - damage.offset
-        );
-        warn!("{message}");
-        loaded.damaged.push(message);
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(damage.offset as u64)?;
-        file.sync_all()?;
+    if fs::hard_link(path, &aside).is_err() {
+        fs::copy(path, &aside)?;
+        File::open(&aside)?.sync_all()?;
     }
-    Ok(())
+    sync_dir(dir)?;
+    Ok(aside)
 }

@@ -3,44 +3,64 @@
 //!
 //! The directory holds `lock` (see [`lock`]), `snapshot` and one or more
 //! `journal-N` files, N being a generation number. The snapshot starts with
-//! the generation it covers: it holds the live state as of the end of
-//! `journal-G` and every journal before it. Loading is therefore: the
-//! snapshot's records, then those of every journal newer than G, in order.
+//! the generation it covers: it holds the live state as of some moment
+//! after the end of `journal-G` and every journal before it. Loading is
+//! therefore: the snapshot's records, then those of every journal newer
+//! than G, in order (records are idempotent, see [`record`], so those of
+//! journal G+1 that the snapshot already reflects change nothing).
 //! Journals of generation G or older are leftovers of an interrupted
 //! compaction and are deleted.
+//!
+//! Opening reads everything before it writes anything. A torn tail (see
+//! [`scan`]) is cut off with a warning; any other damage stops the start
+//! with an error naming the file and offset, and nothing is changed —
+//! unless [`OnDamage::Recover`] is asked for: then every intact record is
+//! kept, the damaged files are set aside under a new name (never deleted),
+//! and the caller writes a fresh snapshot.
 //!
 //! Appending is a group commit: the server [stages](Journal::stage) the
 //! records of one loop iteration and [commits](Journal::commit) them with
 //! one `write` and one `fdatasync` before it lets out the replies that
-//! promise they are durable.
+//! promise they are durable. A commit that fails keeps its records staged
+//! and is simply tried again: the next attempt first cuts off whatever the
+//! failed one left in the file.
 //!
-//! Compaction ([`Journal::compact`]) encodes the live state in memory as a
-//! snapshot covering the current journal G and switches appends to a new,
-//! empty journal G+1 — the only part that holds up the poll loop. A thread
-//! then writes `snapshot.tmp`, syncs it, renames it over `snapshot`, syncs
-//! the directory and deletes the journals up to G. A crash between any two
-//! steps leaves either the old snapshot with every journal after it, or the
-//! new snapshot (whose generation makes the old journals ignored): never a
-//! gap, never a record applied twice. A compaction that fails changes
-//! nothing that loading depends on; it is logged and tried again later.
+//! Compaction switches appends to a fresh journal G+1 and writes a snapshot
+//! covering G on a thread. The poll loop encodes the live state into it a
+//! slice at a time ([`Journal::feed_compaction`]), between iterations, so
+//! it never stops for long and never holds a second copy of the state:
+//! at most [`IN_FLIGHT`] slices wait for the thread. The thread writes
+//! `snapshot.tmp`, syncs it, renames it over `snapshot`, syncs the
+//! directory and deletes the journals up to G. A crash between any two
+//! steps leaves either the old snapshot with every journal after it, or
+//! the new snapshot (whose generation makes the old journals ignored):
+//! never a gap. A compaction that fails removes its temporary file,
+//! changes nothing that loading depends on, is logged and tried again
+//! later.
 
 mod files;
 pub mod lock;
 pub mod record;
+mod scan;
 mod snapshot;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use files::{create_journal, journal_path, journals, remove_if_exists, replay_journal};
+use files::{create_journal, cut_at, journal_path, journals, remove_if_exists, set_aside};
 use lock::DirLock;
 pub use record::Record;
-use snapshot::{encode_snapshot, load_snapshot, write_snapshot, SNAPSHOT_TMP};
+pub use scan::Damage;
+use scan::{damage_error, scan, ScanMode};
+use snapshot::{parse_header, SnapshotWriter, SNAPSHOT_HEADER, SNAPSHOT_TMP};
 pub use snapshot::{CompactStep, SNAPSHOT_FILE};
 
 /// When a commit reaches the disk.
@@ -66,73 +86,180 @@ pub struct JournalOptions {
     pub compact_at: u64,
 }
 
+/// What opening does with damage other than a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse to open, naming the file and offset; change nothing.
+    Stop,
+    /// Keep every intact record, set the damaged files aside, and report
+    /// what was dropped ([`Loaded::recovered`]).
+    Recover,
+}
+
+/// A damaged file that a recovering open set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The file as it was named.
+    pub path: PathBuf,
+    /// Where its damaged bytes are kept now.
+    pub aside: PathBuf,
+    /// The stretches that did not read, now missing from the state.
+    pub dropped: Vec<Damage>,
+}
+
 /// What loading found besides the records.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// Records read from the snapshot and the journals.
     pub records: u64,
-    /// Damaged tails that were cut off, as warnings already logged.
-    pub damaged: Vec<String>,
+    /// Torn tails that were cut off, as warnings already logged.
+    pub torn: Vec<String>,
+    /// Damaged files a recovering open set aside.
+    pub recovered: Vec<SetAside>,
+}
+
+/// Slices of a snapshot handed to the compaction thread and not yet
+/// written; the encoder waits (the loop goes on serving) beyond this.
+pub const IN_FLIGHT: usize = 2;
+
+/// One message to the compaction thread.
+enum Slice {
+    /// Framed records to append.
+    Bytes(Vec<u8>),
+    /// Everything is encoded: finish the snapshot.
+    Done,
 }
 
 /// A snapshot being written by the compaction thread.
 #[derive(Debug)]
 struct Compaction {
-    thread: JoinHandle<io::Result<()>>,
+    /// Where slices go; `None` once `Done` was sent.
+    feed: Option<SyncSender<Slice>>,
+    in_flight: Arc<AtomicUsize>,
+    thread: JoinHandle<io::Result<u64>>,
     started: Instant,
-    /// Size of the journal it replaces, and of the snapshot.
+    /// Time spent encoding on the poll loop.
+    encoding: Duration,
+    /// Size of the journal it replaces.
     journal_size: u64,
-    snapshot_size: u64,
 }
 
+/// Something to call when the compaction thread has made room for another
+/// slice or has ended, such as a `mio::Waker`.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
 /// An open data directory: the lock, and the journal being appended to.
-/// Dropping it waits for a compaction in progress before the lock goes.
-#[derive(Debug)]
+/// Dropping it abandons a compaction in progress (its temporary file is
+/// removed) before the lock goes.
 pub struct Journal {
     dir: PathBuf,
     _lock: DirLock,
     file: File,
     generation: u64,
-    /// Bytes in the current journal file.
+    /// Bytes of committed records in the current journal file.
     size: u64,
     /// Records staged for the next commit, framed.
     pending: Vec<u8>,
+    /// A failed commit may have left part of `pending` in the file: the
+    /// next attempt first cuts the file back to `size`.
+    torn: bool,
     options: JournalOptions,
     /// Journal size at which to compact next.
     compact_at: u64,
-    /// Size of the last snapshot written (or loaded).
-    last_snapshot: u64,
     compaction: Option<Compaction>,
+    wake: Option<Wake>,
 }
 
-/// Most bytes reserved up front for encoding a snapshot.
-const MAX_PREALLOCATION: usize = 1 << 30;
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("generation", &self.generation)
+            .field("size", &self.size)
+            .field("pending", &self.pending.len())
+            .field("compaction", &self.compaction)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of records a synchronous compaction buffers between writes.
+const SYNC_SLICE: usize = 1 << 20;
+
+/// A file read at open, and what the read found.
+struct Read {
+    path: PathBuf,
+    torn: Option<Damage>,
+    dropped: Vec<Damage>,
+}
 
 impl Journal {
     /// Opens (creating if needed) the data directory `dir`, takes its lock,
     /// and feeds every record of the snapshot and the journals to `apply`,
-    /// oldest first. A damaged tail is cut off the file (or, in the
-    /// snapshot, ignored) with a warning naming the file and offset; every
-    /// record before it is kept.
+    /// oldest first. Nothing is written until everything was read: then a
+    /// torn tail is cut off with a warning naming the file and offset, and
+    /// (recovering) damaged files are set aside. Damage met with
+    /// [`OnDamage::Stop`] is an [`io::ErrorKind::InvalidData`] error whose
+    /// message names the file and offset.
     pub fn open(
         dir: &Path,
         options: JournalOptions,
+        on_damage: OnDamage,
         mut apply: impl FnMut(&Record<'_>),
     ) -> io::Result<(Journal, Loaded)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create it: {e}")))?;
         let lock = DirLock::acquire(dir)?;
-        remove_if_exists(&dir.join(SNAPSHOT_TMP))?;
+        let recover = on_damage == OnDamage::Recover;
         let mut loaded = Loaded::default();
-        let (covered, snapshot_size) = load_snapshot(dir, &mut apply, &mut loaded)?;
+        let mut read = Vec::new();
+        let covered = read_snapshot(dir, recover, &mut apply, &mut loaded, &mut read)?;
         let mut newest = covered;
+        let mut stale = Vec::new();
         for (generation, path) in journals(dir)? {
             if generation <= covered {
-                remove_if_exists(&path)?;
+                stale.push(path);
                 continue;
             }
-            replay_journal(&path, &mut apply, &mut loaded)?;
+            let mode = ScanMode {
+                may_tear: true,
+                recover,
+            };
+            let found = scan(&path, 0, mode, &mut apply)?;
+            loaded.records += found.records;
+            read.push(Read {
+                path,
+                torn: found.torn,
+                dropped: found.dropped,
+            });
             newest = generation;
+        }
+
+        // Everything is read and acceptable: now the directory may change.
+        remove_if_exists(&dir.join(SNAPSHOT_TMP))?;
+        for path in stale {
+            remove_if_exists(&path)?;
+        }
+        for file in read {
+            if let Some(torn) = &file.torn {
+                let message = format!(
+                    "{}: {} at offset {}; cutting off the {} bytes from there",
+                    file.path.display(),
+                    torn.reason,
+                    torn.offset,
+                    torn.len
+                );
+                warn!("{message}");
+                loaded.torn.push(message);
+                cut_at(&file.path, torn.offset)?;
+            }
+            if !file.dropped.is_empty() {
+                let aside = set_aside(&file.path)?;
+                loaded.recovered.push(SetAside {
+                    path: file.path,
+                    aside,
+                    dropped: file.dropped,
+                });
+            }
         }
         let (file, size) = if newest > covered {
             let file = OpenOptions::new()
@@ -144,6 +271,7 @@ impl Journal {
             newest = covered + 1;
             (create_journal(dir, newest)?, 0)
         };
+        let snapshot_size = std::fs::metadata(dir.join(SNAPSHOT_FILE)).map_or(0, |m| m.len());
         let journal = Journal {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -151,12 +279,19 @@ impl Journal {
             generation: newest,
             size,
             pending: Vec::new(),
+            torn: false,
             compact_at: options.compact_at.max(snapshot_size),
-            last_snapshot: snapshot_size,
             options,
             compaction: None,
+            wake: None,
         };
         Ok((journal, loaded))
+    }
+
+    /// Calls `wake` whenever the compaction thread has room for another
+    /// slice or has ended, so that a poll loop waiting for it wakes up.
+    pub fn set_wake(&mut self, wake: Wake) {
+        self.wake = Some(wake);
     }
 
     /// Adds records (already framed, see [`record::encode`]) to the next
@@ -170,19 +305,31 @@ impl Journal {
         !self.pending.is_empty()
     }
 
+    /// Bytes of records waiting for a commit.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Writes the staged records and, with [`Fsync::Always`], waits until
-    /// they are on disk. An error leaves the journal in an unknown state:
-    /// the server must stop rather than acknowledge anything more.
+    /// they are on disk. On an error (a full disk, an I/O error) the
+    /// records stay staged, nothing they promise may be released, and a
+    /// later call tries again from the last committed byte.
     pub fn commit(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        if self.torn {
+            self.file.set_len(self.size)?;
+            self.torn = false;
+        }
+        self.torn = true;
         self.file.write_all(&self.pending)?;
-        self.size += self.pending.len() as u64;
-        self.pending.clear();
         if self.options.fsync == Fsync::Always {
             self.file.sync_data()?;
         }
+        self.torn = false;
+        self.size += self.pending.len() as u64;
+        self.pending.clear();
         Ok(())
     }
 
@@ -199,46 +346,107 @@ impl Journal {
         self.size
     }
 
-    /// Starts replacing the snapshot with `live` (the whole live state, as
-    /// records): commits what is staged, encodes the snapshot, switches to
-    /// a fresh journal, and leaves writing the snapshot to a thread. Only
-    /// a failed commit is an error; a compaction that fails is logged and
-    /// tried again once the journal has grown by the compaction size.
-    pub fn compact<'a>(&mut self, live: impl IntoIterator<Item = Record<'a>>) -> io::Result<()> {
+    /// Starts a compaction whose snapshot the caller then encodes slice by
+    /// slice with [`Journal::feed_compaction`]: commits what is staged,
+    /// switches to a fresh journal, and starts the thread that writes the
+    /// slices. Only a failed commit is an error (nothing was started); a
+    /// compaction that cannot start is logged and tried again later, and
+    /// `false` is returned.
+    pub fn start_compaction(&mut self) -> io::Result<bool> {
         self.commit()?;
         self.finish_compaction();
         let started = Instant::now();
         let journal_size = self.size;
-        let bytes = encode_snapshot(self.generation, live, self.live_estimate());
         let covered = match self.next_journal() {
             Ok(covered) => covered,
             Err(e) => {
                 self.compaction_failed(&e);
-                return Ok(());
+                return Ok(false);
             }
         };
+        // Room for every slice in flight and the end, so that a send never
+        // waits for the thread.
+        let (feed, slices) = mpsc::sync_channel::<Slice>(IN_FLIGHT + 1);
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let dir = self.dir.clone();
-        let snapshot_size = bytes.len() as u64;
+        let counter = Arc::clone(&in_flight);
+        let wake = self.wake.clone();
         let spawned = std::thread::Builder::new()
             .name("confab-compaction".into())
-            .spawn(move || write_snapshot(&dir, &bytes, covered, CompactStep::RemoveOld));
+            .spawn(move || {
+                let wake = || {
+                    if let Some(wake) = &wake {
+                        wake();
+                    }
+                };
+                let result = write_slices(&dir, covered, &slices, &counter, &wake);
+                wake();
+                result
+            });
         match spawned {
             Ok(thread) => {
                 self.compaction = Some(Compaction {
+                    feed: Some(feed),
+                    in_flight,
                     thread,
                     started,
+                    encoding: Duration::ZERO,
                     journal_size,
-                    snapshot_size,
-                })
+                });
+                Ok(true)
             }
-            Err(e) => self.compaction_failed(&e),
+            Err(e) => {
+                self.compaction_failed(&e);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether a compaction in progress takes another slice now.
+    pub fn compaction_wants_slice(&self) -> bool {
+        self.compaction
+            .as_ref()
+            .is_some_and(|c| c.feed.is_some() && c.in_flight.load(Ordering::Acquire) < IN_FLIGHT)
+    }
+
+    /// Hands the compaction thread the next slice of framed records, and
+    /// the time it took to encode; `last` ends the snapshot. A thread that
+    /// has failed takes nothing more and is reaped by
+    /// [`Journal::wants_compaction`].
+    pub fn feed_compaction(&mut self, slice: Vec<u8>, encoding: Duration, last: bool) {
+        let Some(compaction) = &mut self.compaction else {
+            return;
+        };
+        compaction.encoding += encoding;
+        let Some(feed) = &compaction.feed else {
+            return;
+        };
+        compaction.in_flight.fetch_add(1, Ordering::AcqRel);
+        let sent =
+            feed.send(Slice::Bytes(slice)).is_ok() && (!last || feed.send(Slice::Done).is_ok());
+        if !sent || last {
+            compaction.feed = None;
+        }
+    }
+
+    /// Replaces the snapshot with `live` (the whole live state, as
+    /// records) on this thread, writing it as it is encoded: commits what
+    /// is staged, switches to a fresh journal, writes and installs the
+    /// snapshot. For the start of the server, before it serves anyone.
+    /// Only a failed commit is an error; a compaction that fails is logged
+    /// and tried again once the journal has grown by the compaction size.
+    pub fn compact<'a>(&mut self, live: impl IntoIterator<Item = Record<'a>>) -> io::Result<()> {
+        self.commit()?;
+        if let Err(e) = self.compact_until(live, CompactStep::RemoveOld) {
+            self.compaction_failed(&e);
         }
         Ok(())
     }
 
-    /// [`Journal::compact`] on this thread, stopping after `last`: a crash
-    /// at that point, for tests. Dropping the journal afterwards and
-    /// opening the directory again must load the same state.
+    /// [`Journal::compact`], stopping after `last` (a crash at that point,
+    /// for tests) and returning any failure. Dropping the journal
+    /// afterwards and opening the directory again must load the same
+    /// state.
     pub fn compact_until<'a>(
         &mut self,
         live: impl IntoIterator<Item = Record<'a>>,
@@ -246,35 +454,50 @@ impl Journal {
     ) -> io::Result<()> {
         self.commit()?;
         self.finish_compaction();
-        let bytes = encode_snapshot(self.generation, live, self.live_estimate());
+        let started = Instant::now();
+        let journal_size = self.size;
         let covered = self.next_journal()?;
         if last == CompactStep::NewJournal {
             return Ok(());
         }
-        write_snapshot(&self.dir, &bytes, covered, last)
+        let mut writer = SnapshotWriter::create(&self.dir, covered)?;
+        let mut buffer = Vec::with_capacity(SYNC_SLICE);
+        for record in live {
+            record::encode(&record, &mut buffer);
+            if buffer.len() >= SYNC_SLICE {
+                writer.write(&buffer)?;
+                buffer.clear();
+            }
+        }
+        writer.write(&buffer)?;
+        let size = writer.finish(last)?;
+        if last == CompactStep::RemoveOld {
+            self.compacted(journal_size, size, started.elapsed());
+        }
+        Ok(())
     }
 
-    /// Waits for a compaction in progress, if any, and takes its outcome.
+    /// Waits for a compaction in progress, if any, and takes its outcome;
+    /// one whose slices are not all encoded yet is abandoned.
     pub fn finish_compaction(&mut self) {
-        if let Some(compaction) = self.compaction.take() {
-            let result = compaction
-                .thread
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the compaction thread panicked")));
-            match result {
-                Ok(()) => {
-                    info!(
-                        "compacted {}: a {}-byte journal into a {}-byte snapshot in {:?}",
-                        self.dir.display(),
-                        compaction.journal_size,
-                        compaction.snapshot_size,
-                        compaction.started.elapsed()
-                    );
-                    self.compact_at = self.options.compact_at.max(compaction.snapshot_size);
-                    self.last_snapshot = compaction.snapshot_size;
-                }
-                Err(e) => self.compaction_failed(&e),
+        let Some(mut compaction) = self.compaction.take() else {
+            return;
+        };
+        compaction.feed = None;
+        let result = compaction
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the compaction thread panicked")));
+        match result {
+            Ok(size) => {
+                let took = compaction.started.elapsed();
+                info!(
+                    "compaction took {:?} of the poll loop for encoding, {took:?} in all",
+                    compaction.encoding
+                );
+                self.compacted(compaction.journal_size, size, took);
             }
+            Err(e) => self.compaction_failed(&e),
         }
     }
 
@@ -289,15 +512,6 @@ impl Journal {
         }
     }
 
-    /// An upper bound of the live state's size, in most cases: the last
-    /// snapshot plus everything appended since (records mostly add state).
-    fn live_estimate(&self) -> usize {
-        let bytes = self.last_snapshot.saturating_add(self.size);
-        usize::try_from(bytes)
-            .unwrap_or(usize::MAX)
-            .min(MAX_PREALLOCATION)
-    }
-
     /// Starts appending to the next journal; returns the generation of the
     /// one it replaces, which the new snapshot covers.
     fn next_journal(&mut self) -> io::Result<u64> {
@@ -306,6 +520,15 @@ impl Journal {
         self.generation = covered + 1;
         self.size = 0;
         Ok(covered)
+    }
+
+    fn compacted(&mut self, journal_size: u64, snapshot_size: u64, took: Duration) {
+        info!(
+            "compacted {}: a {journal_size}-byte journal into a {snapshot_size}-byte snapshot \
+             in {took:?}",
+            self.dir.display(),
+        );
+        self.compact_at = self.options.compact_at.max(snapshot_size);
     }
 
     fn compaction_failed(&mut self, e: &io::Error) {
@@ -321,6 +544,95 @@ impl Drop for Journal {
     fn drop(&mut self) {
         self.finish_compaction();
     }
+}
+
+/// The compaction thread: writes the slices as they come, then installs
+/// the snapshot. Ends (removing the temporary file) at the first failure,
+/// or if the loop stops feeding it before `Done`.
+fn write_slices(
+    dir: &Path,
+    covered: u64,
+    slices: &mpsc::Receiver<Slice>,
+    in_flight: &AtomicUsize,
+    wake: &impl Fn(),
+) -> io::Result<u64> {
+    let mut writer = SnapshotWriter::create(dir, covered)?;
+    loop {
+        match slices.recv() {
+            Ok(Slice::Bytes(bytes)) => {
+                let written = writer.write(&bytes);
+                drop(bytes);
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                wake();
+                written?;
+            }
+            Ok(Slice::Done) => return writer.finish(CompactStep::RemoveOld),
+            Err(_) => return Err(io::Error::other("abandoned before it was complete")),
+        }
+    }
+}
+
+/// Applies the snapshot's records and returns the generation it covers (0
+/// without a snapshot). Any damage is an error unless recovering; a
+/// damaged header then covers nothing, so that every journal is applied
+/// (the records are idempotent).
+fn read_snapshot(
+    dir: &Path,
+    recover: bool,
+    apply: &mut impl FnMut(&Record<'_>),
+    loaded: &mut Loaded,
+    read: &mut Vec<Read>,
+) -> io::Result<u64> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let mut header = [0u8; SNAPSHOT_HEADER];
+    let got = match File::open(&path) {
+        Ok(mut file) => read_up_to(&mut file, &mut header)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut dropped = Vec::new();
+    let generation = match parse_header(&header[..got]) {
+        Some(generation) => generation,
+        None => {
+            let damage = Damage {
+                offset: 0,
+                len: SNAPSHOT_HEADER as u64,
+                reason: "damaged header",
+            };
+            if !recover {
+                return Err(damage_error(&path, &damage));
+            }
+            dropped.push(damage);
+            0
+        }
+    };
+    let mode = ScanMode {
+        may_tear: false,
+        recover,
+    };
+    let found = scan(&path, SNAPSHOT_HEADER as u64, mode, apply)?;
+    loaded.records += found.records;
+    dropped.extend(found.dropped);
+    read.push(Read {
+        path,
+        torn: None,
+        dropped,
+    });
+    Ok(generation)
+}
+
+/// Reads until `buf` is full or the file ends; returns how much was read.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match io::Read::read(file, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 #[cfg(test)]

@@ -6,9 +6,18 @@
 //! payload (`u32`, little-endian), then the payload: a tag byte and the
 //! record's fields. Usernames are a `u16` length and UTF-8 bytes, message
 //! texts a `u32` length and UTF-8 bytes, times `u64` milliseconds since the
-//! Unix epoch. Reading stops at the first frame that is cut short, fails its
-//! checksum or does not parse: everything before it is intact, nothing
-//! after it is trusted.
+//! Unix epoch, sequence numbers `u64`. [`check_frame`] says whether one
+//! frame is intact; what a reader does where one is not (a torn tail, or
+//! damage to report) is [`super::scan`]'s business.
+//!
+//! Every record is idempotent when replayed over a state that already
+//! reflects it or a later state of the same account (mail carries a
+//! per-recipient sequence number, block and ban records set a value).
+//! That is what lets a snapshot be encoded a slice at a time while the
+//! server goes on changing the state: replaying the newer journal over
+//! such a snapshot gives the same state as replaying it over an exact one.
+//! Two tags of an earlier format (a message without a sequence number, a
+//! mailbox delivered whole) are still read.
 
 /// Bytes of a frame before its payload: length and checksum.
 pub const FRAME_HEADER: usize = 8;
@@ -22,12 +31,24 @@ pub enum Record<'a> {
     MailboxAppend {
         /// Whose mailbox.
         recipient: &'a str,
+        /// Its place in the recipient's mailbox: sequence numbers only grow.
+        /// `None` in records of the earlier format, which take the next one.
+        seq: Option<u64>,
         /// Who sent it.
         sender: &'a str,
         /// What they sent.
         text: &'a str,
     },
-    /// The user logged in and was given (and cleared) their mailbox.
+    /// Every message of the mailbox up to and including sequence number
+    /// `through` was written to the recipient's socket and left it.
+    MailboxTaken {
+        /// Whose mailbox.
+        recipient: &'a str,
+        /// The last sequence number taken.
+        through: u64,
+    },
+    /// Earlier format: the user logged in and was given (and cleared) the
+    /// whole mailbox. Read, never written.
     MailboxDelivered {
         /// Whose mailbox.
         recipient: &'a str,
@@ -67,6 +88,8 @@ const BLOCK: u8 = 3;
 const UNBLOCK: u8 = 4;
 const BAN: u8 = 5;
 const BAN_CLEARED: u8 = 6;
+const APPEND_SEQ: u8 = 7;
+const TAKEN: u8 = 8;
 
 /// Appends `record`, framed, to `out`.
 ///
@@ -80,13 +103,22 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
     match *record {
         Record::MailboxAppend {
             recipient,
+            seq,
             sender,
             text,
         } => {
-            out.push(APPEND);
+            out.push(if seq.is_some() { APPEND_SEQ } else { APPEND });
             put_name(out, recipient);
+            if let Some(seq) = seq {
+                out.extend_from_slice(&seq.to_le_bytes());
+            }
             put_name(out, sender);
             put_text(out, text);
+        }
+        Record::MailboxTaken { recipient, through } => {
+            out.push(TAKEN);
+            put_name(out, recipient);
+            out.extend_from_slice(&through.to_le_bytes());
         }
         Record::MailboxDelivered { recipient } => {
             out.push(DELIVERED);
@@ -147,78 +179,21 @@ fn cut(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[..end]
 }
 
-/// Where reading a run of frames stopped before the end of the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Damage {
-    /// Offset of the first byte not trusted: the start of the bad frame.
-    pub offset: usize,
-    /// What was wrong with it.
-    pub reason: &'static str,
-}
-
-/// The records framed in `bytes`, in order, stopping at the first damaged
-/// frame. After the iterator is exhausted, [`Frames::damage`] tells whether
-/// (and where) it stopped early.
-#[derive(Debug)]
-pub struct Frames<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    damage: Option<Damage>,
-}
-
-impl<'a> Frames<'a> {
-    /// Reads the frames of `bytes` from its start.
-    pub fn new(bytes: &'a [u8]) -> Frames<'a> {
-        Frames {
-            bytes,
-            pos: 0,
-            damage: None,
-        }
+/// Checks one whole frame (`bytes` is exactly its header and payload) and
+/// parses its record; the error says what is wrong with it.
+pub fn check_frame(bytes: &[u8]) -> Result<Record<'_>, &'static str> {
+    let (head, payload) = bytes
+        .split_at_checked(FRAME_HEADER)
+        .ok_or("frame header cut short")?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if payload.len() != len {
+        return Err("record cut short");
     }
-
-    /// Where the frames stopped being intact, if they did (known once the
-    /// iterator returned `None`).
-    pub fn damage(&self) -> Option<Damage> {
-        self.damage
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch");
     }
-
-    fn fail(&mut self, reason: &'static str) -> Option<Record<'a>> {
-        self.damage = Some(Damage {
-            offset: self.pos,
-            reason,
-        });
-        self.pos = self.bytes.len();
-        None
-    }
-}
-
-impl<'a> Iterator for Frames<'a> {
-    type Item = Record<'a>;
-
-    fn next(&mut self) -> Option<Record<'a>> {
-        let rest = &self.bytes[self.pos..];
-        if rest.is_empty() {
-            return None;
-        }
-        if rest.len() < FRAME_HEADER {
-            return self.fail("frame header cut short");
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
-            return self.fail("record cut short");
-        };
-        if crc32fast::hash(payload) != crc {
-            return self.fail("checksum mismatch");
-        }
-        match parse(payload) {
-            Some(record) => {
-                self.pos += FRAME_HEADER + len;
-                Some(record)
-            }
-            None => self.fail("unreadable record"),
-        }
-    }
+    parse(payload).ok_or("unreadable record")
 }
 
 /// Parses one payload; `None` if it is not exactly one well-formed record.
@@ -228,8 +203,19 @@ fn parse(payload: &[u8]) -> Option<Record<'_>> {
     let record = match tag {
         APPEND => Record::MailboxAppend {
             recipient: r.name()?,
+            seq: None,
             sender: r.name()?,
             text: r.text()?,
+        },
+        APPEND_SEQ => Record::MailboxAppend {
+            recipient: r.name()?,
+            seq: Some(r.u64()?),
+            sender: r.name()?,
+            text: r.text()?,
+        },
+        TAKEN => Record::MailboxTaken {
+            recipient: r.name()?,
+            through: r.u64()?,
         },
         DELIVERED => Record::MailboxDelivered {
             recipient: r.name()?,
@@ -244,7 +230,7 @@ fn parse(payload: &[u8]) -> Option<Record<'_>> {
         },
         BAN => Record::Ban {
             user: r.name()?,
-            until_unix_ms: u64::from_le_bytes(r.take(8)?.try_into().ok()?),
+            until_unix_ms: r.u64()?,
         },
         BAN_CLEARED => Record::BanCleared { user: r.name()? },
         _ => return None,
@@ -263,6 +249,10 @@ impl<'a> Reader<'a> {
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;
         Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
     fn name(&mut self) -> Option<&'a str> {
@@ -284,8 +274,19 @@ mod tests {
         vec![
             Record::MailboxAppend {
                 recipient: "luke",
+                seq: Some(7),
                 sender: "yoda",
                 text: "use  the force ✨",
+            },
+            Record::MailboxAppend {
+                recipient: "luke",
+                seq: None,
+                sender: "yoda",
+                text: "an older record",
+            },
+            Record::MailboxTaken {
+                recipient: "luke",
+                through: 7,
             },
             Record::MailboxDelivered { recipient: "luke" },
             Record::Block {
@@ -304,6 +305,27 @@ mod tests {
         ]
     }
 
+    /// The records of a run of frames up to the first bad one, and the
+    /// offset of that one.
+    fn read_all(bytes: &[u8]) -> (Vec<Record<'_>>, Option<usize>) {
+        let mut records = Vec::new();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            let len = rest
+                .get(..4)
+                .map(|l| FRAME_HEADER + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
+            match len.and_then(|len| rest.get(..len)).map(check_frame) {
+                Some(Ok(record)) => {
+                    records.push(record);
+                    pos += len.unwrap_or(0);
+                }
+                _ => return (records, Some(pos)),
+            }
+        }
+        (records, None)
+    }
+
     fn encoded(records: &[Record<'_>]) -> Vec<u8> {
         let mut out = Vec::new();
         for record in records {
@@ -316,10 +338,9 @@ mod tests {
     fn every_record_round_trips() {
         let records = samples();
         let bytes = encoded(&records);
-        let mut frames = Frames::new(&bytes);
-        let read: Vec<Record<'_>> = frames.by_ref().collect();
+        let (read, damage) = read_all(&bytes);
         assert_eq!(read, records);
-        assert_eq!(frames.damage(), None);
+        assert_eq!(damage, None);
     }
 
     #[test]
@@ -333,14 +354,13 @@ mod tests {
             ends.push(ends.last().copied().unwrap_or(0) + one.len());
         }
         for cut in 0..bytes.len() {
-            let mut frames = Frames::new(&bytes[..cut]);
-            let read: Vec<Record<'_>> = frames.by_ref().collect();
+            let (read, damage) = read_all(&bytes[..cut]);
             let whole = ends.iter().filter(|&&end| end <= cut).count();
             assert_eq!(read, records[..whole], "cut at {cut}");
             let start = if whole == 0 { 0 } else { ends[whole - 1] };
-            match frames.damage() {
+            match damage {
                 None => assert_eq!(cut, start, "cut at {cut}"),
-                Some(damage) => assert_eq!(damage.offset, start, "cut at {cut}"),
+                Some(offset) => assert_eq!(offset, start, "cut at {cut}"),
             }
         }
     }
@@ -357,11 +377,10 @@ mod tests {
         for at in first_len..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x20;
-            let mut frames = Frames::new(&damaged);
-            let read: Vec<Record<'_>> = frames.by_ref().collect();
+            let (read, damage) = read_all(&damaged);
             assert!(read.len() < records.len(), "flip at {at} went unnoticed");
             assert_eq!(read, records[..read.len()], "flip at {at}");
-            assert!(frames.damage().is_some_and(|d| d.offset >= first_len));
+            assert!(damage.is_some_and(|offset| offset >= first_len));
         }
     }
 
@@ -372,9 +391,7 @@ mod tests {
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
-        let mut frames = Frames::new(&bytes);
-        assert_eq!(frames.next(), None);
-        assert_eq!(frames.damage().map(|d| d.offset), Some(0));
+        assert_eq!(check_frame(&bytes), Err("unreadable record"));
     }
 
     #[test]

@@ -3,13 +3,9 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use log::warn;
-
-use super::files::{remove_journals_up_to, sync_dir};
-use super::record::{encode, Frames, Record};
-use super::Loaded;
+use super::files::{remove_if_exists, remove_journals_up_to, sync_dir};
 
 /// Name of the snapshot file.
 pub const SNAPSHOT_FILE: &str = "snapshot";
@@ -19,7 +15,7 @@ pub(super) const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"CONFABS1";
 /// Magic, then the covered generation (`u64`, little-endian), then its
 /// CRC-32.
-const SNAPSHOT_HEADER: usize = 8 + 8 + 4;
+pub(super) const SNAPSHOT_HEADER: usize = 8 + 8 + 4;
 
 /// The steps of a compaction, in order; [`super::Journal::compact_until`]
 /// stops after any of them, which is how tests crash it in between.
@@ -52,102 +48,97 @@ impl CompactStep {
     ];
 }
 
-/// A snapshot covering journal `covered`, with these records; `expected`
-/// is a guess of its size, to allocate once.
-pub(super) fn encode_snapshot<'a>(
+/// Writes a snapshot covering one journal generation: the header at
+/// creation, the framed records as they come, then
+/// [`SnapshotWriter::finish`]. Dropped unfinished (a failure on the way),
+/// it removes its temporary file, so that a full disk gets its space back.
+#[derive(Debug)]
+pub(super) struct SnapshotWriter {
+    dir: PathBuf,
+    file: Option<File>,
     covered: u64,
-    live: impl IntoIterator<Item = Record<'a>>,
-    expected: usize,
-) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER + expected);
-    bytes.extend_from_slice(SNAPSHOT_MAGIC);
-    bytes.extend_from_slice(&covered.to_le_bytes());
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    for record in live {
-        encode(&record, &mut bytes);
-    }
-    bytes
+    size: u64,
 }
 
-/// Writes an encoded snapshot covering journal `covered` into `dir` step by
-/// step, stopping after `last`: temporary file, `fsync`, rename, directory
-/// `fsync`, deletion of the covered journals. Runs on the compaction
-/// thread; every prefix of it leaves a loadable directory.
-pub(super) fn write_snapshot(
-    dir: &Path,
-    bytes: &[u8],
-    covered: u64,
-    last: CompactStep,
-) -> io::Result<()> {
-    let tmp = dir.join(SNAPSHOT_TMP);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    if last == CompactStep::WriteTemp {
-        return Ok(());
+impl SnapshotWriter {
+    /// Creates `snapshot.tmp` in `dir` with the header for `covered`.
+    pub(super) fn create(dir: &Path, covered: u64) -> io::Result<SnapshotWriter> {
+        let mut header = Vec::with_capacity(SNAPSHOT_HEADER);
+        header.extend_from_slice(SNAPSHOT_MAGIC);
+        header.extend_from_slice(&covered.to_le_bytes());
+        let crc = crc32fast::hash(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        let mut writer = SnapshotWriter {
+            dir: dir.to_path_buf(),
+            file: Some(File::create(dir.join(SNAPSHOT_TMP))?),
+            covered,
+            size: 0,
+        };
+        writer.write(&header)?;
+        Ok(writer)
     }
-    file.sync_all()?;
-    drop(file);
-    if last == CompactStep::SyncTemp {
-        return Ok(());
+
+    /// Appends framed records.
+    pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("finished"))?;
+        file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
     }
-    fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    if last == CompactStep::Rename {
-        return Ok(());
+
+    /// Makes the snapshot the directory's, step by step, stopping after
+    /// `last`: `fsync`, rename, directory `fsync`, deletion of the covered
+    /// journals. Every prefix of it leaves a loadable directory. Returns
+    /// the snapshot's size.
+    pub(super) fn finish(mut self, last: CompactStep) -> io::Result<u64> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("finished"))?;
+        if last == CompactStep::WriteTemp {
+            return Ok(self.size);
+        }
+        let synced = file.sync_all();
+        drop(file);
+        let tmp = self.dir.join(SNAPSHOT_TMP);
+        if let Err(e) = synced {
+            let _ = remove_if_exists(&tmp);
+            return Err(e);
+        }
+        if last == CompactStep::SyncTemp {
+            return Ok(self.size);
+        }
+        if let Err(e) = fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE)) {
+            let _ = remove_if_exists(&tmp);
+            return Err(e);
+        }
+        if last == CompactStep::Rename {
+            return Ok(self.size);
+        }
+        sync_dir(&self.dir)?;
+        if last == CompactStep::SyncDir {
+            return Ok(self.size);
+        }
+        remove_journals_up_to(&self.dir, self.covered)?;
+        Ok(self.size)
     }
-    sync_dir(dir)?;
-    if last == CompactStep::SyncDir {
-        return Ok(());
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = remove_if_exists(&self.dir.join(SNAPSHOT_TMP));
+        }
     }
-    remove_journals_up_to(dir, covered)
 }
 
 /// The generation in a snapshot header, if the header is intact.
-fn parse_header(header: &[u8]) -> Option<u64> {
+pub(super) fn parse_header(header: &[u8]) -> Option<u64> {
     let crc = u32::from_le_bytes(header.get(16..20)?.try_into().ok()?);
     let generation = u64::from_le_bytes(header.get(8..16)?.try_into().ok()?);
     (header.starts_with(SNAPSHOT_MAGIC) && crc32fast::hash(&header[..16]) == crc)
         .then_some(generation)
-}
-
-/// Applies the snapshot's records and returns the generation it covers (0
-/// without a snapshot) and its size. A damaged record stops the reading
-/// with a warning; a damaged header is an error: its records cannot be
-/// placed, and guessing would lose or repeat changes.
-pub(super) fn load_snapshot(
-    dir: &Path,
-    apply: &mut impl FnMut(&Record<'_>),
-    loaded: &mut Loaded,
-) -> io::Result<(u64, u64)> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(e),
-    };
-    let Some(generation) = bytes.get(..SNAPSHOT_HEADER).and_then(parse_header) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} has a damaged header; move it away to start from the journals alone",
-                path.display()
-            ),
-        ));
-    };
-    let mut frames = Frames::new(&bytes[SNAPSHOT_HEADER..]);
-    for record in frames.by_ref() {
-        apply(&record);
-        loaded.records += 1;
-    }
-    if let Some(damage) = frames.damage() {
-        let message = format!(
-            "{}: {} at offset {}; the records after it are ignored",
-            path.display(),
-            damage.reason,
-            SNAPSHOT_HEADER + damage.offset
-        );
-        warn!("{message}");
-        loaded.damaged.push(message);
-    }
-    Ok((generation, bytes.len() as u64))
 }

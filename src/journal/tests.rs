@@ -44,7 +44,7 @@ impl State {
     fn apply(&mut self, record: &Record<'_>) {
         match *record {
             Record::MailboxAppend { text, .. } => self.mailbox.push(text.to_owned()),
-            Record::MailboxDelivered { .. } => self.mailbox.clear(),
+            Record::MailboxDelivered { .. } | Record::MailboxTaken { .. } => self.mailbox.clear(),
             Record::Block { target, .. } => {
                 self.blocked.insert(target.to_owned());
             }
@@ -58,6 +58,7 @@ impl State {
     fn records(&self) -> Vec<Record<'_>> {
         let appends = self.mailbox.iter().map(|text| Record::MailboxAppend {
             recipient: "luke",
+            seq: None,
             sender: "yoda",
             text,
         });
@@ -76,8 +77,8 @@ const OPTIONS: JournalOptions = JournalOptions {
 
 fn open(dir: &TempDir) -> (Journal, State, Loaded) {
     let mut state = State::default();
-    let (journal, loaded) =
-        Journal::open(&dir.0, OPTIONS, |r| state.apply(r)).expect("open the journal");
+    let (journal, loaded) = Journal::open(&dir.0, OPTIONS, OnDamage::Stop, |r| state.apply(r))
+        .expect("open the journal");
     (journal, state, loaded)
 }
 
@@ -93,6 +94,7 @@ fn write(journal: &mut Journal, state: &mut State, record: Record<'_>) {
 fn append(journal: &mut Journal, state: &mut State, text: &str) {
     let record = Record::MailboxAppend {
         recipient: "luke",
+        seq: None,
         sender: "yoda",
         text,
     };
@@ -127,7 +129,7 @@ fn committed_records_are_loaded_in_order() {
     let (_, loaded_state, loaded) = open(&dir);
     assert_eq!(loaded_state, state);
     assert_eq!(loaded.records, 11);
-    assert!(loaded.damaged.is_empty());
+    assert!(loaded.torn.is_empty());
 }
 
 #[test]
@@ -147,7 +149,7 @@ fn staged_records_are_not_written_before_the_commit() {
 fn a_second_open_of_the_directory_is_refused() {
     let dir = TempDir::new("lock");
     let (journal, _, _) = open(&dir);
-    let error = Journal::open(&dir.0, OPTIONS, |_| {}).expect_err("second open");
+    let error = Journal::open(&dir.0, OPTIONS, OnDamage::Stop, |_| {}).expect_err("second open");
     assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
     drop(journal);
     open(&dir);
@@ -169,11 +171,11 @@ fn a_cut_tail_is_cut_off_and_the_rest_kept() {
 
     let (mut journal, loaded_state, loaded) = open(&dir);
     assert_eq!(loaded_state.mailbox, state.mailbox[..5]);
-    assert_eq!(loaded.damaged.len(), 1);
+    assert_eq!(loaded.torn.len(), 1);
     assert!(
-        loaded.damaged[0].contains(&format!("at offset {whole}")),
+        loaded.torn[0].contains(&format!("at offset {whole}")),
         "{:?}",
-        loaded.damaged
+        loaded.torn
     );
     assert_eq!(journal_len(&path), whole, "the damaged tail is cut off");
     // Appending goes on after the intact records.
@@ -182,29 +184,123 @@ fn a_cut_tail_is_cut_off_and_the_rest_kept() {
     drop(journal);
     let (_, reloaded, loaded) = open(&dir);
     assert_eq!(reloaded, state);
-    assert!(loaded.damaged.is_empty());
+    assert!(loaded.torn.is_empty());
 }
 
-#[test]
-fn a_flipped_byte_in_the_tail_drops_that_record_and_the_rest() {
-    let dir = TempDir::new("flip");
-    let (mut journal, mut state, _) = open(&dir);
+/// Five records, then a flipped byte in the sixth of seven: the state
+/// before the damage, the whole state, and the damaged journal.
+fn flip_one_record(dir: &TempDir) -> (State, State, PathBuf) {
+    let (mut journal, mut state, _) = open(dir);
     for i in 0..5 {
         append(&mut journal, &mut state, &format!("m{i}"));
     }
+    let before = state.clone();
     let intact = journal.size();
     append(&mut journal, &mut state, "flipped");
     append(&mut journal, &mut state, "after the flip");
     drop(journal);
-    let path = current_journal(&dir);
+    let path = current_journal(dir);
     let mut bytes = fs::read(&path).expect("read");
     bytes[intact as usize + 12] ^= 0x01;
     fs::write(&path, &bytes).expect("write");
+    (before, state, path)
+}
 
-    let (_, loaded_state, loaded) = open(&dir);
-    assert_eq!(loaded_state.mailbox, state.mailbox[..5]);
-    assert!(loaded.damaged[0].contains(&format!("at offset {intact}")));
-    assert_eq!(journal_len(&path), intact);
+#[test]
+fn a_flipped_byte_before_the_tail_stops_the_open_and_changes_nothing() {
+    let dir = TempDir::new("flip");
+    let (before, _, path) = flip_one_record(&dir);
+    let bytes = fs::read(&path).expect("read");
+    let offset = {
+        let mut state = State::default();
+        let error = Journal::open(&dir.0, OPTIONS, OnDamage::Stop, |r| state.apply(r))
+            .expect_err("damage stops the open");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let text = error.to_string();
+        assert!(text.contains("checksum mismatch at offset"), "{text}");
+        assert!(text.contains("--recover"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        text
+    };
+    assert!(offset.contains(&format!("offset {}", before_size(&before))));
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        bytes,
+        "nothing is rewritten"
+    );
+}
+
+/// The journal size of `state`'s messages written by `append`.
+fn before_size(state: &State) -> u64 {
+    let mut framed = Vec::new();
+    for record in state.records() {
+        encode(&record, &mut framed);
+    }
+    framed.len() as u64
+}
+
+#[test]
+fn recovering_keeps_every_intact_record_and_sets_the_damaged_file_aside() {
+    let dir = TempDir::new("recover");
+    let (_, whole, path) = flip_one_record(&dir);
+    let damaged = fs::read(&path).expect("read");
+    let mut state = State::default();
+    let (mut journal, loaded) =
+        Journal::open(&dir.0, OPTIONS, OnDamage::Recover, |r| state.apply(r)).expect("recover");
+    let mut expected = whole.clone();
+    expected.mailbox.retain(|m| m != "flipped");
+    assert_eq!(state, expected);
+    assert_eq!(loaded.recovered.len(), 1, "{loaded:?}");
+    let aside = &loaded.recovered[0];
+    assert_eq!(aside.path, path);
+    assert_eq!(aside.dropped.len(), 1);
+    assert_eq!(fs::read(&aside.aside).expect("the file set aside"), damaged);
+    // The fresh snapshot replaces the damaged journal; its copy stays.
+    journal.compact(state.records()).expect("compact");
+    drop(journal);
+    assert!(aside.aside.exists());
+    let (_, reloaded, loaded) = open(&dir);
+    assert_eq!(reloaded, expected);
+    assert!(loaded.recovered.is_empty());
+}
+
+#[test]
+fn a_failed_commit_keeps_its_records_and_a_retry_writes_them_once() {
+    let dir = TempDir::new("retry");
+    let (mut journal, mut state, _) = open(&dir);
+    append(&mut journal, &mut state, "before");
+    let good = journal.size();
+    let real = std::mem::replace(
+        &mut journal.file,
+        OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .expect("open /dev/full"),
+    );
+    let mut framed = Vec::new();
+    let record = Record::MailboxAppend {
+        recipient: "luke",
+        seq: None,
+        sender: "yoda",
+        text: "while the disk is full",
+    };
+    encode(&record, &mut framed);
+    journal.stage(&framed);
+    let error = journal.commit().expect_err("a full disk");
+    assert_eq!(error.raw_os_error(), Some(libc::ENOSPC));
+    assert!(journal.has_pending());
+    assert!(journal.commit().is_err(), "still full");
+    // Space returns; the real file also got a torn piece meanwhile.
+    journal.file = real;
+    journal.file.write_all(&framed[..7]).expect("a torn piece");
+    journal.commit().expect("the retry");
+    state.apply(&record);
+    assert!(!journal.has_pending());
+    assert_eq!(journal.size(), good + framed.len() as u64);
+    drop(journal);
+    let (_, loaded, loaded_info) = open(&dir);
+    assert_eq!(loaded, state);
+    assert!(loaded_info.torn.is_empty());
 }
 
 fn journal_len(path: &Path) -> u64 {
@@ -278,7 +374,7 @@ fn a_damaged_snapshot_header_is_refused() {
     let mut bytes = fs::read(&path).expect("read");
     bytes[9] ^= 0xFF;
     fs::write(&path, &bytes).expect("write");
-    let error = Journal::open(&dir.0, OPTIONS, |_| {}).expect_err("damaged header");
+    let error = Journal::open(&dir.0, OPTIONS, OnDamage::Stop, |_| {}).expect_err("damaged header");
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     assert!(error.to_string().contains("damaged header"), "{error}");
 }
@@ -290,7 +386,7 @@ fn growth_past_the_limit_asks_for_compaction() {
         compact_at: 100,
         ..OPTIONS
     };
-    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("open");
+    let (mut journal, _) = Journal::open(&dir.0, options, OnDamage::Stop, |_| {}).expect("open");
     let mut state = State::default();
     while !journal.wants_compaction() {
         append(&mut journal, &mut state, "0123456789");
@@ -308,7 +404,7 @@ fn a_snapshot_larger_than_the_limit_raises_it() {
         compact_at: 100,
         ..OPTIONS
     };
-    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("open");
+    let (mut journal, _) = Journal::open(&dir.0, options, OnDamage::Stop, |_| {}).expect("open");
     let mut state = State::default();
     for _ in 0..20 {
         append(&mut journal, &mut state, "0123456789");
@@ -328,7 +424,7 @@ fn a_snapshot_larger_than_the_limit_raises_it() {
     assert!(journal.wants_compaction());
     // The same holds after a restart.
     drop(journal);
-    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("reopen");
+    let (mut journal, _) = Journal::open(&dir.0, options, OnDamage::Stop, |_| {}).expect("reopen");
     assert!(journal.wants_compaction());
 }
 
@@ -339,7 +435,7 @@ fn a_failed_compaction_before_the_rename_changes_nothing_and_is_retried_later() 
         compact_at: 100,
         ..OPTIONS
     };
-    let (mut journal, _) = Journal::open(&dir.0, options, |_| {}).expect("open");
+    let (mut journal, _) = Journal::open(&dir.0, options, OnDamage::Stop, |_| {}).expect("open");
     let mut state = State::default();
     while !journal.wants_compaction() {
         append(&mut journal, &mut state, "0123456789");

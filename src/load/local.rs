@@ -7,9 +7,8 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::chat::ChatConfig;
 use crate::credentials::Account;
-use crate::journal::{Fsync, JournalOptions};
+use crate::journal::{Fsync, JournalOptions, OnDamage};
 use crate::server::{defaults, Config, Server, ShutdownHandle, Storage};
 
 /// How long the server thread may take to bind.
@@ -31,15 +30,15 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Starts an ephemeral server that knows `accounts`, with the default
-    /// mailbox bound.
+    /// limits.
     pub fn start(accounts: Vec<Account>) -> io::Result<LocalServer> {
-        LocalServer::start_with(accounts, defaults::MAILBOX_MAX, Storage::Ephemeral)
+        LocalServer::start_with(accounts, |_| {})
     }
 
     /// Starts a server that knows `accounts` and keeps its durable state in
     /// `dir` (fsync on every commit, the default compaction size), with
-    /// unbounded mailboxes: for the `offline` workload, which measures the
-    /// journal, not the bound.
+    /// unbounded mailboxes and stored mail: for the `offline` workload,
+    /// which measures the journal, not the bounds.
     pub fn start_durable(accounts: Vec<Account>, dir: &Path) -> io::Result<LocalServer> {
         let storage = Storage::Durable {
             dir: dir.to_path_buf(),
@@ -47,31 +46,25 @@ impl LocalServer {
                 fsync: Fsync::Always,
                 compact_at: defaults::COMPACT_AT,
             },
+            on_damage: OnDamage::Stop,
         };
-        LocalServer::start_with(accounts, usize::MAX, storage)
+        LocalServer::start_with(accounts, |config| {
+            config.storage = storage;
+            config.chat.mailbox_max = usize::MAX;
+            config.chat.store_max = u64::MAX;
+        })
     }
 
-    /// Starts a server with this mailbox bound and storage. The server is
-    /// built on its own thread (it is not `Send`) and reports its address
-    /// back.
+    /// Starts an ephemeral server with default limits, as changed by
+    /// `tune`. The server is built on its own thread (it is not `Send`)
+    /// and reports its address back.
     fn start_with(
         accounts: Vec<Account>,
-        mailbox_max: usize,
-        storage: Storage,
+        tune: impl FnOnce(&mut Config),
     ) -> io::Result<LocalServer> {
-        let config = Config {
-            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            chat: ChatConfig {
-                block_duration: LONG,
-                timeout: LONG,
-            },
-            max_line: defaults::MAX_LINE,
-            max_pending: defaults::MAX_PENDING,
-            max_clients: defaults::MAX_CLIENTS.max(accounts.len() + 100),
-            shutdown_grace: defaults::SHUTDOWN_GRACE,
-            mailbox_max,
-            storage,
-        };
+        let mut config = Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), LONG, LONG);
+        config.max_clients = defaults::MAX_CLIENTS.max(accounts.len() + 100);
+        tune(&mut config);
         let (tx, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("confab-server".into())

@@ -376,10 +376,10 @@ impl Harness {
                 password: p.to_owned(),
             })
             .collect();
-        let config = ChatConfig {
-            block_duration: BLOCK_DURATION,
-            timeout: TIMEOUT,
-        };
+        let mut config = ChatConfig::new(BLOCK_DURATION, TIMEOUT);
+        config.login_timeout = Duration::from_secs(3600);
+        config.mailbox_max = usize::MAX;
+        config.store_max = u64::MAX;
         let users = ACCOUNTS
             .iter()
             .map(|&(name, password)| User {
@@ -667,7 +667,7 @@ impl Harness {
         let mut expected = Expected::default();
         let actual = match &op {
             Op::Connect(s) => {
-                self.chat.connect(SessionId(*s), SESSION_IPS[*s], now);
+                self.chat.connect(SessionId(*s), SESSION_IPS[*s], true, now);
                 open[*s] = true;
                 self.take(open)
             }
@@ -739,15 +739,40 @@ impl Harness {
         let mut partial: [Vec<u8>; SESSIONS] = Default::default();
         let mut problem = None;
         let outbox = self.chat.outbox();
-        for effect in outbox.effects() {
+        let effects = outbox.effects().to_vec();
+        let texts: Vec<Vec<u8>> = effects
+            .iter()
+            .map(|e| match e {
+                Effect::Send { text, .. } => outbox.text(text.clone()).to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        outbox.clear();
+        for (effect, text) in effects.iter().zip(texts) {
             match effect {
-                Effect::Send { to, text } => {
+                Effect::Backlog(sid) => {
+                    let lines: Vec<String> = self
+                        .chat
+                        .backlog(*sid, 0)
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                    self.chat.backlog_written(*sid, lines.len());
+                    self.chat.outbox().clear();
+                    let s = sid.0;
+                    for line in lines {
+                        actual.out[s].extend_from_slice(line.as_bytes());
+                        actual
+                            .pieces
+                            .push((s, line.trim_end_matches('\n').to_owned()));
+                    }
+                }
+                Effect::Send { to, .. } => {
                     let s = to.0;
                     if s >= SESSIONS || !open[s] {
                         problem.get_or_insert(format!("output to {to:?}, which is not open"));
                         continue;
                     }
-                    let bytes = outbox.text(text.clone());
+                    let bytes = &text[..];
                     actual.out[s].extend_from_slice(bytes);
                     for &b in bytes {
                         if b == b'\n' {
@@ -769,7 +794,6 @@ impl Harness {
                 }
             }
         }
-        outbox.clear();
         for (s, rest) in partial.into_iter().enumerate() {
             if !rest.is_empty() {
                 actual.pieces.push((s, utf8(rest)));

@@ -12,7 +12,6 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use confab::chat::ChatConfig;
 use confab::credentials::Account;
 use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, Storage};
 
@@ -83,6 +82,7 @@ pub struct Options {
     pub max_pending: usize,
     pub max_clients: usize,
     pub mailbox_max: usize,
+    pub store_max: u64,
     /// Ephemeral unless a test asks for a data directory.
     pub storage: Storage,
 }
@@ -96,6 +96,7 @@ impl Default for Options {
             max_pending: defaults::MAX_PENDING,
             max_clients: defaults::MAX_CLIENTS,
             mailbox_max: defaults::MAILBOX_MAX,
+            store_max: defaults::STORE_MAX,
             storage: Storage::Ephemeral,
         }
     }
@@ -118,19 +119,14 @@ impl TestServer {
     }
 
     pub fn with(options: Options) -> TestServer {
-        let config = Config {
-            bind: "127.0.0.1:0".parse().expect("address"),
-            chat: ChatConfig {
-                block_duration: options.block_duration,
-                timeout: options.timeout,
-            },
-            max_line: options.max_line,
-            max_pending: options.max_pending,
-            max_clients: options.max_clients,
-            shutdown_grace: defaults::SHUTDOWN_GRACE,
-            mailbox_max: options.mailbox_max,
-            storage: options.storage,
-        };
+        let bind = "127.0.0.1:0".parse().expect("address");
+        let mut config = Config::new(bind, options.block_duration, options.timeout);
+        config.max_line = options.max_line;
+        config.max_pending = options.max_pending;
+        config.max_clients = options.max_clients;
+        config.chat.mailbox_max = options.mailbox_max;
+        config.chat.store_max = options.store_max;
+        config.storage = options.storage;
         let mut server = Server::bind(config, accounts()).expect("bind the server");
         let addr = server.local_addr().expect("local address");
         let handle = server.shutdown_handle();

@@ -1,0 +1,169 @@
+//! The poll loop's side of durability: committing each iteration's
+//! records, surviving a failing disk, and feeding a compaction a slice at
+//! a time.
+//!
+//! A commit that fails (`ENOSPC`, `EIO`, ...) never stops the server. Its
+//! records stay staged and the replies they promise stay held; the commit
+//! is tried again with back-off ([`FIRST_RETRY`] doubling up to
+//! [`MAX_RETRY`]), and the domain is told storage is unavailable, so that
+//! new durable commands are refused instead of piling up. The first
+//! failure is logged at once, later ones at most every
+//! [`WARNING_INTERVAL`], and the recovery once it happens.
+
+use std::io;
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{info, warn};
+
+use crate::chat::{Chat, SnapshotCursor, WallClock};
+use crate::journal::Journal;
+
+/// The first wait before a failed commit is tried again.
+pub const FIRST_RETRY: Duration = Duration::from_millis(10);
+/// The longest wait between two attempts.
+pub const MAX_RETRY: Duration = Duration::from_secs(1);
+/// Least time between two warnings about the same failure.
+pub const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Bytes of snapshot encoded per loop iteration (about a millisecond).
+pub const SLICE: usize = 512 * 1024;
+
+/// A journal that cannot be written at the moment.
+#[derive(Debug)]
+struct Failing {
+    since: Instant,
+    attempts: u64,
+    backoff: Duration,
+    retry_at: Instant,
+    warned_at: Instant,
+}
+
+/// The journal as the poll loop drives it.
+#[derive(Debug)]
+pub struct Durability {
+    journal: Journal,
+    failing: Option<Failing>,
+    cursor: SnapshotCursor,
+}
+
+impl Durability {
+    /// Drives `journal`.
+    pub fn new(journal: Journal) -> Durability {
+        Durability {
+            journal,
+            failing: None,
+            cursor: SnapshotCursor::default(),
+        }
+    }
+
+    /// The journal, to stage records or set its wake-up.
+    pub fn journal(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+
+    /// Whether records wait for a commit.
+    pub fn has_pending(&self) -> bool {
+        self.journal.has_pending()
+    }
+
+    /// Whether a commit may be tried at `now`: always, unless the journal
+    /// is failing and its next attempt is not due yet.
+    pub fn may_commit(&self, now: Instant) -> bool {
+        self.failing.as_ref().is_none_or(|f| f.retry_at <= now)
+    }
+
+    /// When the loop must wake up next for this: a retry that is due, or
+    /// at once while a compaction takes slices.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        if self.journal.compaction_wants_slice() {
+            return Some(now);
+        }
+        self.failing.as_ref().map(|f| f.retry_at)
+    }
+
+    /// Commits the staged records; tells `chat` whether storage works.
+    /// Returns whether they are on disk (so that what they promise may
+    /// go out).
+    pub fn commit(&mut self, chat: &mut Chat, now: Instant) -> bool {
+        match self.journal.commit() {
+            Ok(()) => {
+                if let Some(failing) = self.failing.take() {
+                    warn!(
+                        target: "confab::journal",
+                        "journal writable again after {} failed attempts in {:?}",
+                        failing.attempts,
+                        now.saturating_duration_since(failing.since)
+                    );
+                    chat.set_storage_available(true);
+                }
+                true
+            }
+            Err(e) => {
+                self.failed(&e, now);
+                chat.set_storage_available(false);
+                false
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &io::Error, now: Instant) {
+        let pending = self.journal.pending_len();
+        match &mut self.failing {
+            None => {
+                warn!(
+                    target: "confab::journal",
+                    "journal commit failed: {e}; {pending} bytes of changes wait, their replies \
+                     are held and durable commands are refused until a retry succeeds"
+                );
+                self.failing = Some(Failing {
+                    since: now,
+                    attempts: 1,
+                    backoff: FIRST_RETRY,
+                    retry_at: now + FIRST_RETRY,
+                    warned_at: now,
+                });
+            }
+            Some(failing) => {
+                failing.attempts += 1;
+                failing.backoff = (failing.backoff * 2).min(MAX_RETRY);
+                failing.retry_at = now + failing.backoff;
+                if now.saturating_duration_since(failing.warned_at) >= WARNING_INTERVAL {
+                    failing.warned_at = now;
+                    warn!(
+                        target: "confab::journal",
+                        "journal still failing after {} attempts in {:?}: {e}; {pending} bytes \
+                         of changes wait",
+                        failing.attempts,
+                        now.saturating_duration_since(failing.since)
+                    );
+                }
+            }
+        }
+    }
+
+    /// One step of compaction, after the iteration's commit: encodes the
+    /// next slice of a compaction in progress, or starts one if the journal
+    /// has grown past its size (never while it is failing).
+    pub fn compaction_step(&mut self, chat: &mut Chat, now: Instant) {
+        if self.journal.compaction_wants_slice() {
+            let started = Instant::now();
+            let clock = WallClock::new(started, SystemTime::now());
+            let mut slice = Vec::with_capacity(SLICE + SLICE / 8);
+            let done = self.cursor.encode(chat, clock, &mut slice, SLICE);
+            self.journal.feed_compaction(slice, started.elapsed(), done);
+        }
+        if self.failing.is_none() && self.journal.wants_compaction() {
+            match self.journal.start_compaction() {
+                Ok(started) => {
+                    if started {
+                        info!("compaction started");
+                        self.cursor = SnapshotCursor::default();
+                    }
+                }
+                Err(e) => {
+                    self.failed(&e, now);
+                    chat.set_storage_available(false);
+                }
+            }
+        }
+    }
+}
