@@ -361,7 +361,14 @@ impl Server {
     /// Makes SIGINT and SIGTERM shut the server down gracefully, as a
     /// [`ShutdownHandle`] does; a second signal during the shutdown ends it
     /// at once. The signals arrive through the same poll as the sockets.
+    /// SIGXFSZ is ignored: a file-size limit then fails the write that
+    /// passes it (`EFBIG`), which the journal survives like a full disk,
+    /// instead of killing the process.
     pub fn handle_signals(&mut self) -> io::Result<()> {
+        // SAFETY: setting a signal's disposition to SIG_IGN runs no code.
+        if unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         self.poll
             .registry()

@@ -24,8 +24,14 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(10);
 pub const MAX_RETRY: Duration = Duration::from_secs(1);
 /// Least time between two warnings about the same failure.
 pub const WARNING_INTERVAL: Duration = Duration::from_secs(10);
-/// Bytes of snapshot encoded per loop iteration (about a millisecond).
+/// Bytes of snapshot encoded per loop iteration (about a millisecond), at
+/// least: a slice also covers twice what the journal grew by since the
+/// last one, so that a compaction always outpaces the journal it replaces
+/// and the data directory stays bounded however busy the server is.
 pub const SLICE: usize = 512 * 1024;
+/// The most a slice encodes, whatever the journal did: a bound on the
+/// memory a compaction takes.
+pub const MAX_SLICE: usize = 16 << 20;
 
 /// A journal that cannot be written at the moment.
 #[derive(Debug)]
@@ -43,6 +49,8 @@ pub struct Durability {
     journal: Journal,
     failing: Option<Failing>,
     cursor: SnapshotCursor,
+    /// The journal's size when the last slice was encoded.
+    sliced_at: u64,
 }
 
 impl Durability {
@@ -52,6 +60,7 @@ impl Durability {
             journal,
             failing: None,
             cursor: SnapshotCursor::default(),
+            sliced_at: 0,
         }
     }
 
@@ -147,8 +156,12 @@ impl Durability {
         if self.journal.compaction_wants_slice() {
             let started = Instant::now();
             let clock = WallClock::new(started, SystemTime::now());
+            let grown = self.journal.size().saturating_sub(self.sliced_at);
+            self.sliced_at = self.journal.size();
+            let pace = usize::try_from(grown.saturating_mul(2)).unwrap_or(MAX_SLICE);
+            let budget = pace.clamp(SLICE, MAX_SLICE);
             let mut slice = Vec::with_capacity(SLICE + SLICE / 8);
-            let done = self.cursor.encode(chat, clock, &mut slice, SLICE);
+            let done = self.cursor.encode(chat, clock, &mut slice, budget);
             self.journal.feed_compaction(slice, started.elapsed(), done);
         }
         if self.failing.is_none() && self.journal.wants_compaction() {
@@ -157,6 +170,7 @@ impl Durability {
                     if started {
                         info!("compaction started");
                         self.cursor = SnapshotCursor::default();
+                        self.sliced_at = 0;
                     }
                 }
                 Err(e) => {

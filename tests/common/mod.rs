@@ -241,6 +241,21 @@ impl Client {
         Client::from_stream(stream)
     }
 
+    /// A connection to `addr` from the local address `source` (such as
+    /// `127.0.0.2`, which the server does not trust by default).
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .expect("socket");
+        socket
+            .bind(&SockAddr::from(SocketAddr::new(source, 0)))
+            .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
+        socket
+            .connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)
+            .expect("connect");
+        Client::from_stream(socket.into())
+    }
+
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("set_nodelay");
         stream
@@ -419,6 +434,28 @@ impl Client {
                 Ok(0) => panic!("end of stream after {}", show(&self.buf)),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => return None,
+                Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
+            }
+        }
+    }
+
+    /// The next line, or `None` at the end of the stream (an unfinished
+    /// line before it is dropped). Panics if neither comes within
+    /// [`IO_TIMEOUT`].
+    pub fn line_or_end(&mut self) -> Option<String> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
+                return Some(
+                    String::from_utf8(line)
+                        .unwrap_or_else(|e| panic!("a line that is not UTF-8: {e}")),
+                );
+            }
+            match self.fill(deadline) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
                 Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
             }
         }
@@ -774,6 +811,10 @@ pub struct ProcessOptions {
     pub accounts: Vec<(String, String)>,
     /// Soft and hard `RLIMIT_NOFILE` of the child, if set.
     pub max_open_files: Option<u64>,
+    /// Soft `RLIMIT_FSIZE` of the child (the hard one stays unlimited, so
+    /// that [`ServerProcess::set_max_file_size`] can raise it), if set:
+    /// writes past it fail with `EFBIG`, like a full disk.
+    pub max_file_size: Option<u64>,
     /// BLOCK_DURATION instead of `0.5`.
     pub block_duration: Option<String>,
     /// TIMEOUT instead of `30`.
@@ -832,20 +873,33 @@ impl ServerProcess {
         if let Some(dir) = &options.cwd {
             command.current_dir(dir);
         }
+        let mut limits = Vec::new();
         if let Some(limit) = options.max_open_files {
-            let limit = libc::rlimit {
-                rlim_cur: limit as libc::rlim_t,
-                rlim_max: limit as libc::rlim_t,
-            };
+            let limit = limit as libc::rlim_t;
+            limits.push((libc::RLIMIT_NOFILE, limit, limit));
+        }
+        if let Some(limit) = options.max_file_size {
+            limits.push((
+                libc::RLIMIT_FSIZE,
+                limit as libc::rlim_t,
+                libc::RLIM_INFINITY,
+            ));
+        }
+        if !limits.is_empty() {
             // SAFETY: only setrlimit, which is async-signal-safe, runs
             // between fork and exec.
             unsafe {
                 command.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::last_os_error())
+                    for &(resource, soft, hard) in &limits {
+                        let limit = libc::rlimit {
+                            rlim_cur: soft,
+                            rlim_max: hard,
+                        };
+                        if libc::setrlimit(resource, &limit) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
                     }
+                    Ok(())
                 });
             }
         }
@@ -890,6 +944,25 @@ impl ServerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sets the running server's soft `RLIMIT_FSIZE` (see
+    /// [`ProcessOptions::max_file_size`]): space "returns" to its disk.
+    pub fn set_max_file_size(&self, bytes: u64) {
+        let limit = libc::rlimit {
+            rlim_cur: bytes as libc::rlim_t,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit on a child of this process, with a valid limit.
+        let rc = unsafe {
+            libc::prlimit(
+                self.child.id() as libc::pid_t,
+                libc::RLIMIT_FSIZE,
+                &limit,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
     }
 
     /// A new connection; nothing read yet.
