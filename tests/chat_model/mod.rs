@@ -8,14 +8,27 @@
 //! connect, a line chosen from a small vocabulary of valid and invalid
 //! commands (the private-messaging ones among them: `privateport`,
 //! `startprivate`, and `private`/`stopprivate` reaching the server),
-//! usernames and passwords, a line that cannot be decoded, disconnect, and
-//! advancing the clock (then, usually, `expire`). The durations are
+//! usernames and passwords, a line that cannot be decoded, disconnect,
+//! advancing the clock (then, usually, `expire`), and the server's part in
+//! offline mail ([`Op::Mail`]). The durations are
 //! sub-second so that idle timeouts and ban ends happen within a run. Each
 //! session connects from its own address ([`SESSION_IPS`]), so that an
 //! introduction carrying the wrong session's address shows. The tokens of
 //! introductions come from [`counted_token`], which the model predicts;
-//! every eighth draw fails, as if the system had no randomness. After each
-//! step the checker verifies, on what `Chat` actually emitted:
+//! every eighth draw fails, as if the system had no randomness.
+//!
+//! The harness plays the server, whose output to a session is not just
+//! what `Chat` sends it: after `Effect::Backlog` (a login with offline
+//! mail) it pulls the mailbox with `Chat::backlog`, a few lines at a time,
+//! and confirms some of the queued lines written (`Chat::backlog_written`),
+//! as a client reading at its own pace would let it; what `Chat` sends the
+//! session meanwhile is held and follows the whole backlog. A close gives
+//! the backlog up and lets the held output out at once; a disconnect loses
+//! it. Queued lines not confirmed are not written: they stay in the mailbox
+//! and are handed out again at the next login. The model holds its
+//! expected output the same way. After each step the checker verifies
+//! (judging who may hear what on the `Send` effects `Chat` emitted, before
+//! any holding, and the transcripts also on what the server wrote):
 //!
 //! - nothing is sent to, or closed on, a session that is not open, and no
 //!   session is closed twice;
@@ -25,9 +38,28 @@
 //!   once, and reaches every user online at that moment that the leaver has
 //!   not blocked (and nobody else);
 //! - no presence event reaches a user that its subject has blocked, and no
-//!   message reaches a user who blocked its sender;
-//! - a login delivers the user's offline mailbox right after the welcome,
-//!   in order, and every message text is delivered at most once per user;
+//!   live message reaches a user who blocked its sender (a backlog line
+//!   may: the message was accepted before the block);
+//! - a login emits `Backlog` exactly when the user's mailbox is not empty,
+//!   right after the welcome;
+//! - the backlog lines handed out from index `from` are the mailbox's from
+//!   `from` on, in order: none skipped, reordered or handed out twice (the
+//!   server's queued lines are not given again), and a short answer means
+//!   the mailbox ends there;
+//! - every line confirmed written is the user's oldest undelivered message,
+//!   and only then does it leave the mailbox: `backlog_written` emits
+//!   nothing, and after every step the mailboxes (`mailbox_len`, and
+//!   `backlog(sid, 0)` of every session) equal the model's, so a backlog
+//!   interrupted by a disconnect or a close leaves the rest, in order,
+//!   for the next login;
+//! - every message text is delivered at most once per user, live or
+//!   confirmed from a backlog (a line queued but never written does not
+//!   count: it comes again);
+//! - the output held behind a backlog is released only once the whole
+//!   backlog is written (or the session is closed), so a user gets the
+//!   welcome, the mailbox oldest first, then everything else in order;
+//!   the harness's backlog state (mode and queued lines) equals the
+//!   model's after every step;
 //! - a `!private` line only ever reaches a logged-in session that sent
 //!   `privateport` (and that session has not ended since);
 //! - the `!private connect` line, which carries the target's address,
@@ -38,7 +70,8 @@
 //!   target, naming the starter) before the `connect` (to the starter,
 //!   naming the target); the domain draws a token exactly when the model
 //!   says, so never for a refused `startprivate`;
-//! - every session's output equals the model's, byte for byte;
+//! - what `Chat` sends every session, and what reaches it after the
+//!   holding, equal the model's, byte for byte;
 //! - `next_deadline` is never later than an idle timeout or a ban end, and
 //!   `expire(now)` leaves nothing due at `now`.
 //!
@@ -202,8 +235,30 @@ pub struct Stats {
     pub presence: usize,
     /// Message lines delivered to an online user.
     pub delivered: usize,
-    /// Message lines delivered from a mailbox at login.
-    pub mailbox_delivered: usize,
+    /// Logins that started a backlog (the mailbox was not empty).
+    pub backlogs: usize,
+    /// Mailbox lines confirmed written from a backlog: delivered, they left
+    /// the mailbox.
+    pub backlog_written: usize,
+    /// [`Op::Mail`] steps that pulled more lines while some were queued
+    /// unconfirmed (`backlog(sid, from)` with `from > 0`).
+    pub backlog_later_pulls: usize,
+    /// Lines handed out again after an interruption dropped them queued but
+    /// unwritten.
+    pub backlog_rehanded: usize,
+    /// Backlogs given up, mail left, by a disconnect or a close.
+    pub backlogs_interrupted: usize,
+    /// Of those, given up by a close, which let the held output out first.
+    pub backlog_closes: usize,
+    /// Logins whose backlog is the rest of an interrupted one.
+    pub backlogs_resumed: usize,
+    /// Lines `Chat` sent to a session during its backlog, held behind it.
+    pub held_lines: usize,
+    /// Of those, live messages.
+    pub held_messages: usize,
+    /// Backlog lines confirmed from a sender the recipient has blocked
+    /// since the message was stored.
+    pub backlog_from_blocked: usize,
     /// Messages refused because the recipient blocked the sender.
     pub blocked_refusals: usize,
     /// Broadcasts that skipped a user who blocked the sender.
@@ -265,6 +320,19 @@ struct Model {
     slots: [Slot; SESSIONS],
     /// How many tokens the domain has drawn from [`counted_token`].
     tokens_drawn: u64,
+    /// The sessions whose offline mail the server is writing.
+    backlogs: [Option<Backlog>; SESSIONS],
+}
+
+/// A session's offline mail on its way out, as the model has it: from the
+/// login until the whole mailbox is confirmed written or the session ends.
+/// The lines themselves are the front of the user's mailbox.
+#[derive(Debug, Clone, Default)]
+struct Backlog {
+    /// Mailbox lines the server has queued and not confirmed written.
+    queued: usize,
+    /// What the session is sent meanwhile: it follows the backlog.
+    held: Vec<u8>,
 }
 
 impl Model {
@@ -319,28 +387,79 @@ enum Op {
         step: Duration,
         expire: bool,
     },
+    /// The server writes some of session `s`'s backlog: it queues up to
+    /// `hand` more lines (pulled from after those it has queued), then the
+    /// socket takes `confirm` of the queued lines (all of them if fewer)
+    /// whole. Only decoded for a session whose backlog is being written.
+    Mail {
+        s: usize,
+        hand: usize,
+        confirm: usize,
+    },
     Shutdown,
 }
 
 /// What the model says a step does.
 #[derive(Debug, Default)]
 struct Expected {
+    /// What `Chat` sends each session.
+    sent: [Vec<u8>; SESSIONS],
+    /// How much of `sent` has gone on to `out` or a backlog's held output
+    /// (see `Harness::route`).
+    routed: [usize; SESSIONS],
+    /// What the server writes to each session: `sent` unless held, backlog
+    /// lines, held output released.
     out: [Vec<u8>; SESSIONS],
     closes: BTreeSet<usize>,
     /// A logged-in session ended: its user and the sessions that must hear.
     leaves: Vec<(usize, BTreeSet<usize>)>,
-    /// A login: session, user, and the mailbox it must get, in order.
-    logins: Vec<(usize, usize, Vec<String>)>,
+    /// A login: session, user, and whether it has offline mail (and so
+    /// must start a backlog).
+    logins: Vec<(usize, usize, bool)>,
 }
 
-/// What `Chat` did in a step.
+/// What `Chat` did in a step, and what the harness as the server wrote.
 #[derive(Debug, Default)]
 struct Actual {
+    /// The bytes of the `Send` effects, by recipient.
+    sent: [Vec<u8>; SESSIONS],
+    /// What the server wrote to each session.
     out: [Vec<u8>; SESSIONS],
     closes: BTreeSet<usize>,
-    /// Every complete line (and, last, any unterminated prompt) in the
+    /// Every complete line sent (and, last, any unterminated prompt) in the
     /// order it was emitted, with its recipient.
     pieces: Vec<(usize, String)>,
+    /// The `Backlog` effects: the session, and whether the last thing sent
+    /// to it before was the welcome (of this step).
+    backlog_starts: Vec<(usize, bool)>,
+    /// What an [`Op::Mail`] step did.
+    mail: Option<MailStep>,
+}
+
+/// One [`Op::Mail`] step as the harness, playing the server, did it.
+#[derive(Debug)]
+struct MailStep {
+    s: usize,
+    /// How many more lines were asked for.
+    hand: usize,
+    /// The index they were asked from: how many were queued already.
+    from: usize,
+    /// What `backlog(sid, from)` gave (at most `hand` lines).
+    handed: Vec<String>,
+    /// The queued lines confirmed written, oldest first.
+    written: Vec<String>,
+    /// Whether the backlog was then done and the held output released.
+    finished: bool,
+}
+
+/// The harness's server-side state for a session whose backlog it writes.
+#[derive(Debug, Default)]
+struct Writer {
+    /// Lines pulled from `Chat::backlog` and queued for the socket, not yet
+    /// confirmed written.
+    queued: Vec<String>,
+    /// What `Chat` sent the session since the `Backlog` effect.
+    held: Vec<u8>,
 }
 
 /// The domain under test, its model, and the checker's bookkeeping.
@@ -354,6 +473,14 @@ pub struct Harness {
     delivered: HashSet<(String, usize)>,
     /// The tokens of the introductions of earlier steps.
     tokens: HashSet<String>,
+    /// Playing the server: the sessions whose backlog is being written.
+    writers: [Option<Writer>; SESSIONS],
+    /// Backlog lines an interruption dropped queued but unwritten (for
+    /// [`Stats::backlog_rehanded`]).
+    unwritten: HashSet<String>,
+    /// Users whose last backlog was interrupted with mail left (for
+    /// [`Stats::backlogs_resumed`]).
+    interrupted: [bool; ACCOUNTS.len()],
     /// The last operations and when they ran, for a failure report.
     trace: VecDeque<(Duration, Op)>,
     stats: Stats,
@@ -403,11 +530,15 @@ impl Harness {
                 users,
                 slots: [Slot::Free; SESSIONS],
                 tokens_drawn: 0,
+                backlogs: Default::default(),
             },
             t0: Instant::now(),
             counter: 0,
             delivered: HashSet::new(),
             tokens: HashSet::new(),
+            writers: Default::default(),
+            unwritten: HashSet::new(),
+            interrupted: [false; ACCOUNTS.len()],
             trace: VecDeque::new(),
             stats: Stats::default(),
             done: false,
@@ -448,6 +579,17 @@ impl Harness {
                 match self.model.slots[s] {
                     Slot::Free => Op::Connect(s),
                     Slot::Closed => Op::Disconnect(s),
+                    // Half the time during a backlog (the bits of `kind`
+                    // above the operation), the server writes some of it,
+                    // a line or two at a time and often less than it
+                    // queued, so that lines wait queued across steps.
+                    Slot::Open { .. } if self.model.backlogs[s].is_some() && kind & 0x20 == 0 => {
+                        Op::Mail {
+                            s,
+                            hand: [0, 1, 1, 2][usize::from(pick % 4)],
+                            confirm: [0, 0, 1, 2][usize::from(pick >> 2) % 4],
+                        }
+                    }
                     Slot::Open { stage, .. } => self.line(s, stage, pick, arg),
                 }
             }
@@ -488,7 +630,7 @@ impl Harness {
                 14 => return Op::Line(s, b" \r".to_vec(), None),
                 _ => return Op::Line(s, b"wise\xc3".to_vec(), None),
             },
-            Stage::LoggedIn(_) => {
+            Stage::LoggedIn(me) => {
                 let usage = |k: Keyword| Some(Cmd::Error(k.usage().to_owned()));
                 let invalid = || Some(Cmd::Error(protocol::INVALID_COMMAND.to_owned()));
                 let gap = if arg & 0x40 != 0 { "   " } else { " " };
@@ -507,7 +649,20 @@ impl Harness {
                 };
                 match pick {
                     0..=5 => {
-                        let (to, text) = (target(arg), self.text('m', arg));
+                        // Half the time someone offline now, so that
+                        // mailboxes fill and backlogs are long.
+                        let offline: Vec<&'static str> = self
+                            .model
+                            .users
+                            .iter()
+                            .filter(|user| user.session.is_none())
+                            .map(|user| user.name)
+                            .collect();
+                        let to = match pick {
+                            0..=2 if !offline.is_empty() => offline[choose(offline.len())],
+                            _ => target(arg),
+                        };
+                        let text = self.text('m', arg);
                         (
                             format!("message{gap}{to}{gap}{text}"),
                             Some(Cmd::Message { to, text }),
@@ -543,7 +698,17 @@ impl Harness {
                         (format!("whoelsesince{word}"), usage(Keyword::WhoElseSince))
                     }
                     17..=19 => {
-                        let who = target(arg);
+                        // During a backlog, half the time the sender of a
+                        // line still in it.
+                        let mailbox = &self.model.users[me].mailbox;
+                        let pending = match self.model.backlogs[s] {
+                            Some(_) if arg & 0x80 == 0 && !mailbox.is_empty() => {
+                                message(&mailbox[choose(mailbox.len())])
+                                    .map(|(sender, _)| ACCOUNTS[sender].0)
+                            }
+                            _ => None,
+                        };
+                        let who = pending.unwrap_or_else(|| target(arg));
                         (format!("block{gap}{who}"), Some(Cmd::Block(who)))
                     }
                     20 => match arg % 2 {
@@ -686,6 +851,8 @@ impl Harness {
                 self.take(open)
             }
             Op::Disconnect(s) => {
+                // The connection is gone, and what waited for it with it.
+                self.give_up_backlog(*s);
                 self.chat.disconnect(SessionId(*s), now);
                 open[*s] = false;
                 self.take(open)
@@ -701,6 +868,7 @@ impl Harness {
                 }
                 self.take(open)
             }
+            Op::Mail { s, hand, confirm } => self.write_backlog(*s, *hand, *confirm),
             Op::Shutdown => {
                 self.chat.shutdown(now);
                 self.done = true;
@@ -723,10 +891,15 @@ impl Harness {
                 self.model_expire(&order, &mut expected);
             }
             Op::Advance { expire: false, .. } => {}
+            Op::Mail { s, hand, confirm } => self.model_mail(*s, *hand, *confirm, &mut expected),
             Op::Shutdown => self.model_shutdown(&mut expected),
+        }
+        for s in 0..SESSIONS {
+            self.route(s, &mut expected);
         }
 
         self.check_invariants(&pre, &actual, &expected);
+        self.check_backlog(&pre, &actual);
         self.check_introductions(&pre, &actual);
         self.check_transcripts(&actual, &expected);
         self.check_state();
@@ -751,20 +924,24 @@ impl Harness {
         for (effect, text) in effects.iter().zip(texts) {
             match effect {
                 Effect::Backlog(sid) => {
-                    let lines: Vec<String> = self
-                        .chat
-                        .backlog(*sid, 0)
-                        .map(|l| format!("{l}\n"))
-                        .collect();
-                    self.chat.backlog_written(*sid, lines.len());
-                    self.chat.outbox().clear();
                     let s = sid.0;
-                    for line in lines {
-                        actual.out[s].extend_from_slice(line.as_bytes());
-                        actual
-                            .pieces
-                            .push((s, line.trim_end_matches('\n').to_owned()));
+                    if s >= SESSIONS || !open[s] {
+                        problem.get_or_insert(format!("backlog of {sid:?}, which is not open"));
+                        continue;
                     }
+                    if self.writers[s].is_some() {
+                        problem.get_or_insert(format!("a second backlog of {sid:?}"));
+                        continue;
+                    }
+                    let after_welcome = partial[s].is_empty()
+                        && actual
+                            .pieces
+                            .iter()
+                            .rev()
+                            .find(|(to, _)| *to == s)
+                            .is_some_and(|(_, line)| line == protocol::WELCOME);
+                    actual.backlog_starts.push((s, after_welcome));
+                    self.writers[s] = Some(Writer::default());
                 }
                 Effect::Send { to, .. } => {
                     let s = to.0;
@@ -773,11 +950,23 @@ impl Harness {
                         continue;
                     }
                     let bytes = &text[..];
-                    actual.out[s].extend_from_slice(bytes);
+                    actual.sent[s].extend_from_slice(bytes);
+                    let writer = self.writers[s].as_mut();
+                    let held = writer.is_some();
+                    match writer {
+                        Some(writer) => writer.held.extend_from_slice(bytes),
+                        None => actual.out[s].extend_from_slice(bytes),
+                    }
                     for &b in bytes {
                         if b == b'\n' {
-                            let line = std::mem::take(&mut partial[s]);
-                            actual.pieces.push((s, utf8(line)));
+                            let line = utf8(std::mem::take(&mut partial[s]));
+                            if held {
+                                self.stats.held_lines += 1;
+                                if message(&line).is_some() {
+                                    self.stats.held_messages += 1;
+                                }
+                            }
+                            actual.pieces.push((s, line));
                         } else {
                             partial[s].push(b);
                         }
@@ -788,6 +977,11 @@ impl Harness {
                     if s >= SESSIONS || !open[s] {
                         problem.get_or_insert(format!("close of {sid:?}, which is not open"));
                         continue;
+                    }
+                    // The backlog is given up; what waited for it goes out
+                    // before the close.
+                    if let Some(writer) = self.give_up_backlog(s) {
+                        actual.out[s].extend_from_slice(&writer.held);
                     }
                     open[s] = false;
                     actual.closes.insert(s);
@@ -803,6 +997,73 @@ impl Harness {
             self.fail(problem);
         }
         actual
+    }
+
+    /// Plays the server for [`Op::Mail`]: queues up to `hand` more lines
+    /// of session `s`'s backlog, from after those already queued; the socket
+    /// takes `confirm` queued lines (at most all), which go to the
+    /// session's output and are reported with `backlog_written`; once
+    /// nothing is queued and the backlog is empty, the held output follows
+    /// and the backlog is over.
+    fn write_backlog(&mut self, s: usize, hand: usize, confirm: usize) -> Actual {
+        let mut actual = Actual::default();
+        let sid = SessionId(s);
+        let Some(writer) = self.writers[s].as_mut() else {
+            return actual;
+        };
+        let from = writer.queued.len();
+        let handed: Vec<String> = self
+            .chat
+            .backlog(sid, from)
+            .take(hand)
+            .map(str::to_owned)
+            .collect();
+        if from > 0 && !handed.is_empty() {
+            self.stats.backlog_later_pulls += 1;
+        }
+        for line in &handed {
+            if self.unwritten.remove(line) {
+                self.stats.backlog_rehanded += 1;
+            }
+        }
+        writer.queued.extend(handed.iter().cloned());
+        let n = confirm.min(writer.queued.len());
+        let written: Vec<String> = writer.queued.drain(..n).collect();
+        for line in &written {
+            actual.out[s].extend_from_slice(line.as_bytes());
+            actual.out[s].push(b'\n');
+        }
+        self.chat.backlog_written(sid, n);
+        if let Some(effect) = self.chat.outbox().effects().first().cloned() {
+            self.fail(format!("backlog_written({sid:?}, {n}) emitted {effect:?}"));
+        }
+        let finished = self.writers[s]
+            .as_ref()
+            .is_some_and(|writer| writer.queued.is_empty())
+            && self.chat.backlog(sid, 0).next().is_none();
+        if finished {
+            if let Some(writer) = self.writers[s].take() {
+                actual.out[s].extend_from_slice(&writer.held);
+            }
+        }
+        actual.mail = Some(MailStep {
+            s,
+            hand,
+            from,
+            handed,
+            written,
+            finished,
+        });
+        actual
+    }
+
+    /// Ends session `s`'s backlog, if it has one, before it is written
+    /// whole: the lines queued and not confirmed are not written (they stay
+    /// in the mailbox). Returns what the server kept for the session.
+    fn give_up_backlog(&mut self, s: usize) -> Option<Writer> {
+        let writer = self.writers[s].take()?;
+        self.unwritten.extend(writer.queued.iter().cloned());
+        Some(writer)
     }
 
     /// The sessions that got a timeout notice, in the order they got it,
@@ -834,15 +1095,48 @@ impl Harness {
     // ---- the model ----
 
     fn send(expected: &mut Expected, s: usize, line: &str) {
-        expected.out[s].extend_from_slice(line.as_bytes());
-        expected.out[s].push(b'\n');
+        expected.sent[s].extend_from_slice(line.as_bytes());
+        expected.sent[s].push(b'\n');
     }
 
     fn prompt(expected: &mut Expected, s: usize, prompt: &str) {
-        expected.out[s].extend_from_slice(prompt.as_bytes());
+        expected.sent[s].extend_from_slice(prompt.as_bytes());
     }
 
+    /// Passes what was sent to session `s` and not routed yet on: held if
+    /// its backlog is being written, else to its output.
+    fn route(&mut self, s: usize, expected: &mut Expected) {
+        let fresh = &expected.sent[s][expected.routed[s]..];
+        match &mut self.model.backlogs[s] {
+            Some(backlog) => backlog.held.extend_from_slice(fresh),
+            None => expected.out[s].extend_from_slice(fresh),
+        }
+        expected.routed[s] = expected.sent[s].len();
+    }
+
+    /// Session `s`'s backlog ends unfinished: the rest stays in the mailbox
+    /// for the next login. Returns what the model held for the session.
+    fn interrupt_backlog(&mut self, s: usize) -> Option<Vec<u8>> {
+        let backlog = self.model.backlogs[s].take()?;
+        self.stats.backlogs_interrupted += 1;
+        if let Slot::Open {
+            stage: Stage::LoggedIn(user),
+            ..
+        } = self.model.slots[s]
+        {
+            self.interrupted[user] = true;
+        }
+        Some(backlog.held)
+    }
+
+    /// The domain closes session `s`: a backlog is given up, and what it
+    /// held goes out first.
     fn close(&mut self, s: usize, expected: &mut Expected) {
+        self.route(s, expected);
+        if let Some(held) = self.interrupt_backlog(s) {
+            self.stats.backlog_closes += 1;
+            expected.out[s].extend_from_slice(&held);
+        }
         self.model.slots[s] = Slot::Closed;
         expected.closes.insert(s);
     }
@@ -884,6 +1178,8 @@ impl Harness {
     }
 
     fn model_disconnect(&mut self, s: usize, expected: &mut Expected) {
+        // What the backlog held is lost with the connection.
+        self.interrupt_backlog(s);
         if let Slot::Open {
             stage: Stage::LoggedIn(user),
             ..
@@ -978,18 +1274,56 @@ impl Harness {
         } else {
             account.session = Some(s);
             account.failures = 0;
-            let mailbox = std::mem::take(&mut account.mailbox);
+            let has_mail = !account.mailbox.is_empty();
             self.set_stage(s, Stage::LoggedIn(user));
             Self::send(expected, s, protocol::WELCOME);
-            for line in &mailbox {
-                Self::send(expected, s, line);
+            if has_mail {
+                // The welcome goes first; the rest waits for the mailbox.
+                self.route(s, expected);
+                self.model.backlogs[s] = Some(Backlog::default());
+                self.stats.backlogs += 1;
+                if std::mem::take(&mut self.interrupted[user]) {
+                    self.stats.backlogs_resumed += 1;
+                }
             }
             self.stats.logins += 1;
-            self.stats.mailbox_delivered += mailbox.len();
-            expected.logins.push((s, user, mailbox));
+            expected.logins.push((s, user, has_mail));
             self.announce(user, "logged in", expected);
             let online = self.model.users.iter().filter(|u| u.session.is_some());
             self.stats.max_online = self.stats.max_online.max(online.count());
+        }
+    }
+
+    /// [`Op::Mail`]: the server queues up to `hand` more of the mailbox's
+    /// front; the `confirm` oldest queued lines (at most all) are written
+    /// and leave the mailbox; once it is empty, with nothing queued, the
+    /// held output follows.
+    fn model_mail(&mut self, s: usize, hand: usize, confirm: usize, expected: &mut Expected) {
+        let Slot::Open {
+            stage: Stage::LoggedIn(me),
+            ..
+        } = self.model.slots[s]
+        else {
+            return;
+        };
+        let Some(backlog) = &mut self.model.backlogs[s] else {
+            return;
+        };
+        let user = &mut self.model.users[me];
+        let queued = (backlog.queued + hand).min(user.mailbox.len());
+        let n = confirm.min(queued);
+        backlog.queued = queued - n;
+        for line in user.mailbox.drain(..n) {
+            expected.out[s].extend_from_slice(line.as_bytes());
+            expected.out[s].push(b'\n');
+            if message(&line).is_some_and(|(sender, _)| user.blocked.contains(&sender)) {
+                self.stats.backlog_from_blocked += 1;
+            }
+        }
+        self.stats.backlog_written += n;
+        if backlog.queued == 0 && user.mailbox.is_empty() {
+            expected.out[s].extend_from_slice(&backlog.held);
+            self.model.backlogs[s] = None;
         }
     }
 
@@ -1237,16 +1571,11 @@ impl Harness {
             } => Some(u),
             _ => None,
         });
-        // After a welcome: the lines that session got since.
-        let mut after_welcome: HashMap<usize, Vec<&str>> = HashMap::new();
         // (subject, observer session) -> how many `logged out` lines.
         let mut logged_out: HashMap<(usize, usize), usize> = HashMap::new();
 
         for (s, line) in &actual.pieces {
             let s = *s;
-            if let Some(lines) = after_welcome.get_mut(&s) {
-                lines.push(line);
-            }
             if line == protocol::WELCOME {
                 let Slot::Open {
                     stage: Stage::Password(u),
@@ -1262,7 +1591,6 @@ impl Harness {
                     ));
                 }
                 user_of[s] = Some(u);
-                after_welcome.insert(s, Vec::new());
                 continue;
             }
             let presence = line
@@ -1287,10 +1615,8 @@ impl Harness {
                 }
                 continue;
             }
-            let message = line
-                .split_once(": ")
-                .and_then(|(sender, text)| Some((user_index(sender)?, text)));
-            if let Some((sender, text)) = message {
+            // A live message: a backlog line is no `Send` effect.
+            if let Some((sender, text)) = message(line) {
                 let Some(recipient) = user_of[s] else {
                     self.fail(format!(
                         "{line:?} reached session {s}, which is not logged in"
@@ -1336,15 +1662,81 @@ impl Harness {
             ));
         }
 
-        // Mailboxes: right after the welcome, in order, each line once.
-        for (s, user, mailbox) in &expected.logins {
-            let got = after_welcome.get(s).map(Vec::as_slice).unwrap_or_default();
-            if got != mailbox.as_slice() {
+        // A backlog starts right after the welcome of a login with mail,
+        // and only then.
+        for &(s, after_welcome) in &actual.backlog_starts {
+            if !after_welcome {
                 self.fail(format!(
-                    "{} logged in on session {s} and got {got:?}; the mailbox held {mailbox:?}",
-                    pre.users[*user].name
+                    "the backlog of session {s} does not follow its welcome"
                 ));
             }
+        }
+        for &(s, user, has_mail) in &expected.logins {
+            let started = actual.backlog_starts.iter().any(|&(b, _)| b == s);
+            if started != has_mail {
+                self.fail(format!(
+                    "{} logged in on session {s} with {} offline messages, and a backlog \
+                     started: {started}",
+                    pre.users[user].name,
+                    pre.users[user].mailbox.len()
+                ));
+            }
+        }
+        if let Some(&(s, _)) = actual
+            .backlog_starts
+            .iter()
+            .find(|&&(s, _)| !expected.logins.iter().any(|&(l, _, _)| l == s))
+        {
+            self.fail(format!(
+                "a backlog started for session {s}, which did not log in"
+            ));
+        }
+    }
+
+    /// An [`Op::Mail`] step, judged against `pre`: the lines handed out are
+    /// the mailbox's from `from` on, and all the rest if fewer than asked
+    /// for; the lines written are its front, each delivered once; the held
+    /// output was released only with the mailbox written whole.
+    fn check_backlog(&mut self, pre: &Model, actual: &Actual) {
+        let Some(mail) = &actual.mail else {
+            return;
+        };
+        let s = mail.s;
+        let Slot::Open {
+            stage: Stage::LoggedIn(user),
+            ..
+        } = pre.slots[s]
+        else {
+            self.fail(format!("a backlog for session {s}, which is not logged in"));
+        };
+        let (name, mailbox) = (pre.users[user].name, &pre.users[user].mailbox);
+        let rest = mailbox.get(mail.from..).unwrap_or_default();
+        let expected = &rest[..rest.len().min(mail.hand)];
+        if mail.handed != expected {
+            self.fail(format!(
+                "backlog(session {s}, {}) gave {:?}; {name}'s mailbox from there is {rest:?}",
+                mail.from, mail.handed
+            ));
+        }
+        if !mailbox.starts_with(&mail.written) {
+            self.fail(format!(
+                "the server wrote {:?} of {name}'s backlog, which is not the front of the \
+                 mailbox {mailbox:?}",
+                mail.written
+            ));
+        }
+        for line in &mail.written {
+            if let Some((_, text)) = message(line) {
+                if !self.delivered.insert((text.to_owned(), user)) {
+                    self.fail(format!("{line:?} reached {name} a second time"));
+                }
+            }
+        }
+        if mail.finished && mail.written.len() != mailbox.len() {
+            self.fail(format!(
+                "{name}'s backlog ended after {:?}, with {mailbox:?} in the mailbox",
+                mail.written
+            ));
         }
     }
 
@@ -1439,9 +1831,17 @@ impl Harness {
         }
     }
 
-    /// Every session's output and the set of closes equal the model's.
+    /// What was sent to every session, what reached it, and the set of
+    /// closes equal the model's.
     fn check_transcripts(&self, actual: &Actual, expected: &Expected) {
         for s in 0..SESSIONS {
+            if actual.sent[s] != expected.sent[s] {
+                self.fail(format!(
+                    "session {s} was sent {:?}, the model says {:?}",
+                    String::from_utf8_lossy(&actual.sent[s]),
+                    String::from_utf8_lossy(&expected.sent[s]),
+                ));
+            }
             if actual.out[s] != expected.out[s] {
                 self.fail(format!(
                     "session {s} got {:?}, the model says {:?}",
@@ -1493,6 +1893,7 @@ impl Harness {
                 self.chat.online_count()
             ));
         }
+        self.check_mailboxes();
         // The poll loop sleeps until `next_deadline`: it must not be later
         // than any idle timeout or ban end.
         let next = self.chat.next_deadline();
@@ -1518,6 +1919,42 @@ impl Harness {
         }
     }
 
+    /// The mailboxes, and the state of every backlog, equal the model's.
+    fn check_mailboxes(&self) {
+        for user in &self.model.users {
+            let len = self.chat.mailbox_len(user.name);
+            if len != user.mailbox.len() {
+                self.fail(format!(
+                    "{} has {len} offline messages, the model says {:?}",
+                    user.name, user.mailbox
+                ));
+            }
+        }
+        let no_mail = Vec::new();
+        for s in 0..SESSIONS {
+            let backlog: Vec<&str> = self.chat.backlog(SessionId(s), 0).collect();
+            let mailbox = match self.model.slots[s] {
+                Slot::Open {
+                    stage: Stage::LoggedIn(user),
+                    ..
+                } => &self.model.users[user].mailbox,
+                _ => &no_mail,
+            };
+            if backlog != *mailbox {
+                self.fail(format!(
+                    "backlog(session {s}, 0) gives {backlog:?}, the model says {mailbox:?}"
+                ));
+            }
+            let queued = self.writers[s].as_ref().map(|w| w.queued.len());
+            let model = self.model.backlogs[s].as_ref().map(|b| b.queued);
+            if queued != model {
+                self.fail(format!(
+                    "session {s}'s backlog has {queued:?} lines queued, the model says {model:?}"
+                ));
+            }
+        }
+    }
+
     /// Panics with `problem` and the operations that led to it.
     fn fail(&self, problem: String) -> ! {
         let mut report = format!("chat invariant violated: {problem}\nlast operations:\n");
@@ -1530,6 +1967,12 @@ impl Harness {
 
 fn utf8(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| panic!("output is not UTF-8: {e}"))
+}
+
+/// The sender and text of a message line, `<sender>: <text>`.
+fn message(line: &str) -> Option<(usize, &str)> {
+    let (sender, text) = line.split_once(": ")?;
+    Some((user_index(sender)?, text))
 }
 
 fn describe(op: &Op) -> String {
