@@ -430,12 +430,16 @@ impl Server {
     /// Polls until readiness or the next deadline, retrying interruptions.
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
         let now = Instant::now();
-        let durable = self.durability.as_ref().and_then(|d| d.next_wake(now));
-        let next = [self.chat.next_deadline(), self.timers.next(), durable]
+        let retry = self.durability.as_ref().and_then(Durability::retry_at);
+        let next = [self.chat.next_deadline(), self.timers.next(), retry]
             .into_iter()
             .flatten()
             .min();
-        let timeout = if self.unread.is_empty() && self.backlogged.is_empty() {
+        let compacting = self
+            .durability
+            .as_ref()
+            .is_some_and(Durability::wants_slice);
+        let timeout = if self.unread.is_empty() && self.backlogged.is_empty() && !compacting {
             // Round up so that the loop never wakes just before a deadline.
             next.map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
         } else {
@@ -1046,7 +1050,7 @@ impl Server {
             if now >= deadline {
                 break;
             }
-            let retry = self.durability.as_ref().and_then(|d| d.next_wake(now));
+            let retry = self.durability.as_ref().and_then(Durability::retry_at);
             let wake = retry.map_or(deadline, |at| at.min(deadline));
             match self
                 .poll

@@ -7,43 +7,14 @@ mod common;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Client, Options, ProcessOptions, ServerProcess, TestServer, IO_TIMEOUT};
+use common::{Client, Options, ProcessOptions, ServerProcess, TempDir, TestServer, IO_TIMEOUT};
 use confab::chat::{Chat, ChatConfig, Replayed, SessionId, WallClock};
 use confab::journal::lock::DirLock;
 use confab::journal::{CompactStep, Fsync, Journal, JournalOptions, OnDamage, Record};
 use confab::server::Storage;
-
-/// A fresh directory under Cargo's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "durable-{name}-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the temporary directory");
-        TempDir(path)
-    }
-
-    /// The data directory inside it (not created).
-    fn data(&self) -> PathBuf {
-        self.0.join("data")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Waits until nothing holds the lock of `dir`. A process that another
 /// test forks inherits this process's descriptors until it calls `exec`,
@@ -95,7 +66,7 @@ fn login_expecting_mail(server: &ServerProcess, user: &str, pass: &str, mail: &[
 #[test]
 fn everything_acknowledged_survives_kill_9() {
     const BAN: f64 = 1.5;
-    let tmp = TempDir::new("kill");
+    let tmp = TempDir::new("durable-kill");
     let server = start(&tmp.data(), "1.5", &[], &[]);
     let mut yoda = server.login("yoda", "wise");
     let mut hans = server.login("hans", "falcon");
@@ -160,7 +131,7 @@ fn a_kill_in_the_middle_of_a_burst_keeps_every_acknowledged_message() {
     const SENT: usize = 8000;
     const ACKED: usize = 1000;
     let pad = "x".repeat(200);
-    let tmp = TempDir::new("burst");
+    let tmp = TempDir::new("durable-burst");
     let server = start(&tmp.data(), "0.5", &["--mailbox-max", "100000"], &[]);
     let mut yoda = server.login("yoda", "wise");
     let mut writer = yoda.writer();
@@ -225,7 +196,7 @@ fn start_with_accounts(
 
 #[test]
 fn records_about_removed_accounts_are_kept_until_they_come_back_or_are_pruned() {
-    let tmp = TempDir::new("removed");
+    let tmp = TempDir::new("durable-removed");
     let server = start(&tmp.data(), "0.5", &[], &[]);
     let mut yoda = server.login("yoda", "wise");
     yoda.send("message luke hi\nmessage hans hello\nblock luke\n");
@@ -294,7 +265,7 @@ fn journal_file(dir: &Path) -> PathBuf {
 /// with `damage`, restarts with warnings on, and checks what luke gets and
 /// what was logged.
 fn damaged_tail(damage: impl FnOnce(&Path), kept: usize) {
-    let tmp = TempDir::new("damage");
+    let tmp = TempDir::new("durable-damage");
     let server = start(&tmp.data(), "0.5", &[], &[]);
     let mut yoda = server.login("yoda", "wise");
     let mail: Vec<String> = (0..3).map(|i| format!("yoda: message {i}")).collect();
@@ -386,7 +357,7 @@ fn queue_for_luke(tmp: &TempDir, n: usize) -> Vec<String> {
 
 #[test]
 fn a_flipped_byte_before_the_tail_stops_the_start_and_recover_keeps_the_rest() {
-    let tmp = TempDir::new("flip");
+    let tmp = TempDir::new("durable-flip");
     let mail = queue_for_luke(&tmp, 200);
     let journal = journal_file(&tmp.data());
     let mut bytes = std::fs::read(&journal).expect("read the journal");
@@ -442,7 +413,7 @@ fn a_flipped_byte_before_the_tail_stops_the_start_and_recover_keeps_the_rest() {
 
 #[test]
 fn a_truncated_snapshot_stops_the_start_and_recover_keeps_its_intact_half() {
-    let tmp = TempDir::new("snapshot");
+    let tmp = TempDir::new("durable-snapshot");
     let mail = queue_for_luke(&tmp, 100);
     // The next start writes the snapshot; kill it once it listens.
     kill_9(start(&tmp.data(), "0.5", &[], &[]));
@@ -478,7 +449,7 @@ fn a_truncated_snapshot_stops_the_start_and_recover_keeps_its_intact_half() {
 
 #[test]
 fn a_journal_past_the_compaction_size_is_compacted_and_loses_nothing() {
-    let tmp = TempDir::new("compact");
+    let tmp = TempDir::new("durable-compact");
     let server = start(&tmp.data(), "0.5", &["--compact-at", "300"], &[]);
     let mut yoda = server.login("yoda", "wise");
     let mut expected = Vec::new();
@@ -568,7 +539,7 @@ impl Node {
 #[test]
 fn a_crash_at_any_step_of_a_compaction_leaves_the_state_intact() {
     for step in CompactStep::ALL {
-        let tmp = TempDir::new("steps");
+        let tmp = TempDir::new("durable-steps");
         let mut node = Node::open(&tmp.data());
         node.as_yoda(&["message luke one", "block vader", "message leia two"]);
         node.journal
@@ -593,7 +564,7 @@ fn a_crash_at_any_step_of_a_compaction_leaves_the_state_intact() {
 
 #[test]
 fn a_full_mailbox_refuses_and_stores_nothing() {
-    let tmp = TempDir::new("full");
+    let tmp = TempDir::new("durable-full");
     let server = TestServer::with(Options {
         mailbox_max: 2,
         storage: Storage::Durable {
@@ -649,7 +620,7 @@ fn run_to_end(cwd: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn a_second_server_on_the_same_directory_is_refused() {
-    let tmp = TempDir::new("lock");
+    let tmp = TempDir::new("durable-lock");
     let first = start(&tmp.data(), "0.5", &[], &[]);
     let data = tmp.data().display().to_string();
     let (status, stderr) = run_to_end(&tmp.0, &["--data-dir", &data]);
@@ -666,7 +637,7 @@ fn a_second_server_on_the_same_directory_is_refused() {
 
 #[test]
 fn a_data_directory_that_cannot_be_created_is_a_clear_error() {
-    let tmp = TempDir::new("nodir");
+    let tmp = TempDir::new("durable-nodir");
     let file = tmp.0.join("a-file");
     std::fs::write(&file, "").expect("write a file");
     let under_file = file.join("data").display().to_string();
@@ -681,7 +652,7 @@ fn a_data_directory_that_cannot_be_created_is_a_clear_error() {
 
 #[test]
 fn the_default_data_directory_is_in_the_working_directory() {
-    let tmp = TempDir::new("default");
+    let tmp = TempDir::new("durable-default");
     let server = start(&tmp.0.join("confab-data"), "0.5", &[], &[]);
     // Without the option, a server started in the same place wants the
     // same directory, and finds it locked.
@@ -719,7 +690,7 @@ fn help_says_what_fsync_never_risks() {
 
 #[test]
 fn ephemeral_writes_nothing_and_forgets_on_restart() {
-    let tmp = TempDir::new("ephemeral");
+    let tmp = TempDir::new("durable-ephemeral");
     let options = || ProcessOptions {
         args: vec!["--ephemeral".into()],
         cwd: Some(tmp.0.clone()),

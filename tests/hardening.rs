@@ -12,12 +12,10 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, ProcessOptions, ServerProcess, IO_TIMEOUT};
+use common::{Client, ProcessOptions, ServerProcess, TempDir, IO_TIMEOUT};
 
 const TOO_MANY_FAILURES: &str =
     "Error. Too many failed logins from your address. Please try again later";
@@ -35,33 +33,6 @@ fn other_address() -> IpAddr {
 
 fn offline(user: &str) -> String {
     format!("{user} is offline. Your message will be delivered when they log in")
-}
-
-/// A fresh directory under Cargo's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "hardening-{name}-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the temporary directory");
-        TempDir(path)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.0.join("data")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The server binary with these arguments (ephemeral unless they name a
@@ -253,7 +224,7 @@ fn a_recipient_who_leaves_midway_gets_the_rest_at_the_next_login() {
 
 #[test]
 fn a_kill_during_delivery_keeps_every_undelivered_message_across_the_restart() {
-    let tmp = TempDir::new("kill-delivery");
+    let tmp = TempDir::new("hardening-kill-delivery");
     let data = tmp.data().display().to_string();
     let args = ["--data-dir", data.as_str(), "--mailbox-max", "1100"];
     let server = server_with_long_name(&args);
@@ -513,7 +484,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 fn memory_and_disk_stay_within_a_small_multiple_of_the_stored_mail_bound() {
     const STORE: u64 = 8 << 20;
     const MIB: u64 = 1 << 20;
-    let tmp = TempDir::new("store");
+    let tmp = TempDir::new("hardening-store");
     let data = tmp.data().display().to_string();
     let store = STORE.to_string();
     let args = [
@@ -572,7 +543,7 @@ fn memory_and_disk_stay_within_a_small_multiple_of_the_stored_mail_bound() {
 #[test]
 fn a_full_disk_degrades_durable_service_and_recovers_on_its_own() {
     const LIMIT: u64 = 128 * 1024;
-    let tmp = TempDir::new("full-disk");
+    let tmp = TempDir::new("hardening-full-disk");
     let server = ServerProcess::start(ProcessOptions {
         args: vec!["--data-dir".into(), tmp.data().display().to_string()],
         max_file_size: Some(LIMIT),

@@ -80,13 +80,15 @@ impl Durability {
         self.failing.as_ref().is_none_or(|f| f.retry_at <= now)
     }
 
-    /// When the loop must wake up next for this: a retry that is due, or
-    /// at once while a compaction takes slices.
-    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
-        if self.journal.compaction_wants_slice() {
-            return Some(now);
-        }
+    /// When the next attempt of a failing commit is due.
+    pub fn retry_at(&self) -> Option<Instant> {
         self.failing.as_ref().map(|f| f.retry_at)
+    }
+
+    /// Whether a compaction takes another slice now: the loop must not
+    /// sleep meanwhile.
+    pub fn wants_slice(&self) -> bool {
+        self.journal.compaction_wants_slice()
     }
 
     /// Commits the staged records; tells `chat` whether storage works.

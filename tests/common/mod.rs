@@ -206,6 +206,35 @@ impl Drop for TestServer {
     }
 }
 
+/// A fresh directory under Cargo's temporary directory, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create the temporary directory");
+        TempDir(path)
+    }
+
+    /// The data directory inside it (not created).
+    pub fn data(&self) -> std::path::PathBuf {
+        self.0.join("data")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Renders bytes readably in failure messages.
 pub fn show(bytes: &[u8]) -> String {
     const LIMIT: usize = 300;
@@ -422,20 +451,10 @@ impl Client {
     /// line stays buffered). Panics on end of stream or errors.
     pub fn poll_line(&mut self, ms: u64) -> Option<String> {
         let deadline = Instant::now() + Duration::from_millis(ms);
-        loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
-                return Some(
-                    String::from_utf8(line)
-                        .unwrap_or_else(|e| panic!("a line that is not UTF-8: {e}")),
-                );
-            }
-            match self.fill(deadline) {
-                Ok(0) => panic!("end of stream after {}", show(&self.buf)),
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => return None,
-                Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
-            }
+        match self.next_line_by(deadline) {
+            Ok(line) => Some(line),
+            Err(e) if is_timeout(&e) => None,
+            Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
         }
     }
 
@@ -443,20 +462,31 @@ impl Client {
     /// line before it is dropped). Panics if neither comes within
     /// [`IO_TIMEOUT`].
     pub fn line_or_end(&mut self) -> Option<String> {
-        let deadline = Instant::now() + IO_TIMEOUT;
+        match self.next_line_by(Instant::now() + IO_TIMEOUT) {
+            Ok(line) => Some(line),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
+        }
+    }
+
+    /// The next complete line, reading until `deadline`; the end of the
+    /// stream is `UnexpectedEof`.
+    fn next_line_by(&mut self, deadline: Instant) -> io::Result<String> {
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
-                return Some(
-                    String::from_utf8(line)
-                        .unwrap_or_else(|e| panic!("a line that is not UTF-8: {e}")),
-                );
+                return Ok(String::from_utf8(line)
+                    .unwrap_or_else(|e| panic!("a line that is not UTF-8: {e}")));
             }
-            match self.fill(deadline) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("reading after {}: {e}", show(&self.buf)),
+            if self.fill(deadline)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
     }
