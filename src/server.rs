@@ -1088,8 +1088,8 @@ impl Server {
 
 /// Opens the data directory, replays it into `chat`, compacts it (so that
 /// every start begins with a fresh journal), and makes `chat` record its
-/// changes from now on. Recovering, the new snapshot must be written, or
-/// the start fails: it is what replaces the damaged files.
+/// changes from now on. After a recovery, the new snapshot must be
+/// written, or the start fails: it is what replaces the damaged files.
 fn open_journal(
     chat: &mut Chat,
     dir: &std::path::Path,
@@ -1125,18 +1125,19 @@ fn open_journal(
     }
     for file in &loaded.recovered {
         let bytes: u64 = file.dropped.iter().map(|d| d.len).sum();
+        let stretches = file.dropped.len();
         warn!(
             target: "confab::journal",
-            "recovered {}: dropped {bytes} damaged bytes in {} places (first: {} at offset {}); \
-             the file as it was is kept as {}",
+            "recovered {}: dropped {bytes} damaged bytes in {stretches} stretch{} (the first: \
+             {} at offset {}); the file as it was is kept as {}",
             file.path.display(),
-            file.dropped.len(),
+            if stretches == 1 { "" } else { "es" },
             file.dropped.first().map_or("", |d| d.reason),
             file.dropped.first().map_or(0, |d| d.offset),
             file.aside.display()
         );
     }
-    if on_damage == OnDamage::Recover {
+    if !loaded.recovered.is_empty() {
         journal
             .compact_until(chat.snapshot(clock), CompactStep::RemoveOld)
             .map_err(|e| io::Error::new(e.kind(), format!("writing the recovered state: {e}")))?;

@@ -252,6 +252,17 @@ fn bad_arguments_are_refused() {
         &["0", "1", "1", "--max-line", "0"],
         &["0", "1", "1", "--max-clients", "0"],
         &["0", "1", "1", "--max-pending", "-5"],
+        &["0", "1", "1", "--max-line", "1048577"],
+        &["0", "1", "1", "--store-max", "0"],
+        &["0", "1", "1", "--max-per-ip", "0"],
+        &["0", "1", "1", "--max-failures-per-ip", "0"],
+        &["0", "1", "1", "--rate", "0"],
+        &["0", "1", "1", "--burst", "0"],
+        &["0", "1", "1", "--login-timeout", "0"],
+        &["0", "1", "1", "--trust", "10.0.0.0/33"],
+        &["0", "1", "1", "--trust", "localhost"],
+        &["0", "1", "1", "--trust", "none", "--trust", "10.0.0.0/8"],
+        &["0", "1", "1", "--recover", "--ephemeral"],
     ] {
         let mut args = args.to_vec();
         args.extend(["--credentials", path]);

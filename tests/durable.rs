@@ -387,7 +387,7 @@ fn a_flipped_byte_before_the_tail_stops_the_start_and_recover_keeps_the_rest() {
     assert!(
         warnings
             .iter()
-            .any(|l| l.contains(&format!("dropped {record} damaged bytes in 1 places"))),
+            .any(|l| l.contains(&format!("dropped {record} damaged bytes in 1 stretch "))),
         "{warnings:?}"
     );
     let aside: Vec<PathBuf> = std::fs::read_dir(tmp.data())

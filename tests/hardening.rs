@@ -663,3 +663,32 @@ fn whoelse_costs_what_the_online_users_cost_not_every_account() {
         );
     }
 }
+
+#[test]
+fn trust_decides_whom_the_per_address_limits_spare() {
+    // Trusting 127.0.0.2 alone: it is spared, loopback is not.
+    let trusting = server(&["--trust", "127.0.0.2", "--max-per-ip", "2"]);
+    let spared: Vec<Client> = (0..5)
+        .map(|_| Client::connect_from(trusting.addr, attacker()))
+        .collect();
+    for client in &spared {
+        assert_eq!(greeting(client), common::USERNAME);
+    }
+    let local: Vec<Client> = (0..2).map(|_| trusting.connect()).collect();
+    for client in &local {
+        assert_eq!(greeting(client), common::USERNAME);
+    }
+    assert_eq!(
+        greeting(&trusting.connect()),
+        format!("{TOO_MANY_CONNECTIONS}\n")
+    );
+    drop(trusting);
+    // Trusting nobody: loopback is limited too.
+    let nobody = server(&["--trust", "none", "--max-per-ip", "1"]);
+    let first = nobody.connect();
+    assert_eq!(greeting(&first), common::USERNAME);
+    assert_eq!(
+        greeting(&nobody.connect()),
+        format!("{TOO_MANY_CONNECTIONS}\n")
+    );
+}

@@ -200,6 +200,9 @@ fn run(args: Args) -> Result<(), String> {
     config.max_pending = args.max_pending;
     config.max_clients = args.max_clients;
     config.shutdown_grace = args.shutdown_grace;
+    if args.trust.len() > 1 && args.trust.contains(&None) {
+        return Err("--trust none trusts nobody: it cannot be given with networks".into());
+    }
     config.trust = Trust::new(args.trust.into_iter().flatten().collect());
     config.max_per_ip = args.max_per_ip;
     config.rate = Rate::new(args.rate, args.burst);

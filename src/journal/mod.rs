@@ -240,6 +240,12 @@ impl Journal {
             remove_if_exists(&path)?;
         }
         for file in read {
+            // Set aside first, so that the copy kept is the file as it was.
+            let aside = if file.dropped.is_empty() {
+                None
+            } else {
+                Some(set_aside(&file.path)?)
+            };
             if let Some(torn) = &file.torn {
                 let message = format!(
                     "{}: {} at offset {}; cutting off the {} bytes from there",
@@ -252,8 +258,7 @@ impl Journal {
                 loaded.torn.push(message);
                 cut_at(&file.path, torn.offset)?;
             }
-            if !file.dropped.is_empty() {
-                let aside = set_aside(&file.path)?;
+            if let Some(aside) = aside {
                 loaded.recovered.push(SetAside {
                     path: file.path,
                     aside,
