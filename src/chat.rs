@@ -395,6 +395,8 @@ struct Session {
     /// The connection comes from a trusted address: its failed passwords
     /// are not counted against the address.
     trusted: bool,
+    /// When it must have logged in (`None`: too far to count).
+    login_by: Option<Instant>,
     /// Distinguishes this session from earlier ones with the same id, so a
     /// stale idle timer cannot touch a newer session.
     epoch: u64,
@@ -403,10 +405,13 @@ struct Session {
 /// What a heap entry was armed for; checked against the state when it pops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Idle { session: SessionId, epoch: u64 },
-    LoginDeadline { session: SessionId, epoch: u64 },
+    /// The session's idle timeout, or its login deadline if that is
+    /// earlier and it has not logged in.
+    Idle {
+        session: SessionId,
+        epoch: u64,
+    },
     BanEnd(UserId),
-    AddressWindow(IpKey),
 }
 
 /// How many consecutive wrong passwords ban a username.
@@ -632,30 +637,24 @@ impl Chat {
         if self.sessions.len() <= sid.0 {
             self.sessions.resize_with(sid.0 + 1, || None);
         }
-        self.sessions[sid.0] = Some(Session {
+        let session = Session {
             stage: Stage::Username,
             last_activity: now,
             ip: ip.to_canonical(),
             private_port: None,
             trusted,
+            login_by: now.checked_add(self.config.login_timeout),
             epoch,
-        });
+        };
+        let due = self.idle_due(&session);
+        self.sessions[sid.0] = Some(session);
         self.deadlines.arm(
-            now + self.config.timeout,
+            due,
             Timer::Idle {
                 session: sid,
                 epoch,
             },
         );
-        if let Some(deadline) = now.checked_add(self.config.login_timeout) {
-            self.deadlines.arm(
-                deadline,
-                Timer::LoginDeadline {
-                    session: sid,
-                    epoch,
-                },
-            );
-        }
         self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
     }
 
@@ -701,9 +700,7 @@ impl Chat {
         while let Some((_, timer)) = self.deadlines.pop_due(now) {
             match timer {
                 Timer::Idle { session, epoch } => self.idle_check(session, epoch, now),
-                Timer::LoginDeadline { session, epoch } => self.login_deadline(session, epoch, now),
                 Timer::BanEnd(user) => self.lift_ban_if_over(user, now),
-                Timer::AddressWindow(key) => self.failures.expire(key, now),
             }
         }
     }
@@ -803,9 +800,7 @@ impl Chat {
             self.close(sid, now);
         } else if account.password.as_deref() != Some(line) {
             if let Some(key) = address {
-                if let Some(ends) = self.failures.note_failure(key, block_duration, now) {
-                    self.deadlines.arm(ends, Timer::AddressWindow(key));
-                }
+                self.failures.note_failure(key, block_duration, now);
             }
             let account = &mut self.users[user as usize];
             account.failures += 1;
@@ -1178,14 +1173,24 @@ impl Chat {
         self.note_block_list(me);
     }
 
+    /// When a session is due to be closed for idleness: TIMEOUT after its
+    /// last activity, or at its login deadline if that is earlier and it has
+    /// not logged in.
+    fn idle_due(&self, session: &Session) -> Instant {
+        let idle = session.last_activity + self.config.timeout;
+        match (session.stage, session.login_by) {
+            (Stage::Username | Stage::Password(_), Some(login_by)) => idle.min(login_by),
+            _ => idle,
+        }
+    }
+
+    /// The idle timer of a session: closes it if it is due (see
+    /// [`Chat::idle_due`]), arms it again for later if not.
     fn idle_check(&mut self, sid: SessionId, epoch: u64, now: Instant) {
-        let Some(Some(session)) = self.sessions.get(sid.0) else {
+        let Some(session) = self.session(sid).filter(|s| s.epoch == epoch) else {
             return;
         };
-        if session.epoch != epoch {
-            return;
-        }
-        let due = session.last_activity + self.config.timeout;
+        let due = self.idle_due(session);
         if due > now {
             self.deadlines.arm(
                 due,
@@ -1201,19 +1206,6 @@ impl Chat {
             Stage::Username | Stage::Password(_) => protocol::LOGIN_TIMED_OUT,
         };
         self.outbox.line(sid, message);
-        self.close(sid, now);
-    }
-
-    /// The login deadline of a session: if it has not logged in yet, it
-    /// is told and closed, however recently it typed.
-    fn login_deadline(&mut self, sid: SessionId, epoch: u64, now: Instant) {
-        let Some(session) = self.session(sid).filter(|s| s.epoch == epoch) else {
-            return;
-        };
-        if matches!(session.stage, Stage::LoggedIn(_)) {
-            return;
-        }
-        self.outbox.line(sid, protocol::LOGIN_TIMED_OUT);
         self.close(sid, now);
     }
 

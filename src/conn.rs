@@ -50,18 +50,26 @@ pub struct Conn {
     /// Used its read budget and may have more input: listed in the
     /// server's list of connections to read again next iteration.
     pub unread: bool,
-    /// The address it counts against for `--max-per-ip`; `None` for a
-    /// trusted one.
-    pub address: Option<IpKey>,
-    /// Its place against the command rate; `None` for a trusted one.
-    pub pace: Option<Pace>,
+    /// What an untrusted connection is held to; `None` for a trusted one.
+    /// Boxed, like the backlog, so that a connection that needs neither
+    /// costs a pointer for each.
+    pub limited: Option<Box<Limited>>,
+    /// Its offline mail, while that is being written.
+    pub backlog: Option<Box<Backlog>>,
+}
+
+/// The state of a connection from an untrusted address.
+#[derive(Debug)]
+pub struct Limited {
+    /// The address it counts against for `--max-per-ip`.
+    pub address: IpKey,
+    /// Its place against the command rate.
+    pub pace: Pace,
     /// Input read but not handled yet because the connection got ahead of
     /// its rate; handled, before anything more is read, once it may go on.
     pub stash: Vec<u8>,
     /// Ahead of its rate: nothing is read until the server's timer says.
     pub paused: bool,
-    /// Its offline mail, while that is being written.
-    pub backlog: Option<Backlog>,
 }
 
 impl Conn {
@@ -79,10 +87,14 @@ impl Conn {
             dirty: false,
             held: false,
             unread: false,
-            pace: address.map(|_| Pace::default()),
-            address,
-            stash: Vec::new(),
-            paused: false,
+            limited: address.map(|address| {
+                Box::new(Limited {
+                    address,
+                    pace: Pace::default(),
+                    stash: Vec::new(),
+                    paused: false,
+                })
+            }),
             backlog: None,
         }
     }
@@ -113,8 +125,18 @@ impl Conn {
 
     /// The output buffer and the backlog, for the server to queue mail.
     pub fn backlog_mut(&mut self) -> Option<(&mut OutBuf, &mut Backlog)> {
-        let backlog = self.backlog.as_mut()?;
+        let backlog = self.backlog.as_deref_mut()?;
         Some((&mut self.out, backlog))
+    }
+
+    /// Whether it is ahead of its rate and waits for the server's timer.
+    pub fn paused(&self) -> bool {
+        self.limited.as_ref().is_some_and(|l| l.paused)
+    }
+
+    /// The address it counts against, `None` for a trusted one.
+    pub fn address(&self) -> Option<IpKey> {
+        self.limited.as_ref().map(|l| l.address)
     }
 
     /// Ends the backlog: what waited behind it follows (a backlog given up
@@ -122,7 +144,7 @@ impl Conn {
     /// [`Backlog::abandon`]).
     pub fn end_backlog(&mut self) {
         if let Some(backlog) = self.backlog.take() {
-            backlog.abandon(&mut self.out);
+            (*backlog).abandon(&mut self.out);
         }
     }
 

@@ -557,7 +557,7 @@ impl Server {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.doomed || conn.closing || conn.paused {
+            if conn.doomed || conn.closing || conn.paused() {
                 return;
             }
             if budget == 0 {
@@ -567,7 +567,7 @@ impl Server {
                 }
                 return;
             }
-            let chunk = if conn.pace.is_some() {
+            let chunk = if conn.limited.is_some() {
                 RATED_READ
             } else {
                 SCRATCH_SIZE
@@ -603,10 +603,13 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.paused || conn.stash.is_empty() {
+        let Some(limited) = conn.limited.as_deref_mut() else {
+            return;
+        };
+        if limited.paused || limited.stash.is_empty() {
             return;
         }
-        let stash = std::mem::take(&mut conn.stash);
+        let stash = std::mem::take(&mut limited.stash);
         self.consume(key, &stash, now);
     }
 
@@ -625,12 +628,12 @@ impl Server {
             if conn.doomed || conn.closing {
                 return;
             }
-            if let Some(pace) = &conn.pace {
-                if let Err(due) = pace.ready(rate, now) {
+            let serial = conn.serial;
+            if let Some(limited) = conn.limited.as_deref_mut() {
+                if let Err(due) = limited.pace.ready(rate, now) {
                     if pos < data.len() {
-                        conn.stash.extend_from_slice(&data[pos..]);
-                        conn.paused = true;
-                        let serial = conn.serial;
+                        limited.stash.extend_from_slice(&data[pos..]);
+                        limited.paused = true;
                         self.timers.arm(due, LoopTimer::Resume { key, serial });
                     }
                     return;
@@ -642,8 +645,8 @@ impl Server {
             else {
                 return;
             };
-            if let Some(pace) = &mut conn.pace {
-                pace.count(rate, now);
+            if let Some(limited) = conn.limited.as_deref_mut() {
+                limited.pace.count(rate, now);
             }
             match item.and_then(protocol::decode_line) {
                 Ok(None) => continue,
@@ -680,7 +683,9 @@ impl Server {
                     let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
                         continue;
                     };
-                    conn.paused = false;
+                    if let Some(limited) = conn.limited.as_deref_mut() {
+                        limited.paused = false;
+                    }
                     self.read(key, now);
                 }
             }
@@ -750,7 +755,7 @@ impl Server {
             self.deliver(key, outbox.text(before));
         }
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.backlog = Some(Backlog::default());
+            conn.backlog = Some(Box::default());
         }
         self.mark_dirty(key);
     }
@@ -1017,7 +1022,7 @@ impl Server {
             debug!("#{key}: deregister: {e}");
         }
         debug!("#{key}: closed");
-        self.admission.release(conn.address);
+        self.admission.release(conn.address());
         drop(conn);
         // The key may be reused at once: nothing staged may reach the next
         // connection.

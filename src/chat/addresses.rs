@@ -3,8 +3,12 @@
 //! one BLOCK_DURATION window, the address's next password is refused,
 //! counts for no username, and closes the connection, until the window
 //! ends. Trusted addresses are never counted (see [`crate::trust`]).
+//!
+//! Every window is as long as every other, so windows end in the order
+//! they began: a queue of them is also the order to forget them in, and no
+//! timer is needed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::trust::IpKey;
@@ -16,42 +20,42 @@ struct Window {
     ends: Instant,
 }
 
-/// The failure windows of every address that failed recently; an entry
-/// goes when its window ends, so the map holds only recent offenders.
+/// The failure windows of every address that failed recently.
 #[derive(Debug, Default)]
 pub struct FailureWindows {
     windows: HashMap<IpKey, Window>,
+    /// The windows by when they end, oldest first.
+    ending: VecDeque<(Instant, IpKey)>,
 }
 
 impl FailureWindows {
     /// Whether `key` has used up its `max` failures in a window still
     /// running at `now`.
-    pub fn over_limit(&self, key: IpKey, max: u32, now: Instant) -> bool {
-        self.windows
-            .get(&key)
-            .is_some_and(|w| w.ends > now && w.failures >= max)
+    pub fn over_limit(&mut self, key: IpKey, max: u32, now: Instant) -> bool {
+        self.forget_ended(now);
+        self.windows.get(&key).is_some_and(|w| w.failures >= max)
     }
 
-    /// Counts a failed password from `key`. Returns when a new window
-    /// ends, for the caller to arm a timer that forgets it.
-    pub fn note_failure(&mut self, key: IpKey, length: Duration, now: Instant) -> Option<Instant> {
-        match self.windows.get_mut(&key) {
-            Some(window) if window.ends > now => {
-                window.failures = window.failures.saturating_add(1);
-                None
-            }
-            _ => {
-                let ends = now + length;
-                self.windows.insert(key, Window { failures: 1, ends });
-                Some(ends)
-            }
+    /// Counts a failed password from `key`, opening a window of `length`
+    /// if it has none.
+    pub fn note_failure(&mut self, key: IpKey, length: Duration, now: Instant) {
+        self.forget_ended(now);
+        if let Some(window) = self.windows.get_mut(&key) {
+            window.failures = window.failures.saturating_add(1);
+            return;
         }
+        let ends = now + length;
+        self.windows.insert(key, Window { failures: 1, ends });
+        self.ending.push_back((ends, key));
     }
 
-    /// Forgets `key`'s window if it has ended at `now`.
-    pub fn expire(&mut self, key: IpKey, now: Instant) {
-        if self.windows.get(&key).is_some_and(|w| w.ends <= now) {
-            self.windows.remove(&key);
+    /// Forgets the windows that have ended at `now`.
+    fn forget_ended(&mut self, now: Instant) {
+        while let Some(&(ends, key)) = self.ending.front().filter(|(ends, _)| *ends <= now) {
+            self.ending.pop_front();
+            if self.windows.get(&key).is_some_and(|w| w.ends == ends) {
+                self.windows.remove(&key);
+            }
         }
     }
 }
@@ -67,18 +71,16 @@ mod tests {
         let t0 = Instant::now();
         let window = Duration::from_secs(10);
         let mut w = FailureWindows::default();
-        assert_eq!(w.note_failure(key, window, t0), Some(t0 + window));
+        w.note_failure(key, window, t0);
         assert!(!w.over_limit(key, 2, t0));
-        assert_eq!(
-            w.note_failure(key, window, t0 + Duration::from_secs(1)),
-            None
-        );
+        w.note_failure(key, window, t0 + Duration::from_secs(1));
         assert!(w.over_limit(key, 2, t0 + Duration::from_secs(9)));
         assert!(!w.over_limit(other, 2, t0));
-        assert!(!w.over_limit(key, 2, t0 + window), "ended");
-        w.expire(key, t0 + Duration::from_secs(5));
         assert_eq!(w.windows.len(), 1, "not ended yet");
-        w.expire(key, t0 + window);
-        assert!(w.windows.is_empty());
+        assert!(!w.over_limit(key, 2, t0 + window), "ended");
+        assert!(w.windows.is_empty() && w.ending.is_empty(), "forgotten");
+        // A new window for the same address starts with its next failure.
+        w.note_failure(key, window, t0 + window);
+        assert!(!w.over_limit(key, 2, t0 + window));
     }
 }
