@@ -277,10 +277,12 @@ pub fn decode_line(raw: &[u8]) -> Result<Option<&str>, LineError> {
 }
 
 /// Splits off the first space-separated word of `s` (which has no leading
-/// spaces); the rest has its leading spaces removed.
+/// spaces); the rest has its leading spaces removed. The space is ASCII,
+/// so a byte search finds it, and splitting there keeps both halves
+/// valid UTF-8.
 fn split_word(s: &str) -> (&str, &str) {
-    match s.split_once(' ') {
-        Some((word, rest)) => (word, rest.trim_start_matches(' ')),
+    match s.bytes().position(|b| b == b' ') {
+        Some(at) => (&s[..at], s[at + 1..].trim_start_matches(' ')),
         None => (s, ""),
     }
 }
