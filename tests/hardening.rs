@@ -542,7 +542,11 @@ fn memory_and_disk_stay_within_a_small_multiple_of_the_stored_mail_bound() {
 
 #[test]
 fn a_full_disk_degrades_durable_service_and_recovers_on_its_own() {
+    /// The journal may not grow past this (a file-size limit, which fails
+    /// the write like a full disk).
     const LIMIT: u64 = 128 * 1024;
+    /// Messages of about 950 bytes: more than the limit holds.
+    const SENT: usize = 200;
     let tmp = TempDir::new("hardening-full-disk");
     let server = ServerProcess::start(ProcessOptions {
         args: vec!["--data-dir".into(), tmp.data().display().to_string()],
@@ -554,18 +558,21 @@ fn a_full_disk_degrades_durable_service_and_recovers_on_its_own() {
     let mut hans = server.login("hans", "falcon");
     yoda.expect_line("hans logged in");
     let text = "d".repeat(900);
-    // Offline messages until one is not acknowledged: its commit failed.
-    let mut acknowledged = Vec::new();
-    loop {
-        let i = acknowledged.len();
-        yoda.send(&format!("message luke {text} {i}\n"));
-        if !yoda.arrives_within(&format!("{}\n", offline("luke")), 1000) {
-            break;
-        }
-        acknowledged.push(format!("yoda: {text} {i}"));
-        assert!(i < 1000, "the file-size limit was never reached");
+    let burst: String = (0..SENT)
+        .map(|i| format!("message luke {text} {i:03}\n"))
+        .collect();
+    yoda.send(&burst);
+    // The replies of every commit up to the one that failed; yoda's output
+    // is held from there, so they stop.
+    let mut replies = Vec::new();
+    while let Some(line) = yoda.poll_line(2000) {
+        assert_eq!(line, offline("luke"), "before the failure");
+        replies.push(line);
     }
-    let pending = format!("yoda: {text} {}", acknowledged.len());
+    assert!(
+        replies.len() < SENT,
+        "the file-size limit was never reached"
+    );
 
     // Durable commands are refused and change nothing; online chat goes on.
     hans.send("message luke refused\nblock vader\n");
@@ -574,14 +581,24 @@ fn a_full_disk_degrades_durable_service_and_recovers_on_its_own() {
     hans.expect_line("leia logged in");
     leia.send("message hans still chatting\n");
     hans.expect_line("leia: still chatting");
-    thread::sleep(Duration::from_millis(1500));
     let mut server = server;
     server.assert_running();
 
-    // Space returns: the held acknowledgement arrives, service resumes.
+    // Space returns: the held replies arrive; each message was either
+    // acknowledged (it was in the failed commit, retried) or, arriving
+    // while the journal failed, refused.
     server.set_max_file_size(u64::MAX);
-    yoda.expect_line(&offline("luke"));
-    acknowledged.push(pending);
+    while replies.len() < SENT {
+        replies.push(yoda.read_line());
+    }
+    let mut acknowledged = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        if *reply == offline("luke") {
+            acknowledged.push(format!("yoda: {text} {i:03}"));
+        } else {
+            assert_eq!(reply, UNAVAILABLE, "reply {i}");
+        }
+    }
     hans.send("message luke accepted now\n");
     hans.expect_line(&offline("luke"));
     acknowledged.push("hans: accepted now".into());

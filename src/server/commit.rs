@@ -151,21 +151,10 @@ impl Durability {
         }
     }
 
-    /// One step of compaction, after the iteration's commit: encodes the
-    /// next slice of a compaction in progress, or starts one if the journal
-    /// has grown past its size (never while it is failing).
+    /// One step of compaction, after the iteration's commit: starts one if
+    /// the journal has grown past its size (never while it is failing),
+    /// and encodes the next slice of the one in progress.
     pub fn compaction_step(&mut self, chat: &mut Chat, now: Instant) {
-        if self.journal.compaction_wants_slice() {
-            let started = Instant::now();
-            let clock = WallClock::new(started, SystemTime::now());
-            let grown = self.journal.size().saturating_sub(self.sliced_at);
-            self.sliced_at = self.journal.size();
-            let pace = usize::try_from(grown.saturating_mul(2)).unwrap_or(MAX_SLICE);
-            let budget = pace.clamp(SLICE, MAX_SLICE);
-            let mut slice = Vec::with_capacity(SLICE + SLICE / 8);
-            let done = self.cursor.encode(chat, clock, &mut slice, budget);
-            self.journal.feed_compaction(slice, started.elapsed(), done);
-        }
         if self.failing.is_none() && self.journal.wants_compaction() {
             match self.journal.start_compaction() {
                 Ok(started) => {
@@ -180,6 +169,17 @@ impl Durability {
                     chat.set_storage_available(false);
                 }
             }
+        }
+        if self.journal.compaction_wants_slice() {
+            let started = Instant::now();
+            let clock = WallClock::new(started, SystemTime::now());
+            let grown = self.journal.size().saturating_sub(self.sliced_at);
+            self.sliced_at = self.journal.size();
+            let pace = usize::try_from(grown.saturating_mul(2)).unwrap_or(MAX_SLICE);
+            let budget = pace.clamp(SLICE, MAX_SLICE);
+            let mut slice = Vec::with_capacity(SLICE + SLICE / 8);
+            let done = self.cursor.encode(chat, clock, &mut slice, budget);
+            self.journal.feed_compaction(slice, started.elapsed(), done);
         }
     }
 }
