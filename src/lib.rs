@@ -4,10 +4,8 @@
 //! pure domain ([`chat`]) that speaks the text protocol of [`protocol`].
 //! See `README.md` for how to run it and `protocol.md` for the contract.
 
-pub mod backlog;
 pub mod chat;
 pub mod client;
-pub mod conn;
 pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;

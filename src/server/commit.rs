@@ -1,6 +1,7 @@
-//! The poll loop's side of durability: committing each iteration's
-//! records, surviving a failing disk, and feeding a compaction a slice at
-//! a time.
+//! The poll loop's side of durability: opening the data directory,
+//! committing each iteration's records before releasing the connections
+//! whose output promises them (the hold-then-commit barrier), surviving a
+//! failing disk, and feeding a compaction a slice at a time.
 //!
 //! A commit that fails (`ENOSPC`, `EIO`, ...) never stops the server. Its
 //! records stay staged and the replies they promise stay held; the commit
@@ -11,12 +12,14 @@
 //! [`WARNING_INTERVAL`], and the recovery once it happens.
 
 use std::io;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{info, warn};
 
-use crate::chat::{Chat, SnapshotCursor, WallClock};
-use crate::journal::Journal;
+use super::Server;
+use crate::chat::{Chat, Replayed, SnapshotCursor, WallClock};
+use crate::journal::{CompactStep, Journal, JournalOptions, OnDamage};
 
 /// The first wait before a failed commit is tried again.
 pub const FIRST_RETRY: Duration = Duration::from_millis(10);
@@ -182,4 +185,97 @@ impl Durability {
             self.journal.feed_compaction(slice, started.elapsed(), done);
         }
     }
+}
+
+impl Server {
+    /// Flushes every connection that does not wait for the commit, commits
+    /// the iteration's records, then flushes the held connections; then
+    /// takes a step of compaction. A failed commit keeps what it promises
+    /// held until a retry succeeds.
+    pub(super) fn finish_iteration(&mut self, now: Instant) {
+        loop {
+            self.flush_unheld(now);
+            let Some(durability) = &mut self.durability else {
+                break;
+            };
+            if !durability.has_pending() && !self.conns.has_held() {
+                break;
+            }
+            if !durability.may_commit(now) || !durability.commit(&mut self.chat, now) {
+                break;
+            }
+            self.conns.release_held();
+        }
+        if let Some(durability) = &mut self.durability {
+            durability.compaction_step(&mut self.chat, now);
+        }
+    }
+}
+
+/// Opens the data directory, replays it into `chat`, compacts it (so that
+/// every start begins with a fresh journal), and makes `chat` record its
+/// changes from now on. After a recovery, the new snapshot must be
+/// written, or the start fails: it is what replaces the damaged files.
+pub(super) fn open_journal(
+    chat: &mut Chat,
+    dir: &Path,
+    options: JournalOptions,
+    on_damage: OnDamage,
+) -> io::Result<Journal> {
+    let clock = WallClock::new(Instant::now(), SystemTime::now());
+    let (mut removed, mut dropped) = (0u64, 0u64);
+    let (mut journal, loaded) = Journal::open(dir, options, on_damage, |record| {
+        match chat.apply_record(record, clock) {
+            Replayed::Applied => {}
+            Replayed::Removed => removed += 1,
+            Replayed::Dropped => dropped += 1,
+        }
+    })?;
+    info!("{}: loaded {} records", dir.display(), loaded.records);
+    // Logged as the journal's, so that these show by default too.
+    if removed > 0 {
+        warn!(
+            target: "confab::journal",
+            "{}: kept {removed} records about accounts not in the credentials file (their \
+             offline mail and blocks), for when they come back; --prune-removed drops them",
+            dir.display()
+        );
+    }
+    if dropped > 0 {
+        warn!(
+            target: "confab::journal",
+            "{}: dropped {dropped} records about accounts not in the credentials file \
+             (--prune-removed)",
+            dir.display()
+        );
+    }
+    for file in &loaded.recovered {
+        let bytes: u64 = file.dropped.iter().map(|d| d.len).sum();
+        let stretches = file.dropped.len();
+        warn!(
+            target: "confab::journal",
+            "recovered {}: dropped {bytes} damaged bytes in {stretches} stretch{} (the first: \
+             {} at offset {}); the file as it was is kept as {}",
+            file.path.display(),
+            if stretches == 1 { "" } else { "es" },
+            file.dropped.first().map_or("", |d| d.reason),
+            file.dropped.first().map_or(0, |d| d.offset),
+            file.aside.display()
+        );
+    }
+    if !loaded.recovered.is_empty() {
+        journal
+            .compact_until(chat.snapshot(clock), CompactStep::RemoveOld)
+            .map_err(|e| io::Error::new(e.kind(), format!("writing the recovered state: {e}")))?;
+        warn!(
+            target: "confab::journal",
+            "recovered {}: kept {} records in a new snapshot",
+            dir.display(),
+            loaded.records
+        );
+    } else {
+        journal.compact(chat.snapshot(clock))?;
+    }
+    chat.record_changes(clock);
+    Ok(journal)
 }

@@ -1,5 +1,7 @@
 //! One client connection: its socket, the leftover of a partial line, and
-//! the output waiting to be written.
+//! the output waiting to be written. Where it stands in the loop's
+//! schedule (dirty, doomed, held, unread) is not here but in
+//! [`super::conns`], the one place that changes it.
 //!
 //! Reads go into the server's shared scratch buffer; a connection keeps only
 //! the bytes of a line that has not ended yet, so an idle connection holds
@@ -16,7 +18,7 @@ use std::io::{self, Write};
 
 use mio::net::TcpStream;
 
-use crate::backlog::Backlog;
+use super::backlog::Backlog;
 use crate::lines::LineSplitter;
 use crate::outbuf::OutBuf;
 use crate::rate::Pace;
@@ -39,17 +41,6 @@ pub struct Conn {
     /// The domain closed the session (or the peer finished sending): flush
     /// the output, then close. No more input is read.
     pub closing: bool,
-    /// To be removed at the end of this loop iteration; nothing more is
-    /// read or written.
-    pub doomed: bool,
-    /// Listed in the server's dirty list for this iteration.
-    pub dirty: bool,
-    /// Its output waits for the journal commit at the end of this
-    /// iteration: it promises something not yet durable.
-    pub held: bool,
-    /// Used its read budget and may have more input: listed in the
-    /// server's list of connections to read again next iteration.
-    pub unread: bool,
     /// What an untrusted connection is held to; `None` for a trusted one.
     /// Boxed, like the backlog, so that a connection that needs neither
     /// costs a pointer for each.
@@ -83,10 +74,6 @@ impl Conn {
             out: OutBuf::default(),
             writable_interest: false,
             closing: false,
-            doomed: false,
-            dirty: false,
-            held: false,
-            unread: false,
             limited: address.map(|address| {
                 Box::new(Limited {
                     address,

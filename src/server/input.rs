@@ -1,0 +1,197 @@
+//! Input: reading connections within their budget and their rate, and
+//! feeding every complete line to the domain.
+//!
+//! Reads go into one scratch buffer shared by every connection; a
+//! connection keeps only an unfinished line (see [`crate::lines`]). A
+//! connection is read at most [`READ_BUDGET`] bytes per iteration; one that
+//! may have more is remembered, because edge-triggered readiness will not
+//! announce it again. A connection from an untrusted address is also held
+//! to the command rate: once it is ahead, the rest of what it sent waits in
+//! its stash and the socket is not read until its next line is due, so TCP
+//! back-pressure slows the client; nothing is dropped.
+
+use std::io::{self, Read};
+use std::time::Instant;
+
+use log::debug;
+
+use super::{LoopTimer, Server};
+use crate::chat::SessionId;
+use crate::protocol;
+
+/// Size of the shared read buffer.
+pub const SCRATCH_SIZE: usize = 64 * 1024;
+/// Bytes read from one connection per loop iteration, so that a client
+/// pipelining megabytes cannot starve the others.
+pub const READ_BUDGET: usize = SCRATCH_SIZE;
+/// Bytes read at a time from a connection held to the command rate: far
+/// more than its rate lets it send in a second, and all it may hold
+/// unhandled in its stash while it waits.
+const RATED_READ: usize = 8 * 1024;
+
+/// The buffers reading shares between connections.
+#[derive(Debug)]
+pub struct Input {
+    /// What one read brought.
+    scratch: Vec<u8>,
+    /// A line that spanned reads, joined.
+    join: Vec<u8>,
+}
+
+impl Default for Input {
+    fn default() -> Input {
+        Input {
+            scratch: vec![0; SCRATCH_SIZE],
+            join: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    /// A readiness event for connection `key`.
+    pub(super) fn on_event(&mut self, key: usize, readable: bool, writable: bool) {
+        if !self.conns.is_live(key) {
+            return;
+        }
+        if writable {
+            self.conns.mark_dirty(key);
+        }
+        // A connection waiting to be read again is read then, within its
+        // budget.
+        if readable && !self.conns.is_unread(key) {
+            self.read(key, Instant::now());
+        }
+    }
+
+    /// Serves connections that used their read budget last iteration, and
+    /// queues more offline mail for those whose socket took all of it.
+    pub(super) fn read_unread(&mut self, now: Instant) {
+        for key in self.conns.take_unread() {
+            self.read(key, now);
+        }
+        for key in self.conns.take_backlogged() {
+            self.conns.mark_dirty(key);
+        }
+    }
+
+    /// Handles what `key` had stashed, then reads up to [`READ_BUDGET`]
+    /// bytes from it and handles every complete line, as far as its rate
+    /// allows.
+    pub(super) fn read(&mut self, key: usize, now: Instant) {
+        self.handle_stash(key, now);
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.conns.live(key) else {
+                return;
+            };
+            if conn.closing || conn.paused() {
+                return;
+            }
+            if budget == 0 {
+                self.conns.mark_unread(key);
+                return;
+            }
+            let chunk = if conn.limited.is_some() {
+                RATED_READ
+            } else {
+                SCRATCH_SIZE
+            };
+            let want = budget.min(chunk);
+            match conn.stream.read(&mut self.input.scratch[..want]) {
+                Ok(0) => {
+                    // A half-close: the peer may still read, so what is
+                    // pending goes out before the connection is removed.
+                    debug!("#{key}: peer finished sending");
+                    self.close_after_flush(key);
+                    return;
+                }
+                Ok(n) => {
+                    budget -= n;
+                    let scratch = std::mem::take(&mut self.input.scratch);
+                    self.consume(key, &scratch[..n], now);
+                    self.input.scratch = scratch;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("#{key}: read: {e}");
+                    self.conns.doom(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles the input `key` read earlier but had to leave for later.
+    fn handle_stash(&mut self, key: usize, now: Instant) {
+        let Some(limited) = self
+            .conns
+            .live(key)
+            .and_then(|conn| conn.limited.as_deref_mut())
+        else {
+            return;
+        };
+        if limited.paused || limited.stash.is_empty() {
+            return;
+        }
+        let stash = std::mem::take(&mut limited.stash);
+        self.consume(key, &stash, now);
+    }
+
+    /// Feeds the lines of `data` (just read, or stashed) to the domain,
+    /// one line per unit of the connection's rate; once it is ahead of its
+    /// rate, the rest goes to its stash and it is paused until its next
+    /// line is due.
+    fn consume(&mut self, key: usize, data: &[u8], now: Instant) {
+        let sid = SessionId(key);
+        let rate = self.config.rate;
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.live(key) else {
+                return;
+            };
+            if conn.closing {
+                return;
+            }
+            let serial = conn.serial;
+            if let Some(limited) = conn.limited.as_deref_mut() {
+                if let Err(due) = limited.pace.ready(rate, now) {
+                    if pos < data.len() {
+                        limited.stash.extend_from_slice(&data[pos..]);
+                        limited.paused = true;
+                        self.timers
+                            .deadlines
+                            .arm(due, LoopTimer::Resume { key, serial });
+                    }
+                    return;
+                }
+            }
+            let Some(item) =
+                conn.lines
+                    .next_line(data, &mut pos, &mut self.input.join, self.config.max_line)
+            else {
+                return;
+            };
+            if let Some(limited) = conn.limited.as_deref_mut() {
+                limited.pace.count(rate, now);
+            }
+            match item.and_then(protocol::decode_line) {
+                Ok(None) => continue,
+                Ok(Some(line)) => self.chat.line(sid, line, now),
+                Err(error) => self.chat.line_error(sid, error, now),
+            }
+            self.apply_effects();
+        }
+    }
+
+    /// Lets a connection that was ahead of its rate go on.
+    pub(super) fn resume(&mut self, key: usize, serial: u64, now: Instant) {
+        let Some(conn) = self.conns.live(key).filter(|c| c.serial == serial) else {
+            return;
+        };
+        if let Some(limited) = conn.limited.as_deref_mut() {
+            limited.paused = false;
+        }
+        self.read(key, now);
+    }
+}
