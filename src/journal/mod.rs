@@ -136,7 +136,8 @@ struct Compaction {
     /// Where slices go; `None` once `Done` was sent.
     feed: Option<SyncSender<Slice>>,
     in_flight: Arc<AtomicUsize>,
-    thread: JoinHandle<io::Result<u64>>,
+    /// The snapshot's size and when the thread installed it.
+    thread: JoinHandle<io::Result<(u64, Instant)>>,
     started: Instant,
     /// Time spent encoding on the poll loop.
     encoding: Duration,
@@ -494,8 +495,8 @@ impl Journal {
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the compaction thread panicked")));
         match result {
-            Ok(size) => {
-                let took = compaction.started.elapsed();
+            Ok((size, installed)) => {
+                let took = installed.saturating_duration_since(compaction.started);
                 info!(
                     "compaction took {:?} of the poll loop for encoding, {took:?} in all",
                     compaction.encoding
@@ -552,15 +553,16 @@ impl Drop for Journal {
 }
 
 /// The compaction thread: writes the slices as they come, then installs
-/// the snapshot. Ends (removing the temporary file) at the first failure,
-/// or if the loop stops feeding it before `Done`.
+/// the snapshot; returns its size and when it was installed. Ends
+/// (removing the temporary file) at the first failure, or if the loop
+/// stops feeding it before `Done`.
 fn write_slices(
     dir: &Path,
     covered: u64,
     slices: &mpsc::Receiver<Slice>,
     in_flight: &AtomicUsize,
     wake: &impl Fn(),
-) -> io::Result<u64> {
+) -> io::Result<(u64, Instant)> {
     let mut writer = SnapshotWriter::create(dir, covered)?;
     loop {
         match slices.recv() {
@@ -571,7 +573,10 @@ fn write_slices(
                 wake();
                 written?;
             }
-            Ok(Slice::Done) => return writer.finish(CompactStep::RemoveOld),
+            Ok(Slice::Done) => {
+                let size = writer.finish(CompactStep::RemoveOld)?;
+                return Ok((size, Instant::now()));
+            }
             Err(_) => return Err(io::Error::other("abandoned before it was complete")),
         }
     }
