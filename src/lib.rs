@@ -12,6 +12,7 @@ pub mod fdlimit;
 pub mod journal;
 pub mod lines;
 pub mod load;
+pub mod net;
 pub mod outbuf;
 pub mod protocol;
 pub mod rate;

@@ -14,12 +14,11 @@
 //! has read but not handled yet; a logged-in one with offline mail, its
 //! [`Backlog`].
 
-use std::io::{self, Write};
-
-use mio::net::TcpStream;
+use std::io;
 
 use super::backlog::Backlog;
 use crate::lines::LineSplitter;
+use crate::net::link::Link;
 use crate::outbuf::OutBuf;
 use crate::rate::Pace;
 use crate::trust::IpKey;
@@ -27,17 +26,13 @@ use crate::trust::IpKey;
 /// The state of one accepted connection.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket and the output waiting for it.
+    pub link: Link,
     /// Distinguishes this connection from earlier ones in the same slab
     /// slot, for timers that refer to it.
     pub serial: u64,
     /// Cuts the input into lines, keeping an unfinished one.
     pub lines: LineSplitter,
-    /// Output not yet written.
-    out: OutBuf,
-    /// Whether the socket is registered for `WRITABLE` too.
-    pub writable_interest: bool,
     /// The domain closed the session (or the peer finished sending): flush
     /// the output, then close. No more input is read.
     pub closing: bool,
@@ -64,15 +59,14 @@ pub struct Limited {
 }
 
 impl Conn {
-    /// Wraps a freshly accepted socket; `address` is what it counts
-    /// against, `None` for a trusted one, which is not held to the rate.
-    pub fn new(stream: TcpStream, serial: u64, address: Option<IpKey>) -> Conn {
+    /// Wraps a freshly accepted, registered link; `address` is what it
+    /// counts against, `None` for a trusted one, which is not held to the
+    /// rate.
+    pub fn new(link: Link, serial: u64, address: Option<IpKey>) -> Conn {
         Conn {
-            stream,
+            link,
             serial,
             lines: LineSplitter::default(),
-            out: OutBuf::default(),
-            writable_interest: false,
             closing: false,
             limited: address.map(|address| {
                 Box::new(Limited {
@@ -92,13 +86,13 @@ impl Conn {
     pub fn pending(&self) -> usize {
         match &self.backlog {
             Some(backlog) => backlog.deferred.pending(),
-            None => self.out.pending(),
+            None => self.link.pending(),
         }
     }
 
-    /// Whether anything at all waits to be written.
+    /// Whether anything at all waits for the socket.
     pub fn has_output(&self) -> bool {
-        self.out.pending() > 0
+        self.link.has_output()
     }
 
     /// Queues bytes for writing, behind the offline mail if that is being
@@ -106,14 +100,14 @@ impl Conn {
     pub fn queue(&mut self, bytes: &[u8]) {
         match &mut self.backlog {
             Some(backlog) => backlog.deferred.push(bytes),
-            None => self.out.push(bytes),
+            None => self.link.queue(bytes),
         }
     }
 
     /// The output buffer and the backlog, for the server to queue mail.
     pub fn backlog_mut(&mut self) -> Option<(&mut OutBuf, &mut Backlog)> {
         let backlog = self.backlog.as_deref_mut()?;
-        Some((&mut self.out, backlog))
+        Some((self.link.out_mut(), backlog))
     }
 
     /// Whether it is ahead of its rate and waits for the server's timer.
@@ -131,19 +125,14 @@ impl Conn {
     /// [`Backlog::abandon`]).
     pub fn end_backlog(&mut self) {
         if let Some(backlog) = self.backlog.take() {
-            (*backlog).abandon(&mut self.out);
+            (*backlog).abandon(self.link.out_mut());
         }
     }
 
     /// Drops all queued output and frees its buffer.
     pub fn discard_output(&mut self) {
-        self.out = OutBuf::default();
+        self.link.discard_output();
         self.backlog = None;
-    }
-
-    /// Whether the output buffer holds memory but no pending bytes.
-    pub fn holds_idle_buffer(&self) -> bool {
-        self.out.holds_idle_memory()
     }
 
     /// Frees the output buffer if nothing is pending. The server calls this
@@ -151,39 +140,21 @@ impl Conn {
     /// its buffer from one iteration to the next (no allocation and no page
     /// faults per write), an idle one ends up holding none.
     pub fn release_idle_buffer(&mut self) {
-        self.out.release_if_empty();
+        self.link.release_idle_buffer();
     }
 
     /// Writes queued output until it is all written or the socket would
     /// block. An error means the connection is broken.
     pub fn flush(&mut self) -> io::Result<()> {
-        let written = write_until_blocked(&mut self.stream, self.out.unwritten())?;
-        self.out.consume(written);
-        Ok(())
+        self.link.flush()
     }
 
     /// Writes `bytes` straight to the socket, bypassing the output buffer,
     /// and returns how many it took. Only for a connection with nothing
-    /// pending, so that the order of its output is kept.
+    /// pending and no offline mail in progress, so that the order of its
+    /// output is kept.
     pub fn write_direct(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        debug_assert!(self.out.pending() == 0 && self.backlog.is_none());
-        write_until_blocked(&mut self.stream, bytes)
+        debug_assert!(self.backlog.is_none());
+        self.link.write_now(bytes)
     }
-}
-
-/// Writes `bytes` until all are written or the socket would block, retrying
-/// interruptions; returns how many were written. An error means the
-/// connection is broken.
-fn write_until_blocked(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match stream.write(&bytes[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(written)
 }

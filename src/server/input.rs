@@ -10,7 +10,7 @@
 //! its stash and the socket is not read until its next line is due, so TCP
 //! back-pressure slows the client; nothing is dropped.
 
-use std::io::{self, Read};
+use std::io;
 use std::time::Instant;
 
 use log::debug;
@@ -97,7 +97,7 @@ impl Server {
                 SCRATCH_SIZE
             };
             let want = budget.min(chunk);
-            match conn.stream.read(&mut self.input.scratch[..want]) {
+            match conn.link.read(&mut self.input.scratch[..want]) {
                 Ok(0) => {
                     // A half-close: the peer may still read, so what is
                     // pending goes out before the connection is removed.
@@ -112,7 +112,6 @@ impl Server {
                     self.input.scratch = scratch;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!("#{key}: read: {e}");
                     self.conns.doom(key);

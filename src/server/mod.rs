@@ -50,6 +50,7 @@ use crate::chat::{Chat, SessionId};
 use crate::credentials::Account;
 use crate::deadlines::Deadlines;
 use crate::journal::Journal;
+use crate::net::link::Link;
 use crate::protocol;
 use admission::{Admission, TooMany};
 use commit::{open_journal, Durability};
@@ -367,18 +368,14 @@ impl Server {
             debug!("{peer}: set_nodelay: {e}");
         }
         let key = self.conns.vacant_key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-        {
+        let mut link = Link::new(stream);
+        if let Err(e) = link.register(self.poll.registry(), Token(key), false) {
             warn!("{peer}: register: {e}");
             self.admission.release(address);
             return;
         }
         debug!("{peer}: connected as #{key}");
-        self.conns
-            .insert(|serial| Conn::new(stream, serial, address));
+        self.conns.insert(|serial| Conn::new(link, serial, address));
         self.chat
             .connect(SessionId(key), peer.ip(), address.is_none(), now);
         self.apply_effects();
@@ -420,7 +417,7 @@ impl Server {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+        if let Err(e) = conn.link.deregister(self.poll.registry()) {
             debug!("#{key}: deregister: {e}");
         }
         debug!("#{key}: closed");

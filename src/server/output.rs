@@ -4,11 +4,10 @@
 //! while output waits for the socket).
 
 use std::io;
-use std::net::Shutdown;
 use std::time::Instant;
 
 use log::{debug, warn};
-use mio::{Interest, Token};
+use mio::Token;
 
 use super::backlog::Backlog;
 use super::staging::Materialize;
@@ -59,35 +58,20 @@ impl Server {
         let Some(conn) = self.conns.live(key) else {
             return;
         };
-        if conn.holds_idle_buffer() && !self.timers.release_armed {
+        if conn.link.holds_idle_buffer() && !self.timers.release_armed {
             self.timers.release_armed = true;
             self.timers
                 .deadlines
                 .arm(Instant::now() + RELEASE_INTERVAL, LoopTimer::ReleaseBuffers);
         }
-        let pending = conn.has_output();
-        if conn.closing && !pending {
-            let _ = conn.stream.shutdown(Shutdown::Write);
+        if conn.closing && !conn.has_output() {
+            let _ = conn.link.shutdown_write();
             self.conns.doom(key);
             return;
         }
-        if pending != conn.writable_interest {
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            match self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, Token(key), interest)
-            {
-                Ok(()) => conn.writable_interest = pending,
-                Err(e) => {
-                    warn!("#{key}: reregister: {e}");
-                    self.conns.doom(key);
-                }
-            }
+        if let Err(e) = conn.link.update_interest(self.poll.registry(), Token(key)) {
+            warn!("#{key}: reregister: {e}");
+            self.conns.doom(key);
         }
     }
 
