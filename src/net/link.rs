@@ -163,12 +163,12 @@ impl<T: Transport> Link<T> {
             return Ok(());
         }
         while self.out.pending() > 0 {
+            let waiting = self.out.pending();
             let n = self.transport.write_bytes(self.out.unwritten())?;
-            if n == 0 {
-                break;
-            }
             self.out.consume(n);
-            if self.transport.flush_layer()? {
+            // Less than all taken: the socket is full (another attempt
+            // would only be told so again).
+            if n < waiting || self.transport.flush_layer()? {
                 break;
             }
         }
