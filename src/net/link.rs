@@ -140,17 +140,20 @@ impl<T: Transport> Link<T> {
     }
 
     /// Bytes queued and not written yet.
+    #[inline]
     pub fn pending(&self) -> usize {
         self.out.pending()
     }
 
     /// Whether anything waits for the socket, the layer's own bytes
     /// included.
+    #[inline]
     pub fn has_output(&self) -> bool {
         self.out.pending() > 0 || self.transport.layer_pending()
     }
 
     /// Queues bytes for [`Link::flush`].
+    #[inline]
     pub fn queue(&mut self, bytes: &[u8]) {
         self.out.push(bytes);
     }
@@ -158,6 +161,7 @@ impl<T: Transport> Link<T> {
     /// Writes what waits until it is all written or the socket would
     /// block. An error means the connection is broken (a write of nothing
     /// is reported as `WriteZero`).
+    #[inline]
     pub fn flush(&mut self) -> io::Result<()> {
         if self.transport.flush_layer()? {
             return Ok(());
@@ -179,6 +183,7 @@ impl<T: Transport> Link<T> {
     /// queue, and returns how many the stream took; the caller queues the
     /// rest. Only when nothing waits, so that the order of the output is
     /// kept.
+    #[inline]
     pub fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
         debug_assert!(!self.has_output());
         let n = self.transport.write_bytes(bytes)?;
@@ -188,6 +193,7 @@ impl<T: Transport> Link<T> {
 
     /// Reads protocol bytes into `buf`, retrying interruptions: `Ok(0)` is
     /// the end of the stream, `WouldBlock` that nothing is there now.
+    #[inline]
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.transport.read_bytes(buf) {
@@ -205,6 +211,7 @@ impl<T: Transport> Link<T> {
 
     /// Re-registers the stream if [`Link::interest`] changed since it was
     /// last registered (a system call, so only then).
+    #[inline]
     pub fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let want = self.has_output();
         if want != self.writable {

@@ -83,6 +83,7 @@ impl Conn {
     /// Bytes queued and not yet written that count against the backlog
     /// limit: while offline mail is being written, only what waits behind
     /// it.
+    #[inline]
     pub fn pending(&self) -> usize {
         match &self.backlog {
             Some(backlog) => backlog.deferred.pending(),
@@ -91,12 +92,14 @@ impl Conn {
     }
 
     /// Whether anything at all waits for the socket.
+    #[inline]
     pub fn has_output(&self) -> bool {
         self.link.has_output()
     }
 
     /// Queues bytes for writing, behind the offline mail if that is being
     /// written.
+    #[inline]
     pub fn queue(&mut self, bytes: &[u8]) {
         match &mut self.backlog {
             Some(backlog) => backlog.deferred.push(bytes),
@@ -111,6 +114,7 @@ impl Conn {
     }
 
     /// Whether it is ahead of its rate and waits for the server's timer.
+    #[inline]
     pub fn paused(&self) -> bool {
         self.limited.as_ref().is_some_and(|l| l.paused)
     }
@@ -145,6 +149,7 @@ impl Conn {
 
     /// Writes queued output until it is all written or the socket would
     /// block. An error means the connection is broken.
+    #[inline]
     pub fn flush(&mut self) -> io::Result<()> {
         self.link.flush()
     }
@@ -153,6 +158,7 @@ impl Conn {
     /// and returns how many it took. Only for a connection with nothing
     /// pending and no offline mail in progress, so that the order of its
     /// output is kept.
+    #[inline]
     pub fn write_direct(&mut self, bytes: &[u8]) -> io::Result<usize> {
         debug_assert!(self.backlog.is_none());
         self.link.write_now(bytes)

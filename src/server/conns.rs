@@ -76,11 +76,13 @@ impl Conns {
     }
 
     /// The connection `key`, doomed or not.
+    #[inline]
     pub fn get(&self, key: usize) -> Option<&Conn> {
         self.slab.get(key).map(|e| &e.conn)
     }
 
     /// The connection `key` unless it is gone or doomed.
+    #[inline]
     pub fn live(&mut self, key: usize) -> Option<&mut Conn> {
         self.slab
             .get_mut(key)
@@ -89,6 +91,7 @@ impl Conns {
     }
 
     /// Whether `key` is there and not doomed.
+    #[inline]
     pub fn is_live(&self, key: usize) -> bool {
         self.slab.get(key).is_some_and(|e| !e.doomed)
     }
@@ -109,6 +112,7 @@ impl Conns {
     }
 
     /// Schedules `key` to be written (or closed) this iteration.
+    #[inline]
     pub fn mark_dirty(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
             if !e.dirty {
@@ -146,6 +150,7 @@ impl Conns {
 
     /// Dooms `key`: it is removed at the end of the iteration, and nothing
     /// more is read from or written to it.
+    #[inline]
     pub fn doom(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
             if !e.doomed {
@@ -166,6 +171,7 @@ impl Conns {
     }
 
     /// Holds `key`'s output until the next commit.
+    #[inline]
     pub fn hold(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
             if !e.held {
@@ -176,6 +182,7 @@ impl Conns {
     }
 
     /// Whether `key`'s output waits for the next commit.
+    #[inline]
     pub fn is_held(&self, key: usize) -> bool {
         self.slab.get(key).is_some_and(|e| e.held)
     }
@@ -197,6 +204,7 @@ impl Conns {
 
     /// Remembers that `key` may have more input than its budget let it
     /// read.
+    #[inline]
     pub fn mark_unread(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
             if !e.unread {
@@ -207,6 +215,7 @@ impl Conns {
     }
 
     /// Whether `key` waits to be read in the next iteration.
+    #[inline]
     pub fn is_unread(&self, key: usize) -> bool {
         self.slab.get(key).is_some_and(|e| e.unread)
     }

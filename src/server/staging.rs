@@ -49,6 +49,7 @@ pub struct Staging {
 impl Staging {
     /// Stages `text` for `key`; returns a range staged earlier that `text`
     /// does not continue, which the caller must deliver first.
+    #[inline]
     fn stage(&mut self, key: usize, text: Range<usize>) -> Option<Range<usize>> {
         if key >= self.ranges.len() {
             self.ranges.resize(key + 1, 0..0);
@@ -67,6 +68,7 @@ impl Staging {
     }
 
     /// Takes what is staged for `key` (empty if nothing).
+    #[inline]
     pub fn take(&mut self, key: usize) -> Range<usize> {
         self.ranges
             .get_mut(key)
