@@ -10,6 +10,7 @@
 
 use super::{Chat, WallClock};
 use crate::journal::record::{self, Record};
+use crate::protocol::Reply;
 
 /// Where a snapshot being encoded has got to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,9 +48,7 @@ impl SnapshotCursor {
                         continue;
                     };
                     self.part = Part::Mail(seq + 1);
-                    // Usernames hold no spaces, so the first ": " ends the
-                    // sender.
-                    let (sender, text) = line.split_once(": ").unwrap_or(("", line));
+                    let (sender, text) = Reply::read_message(line).unwrap_or(("", line));
                     return Some(Record::MailboxAppend {
                         recipient: name,
                         seq: Some(seq),
@@ -65,7 +64,7 @@ impl SnapshotCursor {
                     self.part = Part::Blocks(at + 1);
                     return Some(Record::Block {
                         user: name,
-                        target: &chat.users[target as usize].name,
+                        target: &chat.users[target].name,
                     });
                 }
                 Part::Ban => {

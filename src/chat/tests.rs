@@ -6,10 +6,12 @@
 
 use super::*;
 use crate::credentials::Account;
+use crate::journal::record::{self, Record};
 use crate::protocol::LineError;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::SystemTime;
 
 const BLOCK: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -183,11 +185,11 @@ impl Harness {
     #[track_caller]
     fn check_deadlines(&self) {
         let next = self.chat.next_deadline();
-        for session in self.chat.sessions.iter().flatten() {
+        for session in self.chat.sessions.iter() {
             let due = session.last_activity + TIMEOUT;
             assert!(next.is_some_and(|d| d <= due), "idle deadline missed");
         }
-        for user in &self.chat.users {
+        for user in self.chat.users.iter() {
             if let Some(until) = user.banned_until {
                 assert!(next.is_some_and(|d| d <= until), "ban end missed");
             }
@@ -2363,7 +2365,11 @@ fn whoelse_reads_the_online_users_and_whoelsesince_the_recent_departures() {
     // Hans is online again: listed once; vader left 20 s ago.
     assert_eq!(h.ask(Y, "whoelsesince 15", t0 + secs(30)), "hans\n");
     assert_eq!(h.ask(Y, "whoelsesince 21", t0 + secs(30)), "hans\nvader\n");
-    assert_eq!(h.chat.departed.len(), 2, "one entry per user who has left");
+    assert_eq!(
+        h.chat.presence.departed.len(),
+        2,
+        "one entry per user who has left"
+    );
 }
 
 #[test]

@@ -1,0 +1,260 @@
+//! A session's life: connecting, the username and password dialogue, bans
+//! after wrong passwords, the idle timer and the login deadline, and the
+//! one way every session ends.
+//!
+//! Every way a session ends goes through [`Chat::end_session`], which is
+//! the only place that announces `<user> logged out`, so that the
+//! announcement happens exactly once per session.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::sessions::{Session, Stage};
+use super::users::UserId;
+use super::{Chat, SessionId, Timer};
+use crate::journal::record::Record;
+use crate::protocol::{self, Reply};
+use crate::trust::IpKey;
+
+/// How many consecutive wrong passwords ban a username.
+const MAX_FAILURES: u8 = 3;
+
+impl Chat {
+    /// A new connection from `ip`: asks for the username and starts its
+    /// idle timer and login deadline. `ip` is where the user's client is
+    /// dialled for private messaging; an IPv4-mapped IPv6 address (an IPv4
+    /// client of a dual-stack listener) is kept as the IPv4 address, which
+    /// every peer can dial. A `trusted` connection's failed passwords are
+    /// not counted against its address.
+    pub fn connect(&mut self, sid: SessionId, ip: IpAddr, trusted: bool, now: Instant) {
+        let epoch = self.sessions.next_epoch();
+        let session = Session {
+            stage: Stage::Username,
+            last_activity: now,
+            ip: ip.to_canonical(),
+            private_port: None,
+            trusted,
+            login_by: now.checked_add(self.config.login_timeout),
+            epoch,
+        };
+        let due = self.idle_due(&session);
+        self.sessions.open(sid, session);
+        self.deadlines.arm(
+            due,
+            Timer::Idle {
+                session: sid,
+                epoch,
+            },
+        );
+        self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+    }
+
+    /// The connection is gone (closed by the peer, failed, or cut off by a
+    /// limit). Ends the session if it was still going; a no-op for a session
+    /// the domain closed itself.
+    pub fn disconnect(&mut self, sid: SessionId, now: Instant) {
+        self.end_session(sid, now);
+    }
+
+    /// Fires every timer due at `now`: idle timeouts and ban expiries.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((_, timer)) = self.deadlines.pop_due(now) {
+            match timer {
+                Timer::Idle { session, epoch } => self.idle_check(session, epoch, now),
+                Timer::BanEnd(user) => self.lift_ban_if_over(user, now),
+            }
+        }
+    }
+
+    /// Tells every session that the server stops and closes it, without
+    /// presence announcements (everyone is leaving at once).
+    pub fn shutdown(&mut self, now: Instant) {
+        for sid in self.sessions.ids() {
+            self.outbox.line(sid, protocol::SHUTTING_DOWN);
+            self.end_session_quietly(sid, now);
+            self.outbox.close(sid);
+        }
+    }
+
+    /// Records activity and returns the session's stage, if it exists.
+    pub(super) fn touch(&mut self, sid: SessionId, now: Instant) -> Option<Stage> {
+        let session = self.sessions.get_mut(sid)?;
+        session.last_activity = now;
+        Some(session.stage)
+    }
+
+    /// Asks again for what the session was asked for, if it is logging in.
+    pub(super) fn reprompt(&mut self, sid: SessionId, stage: Stage) {
+        match stage {
+            Stage::Username => self.outbox.prompt(sid, protocol::USERNAME_PROMPT),
+            Stage::Password(_) => self.outbox.prompt(sid, protocol::PASSWORD_PROMPT),
+            Stage::LoggedIn(_) => {}
+        }
+    }
+
+    /// A line typed at the username prompt.
+    pub(super) fn username(&mut self, sid: SessionId, line: &str) {
+        match self.users.account(line) {
+            Some(user) => {
+                self.set_stage(sid, Stage::Password(user));
+                self.outbox.prompt(sid, protocol::PASSWORD_PROMPT);
+            }
+            None => {
+                self.outbox.line(sid, protocol::INVALID_USERNAME);
+                self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+            }
+        }
+    }
+
+    /// A line typed at the password prompt of `user`: the per-address
+    /// limit first, then the ban, the password, and whether the user is
+    /// already online.
+    pub(super) fn password(&mut self, sid: SessionId, user: UserId, line: &str, now: Instant) {
+        let address = self
+            .sessions
+            .get(sid)
+            .filter(|session| !session.trusted)
+            .map(|session| IpKey::of(session.ip));
+        if let Some(key) = address {
+            if self
+                .failures
+                .over_limit(key, self.config.max_failures_per_ip, now)
+            {
+                self.outbox.line(sid, protocol::TOO_MANY_FAILURES);
+                return self.close(sid, now);
+            }
+        }
+        self.lift_ban_if_over(user, now);
+        let block_duration = self.config.block_duration;
+        let account = &mut self.users[user];
+        if account.banned_until.is_some() {
+            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
+            self.close(sid, now);
+        } else if account.password.as_deref() != Some(line) {
+            if let Some(key) = address {
+                self.failures.note_failure(key, block_duration, now);
+            }
+            let account = &mut self.users[user];
+            account.failures += 1;
+            if account.failures >= MAX_FAILURES {
+                let until = now + block_duration;
+                account.banned_until = Some(until);
+                self.deadlines.arm(until, Timer::BanEnd(user));
+                if let Some(clock) = self.outbox.recording() {
+                    self.outbox.record(&Record::Ban {
+                        user: &account.name,
+                        until_unix_ms: clock.unix_ms(until),
+                    });
+                    self.outbox.hold(sid);
+                }
+                self.outbox.line(sid, protocol::PASSWORD_BANNED);
+                self.close(sid, now);
+            } else {
+                self.outbox.line(sid, protocol::INVALID_PASSWORD);
+                self.outbox.prompt(sid, protocol::PASSWORD_PROMPT);
+            }
+        } else if account.session.is_some() {
+            self.set_stage(sid, Stage::Username);
+            self.outbox.line(sid, protocol::ALREADY_LOGGED_IN);
+            self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+        } else {
+            self.log_in(sid, user);
+        }
+    }
+
+    /// The right password: `user` is online on `sid`, welcomed, given
+    /// their offline mail, and announced.
+    fn log_in(&mut self, sid: SessionId, user: UserId) {
+        self.set_stage(sid, Stage::LoggedIn(user));
+        self.join(user, sid);
+        let account = &mut self.users[user];
+        account.failures = 0;
+        let has_mail = !account.mailbox.is_empty();
+        self.outbox.line(sid, protocol::WELCOME);
+        if has_mail {
+            self.outbox.backlog(sid);
+        }
+        self.announce(user, |user| Reply::LoggedIn { user });
+    }
+
+    fn set_stage(&mut self, sid: SessionId, stage: Stage) {
+        if let Some(session) = self.sessions.get_mut(sid) {
+            session.stage = stage;
+        }
+    }
+
+    /// When a session is due to be closed for idleness: TIMEOUT after its
+    /// last activity, or at its login deadline if that is earlier and it has
+    /// not logged in.
+    fn idle_due(&self, session: &Session) -> Instant {
+        let idle = session.last_activity + self.config.timeout;
+        match (session.stage, session.login_by) {
+            (Stage::Username | Stage::Password(_), Some(login_by)) => idle.min(login_by),
+            _ => idle,
+        }
+    }
+
+    /// The idle timer of a session: closes it if it is due (see
+    /// [`Chat::idle_due`]), arms it again for later if not.
+    fn idle_check(&mut self, sid: SessionId, epoch: u64, now: Instant) {
+        let Some(session) = self.sessions.get(sid).filter(|s| s.epoch == epoch) else {
+            return;
+        };
+        let due = self.idle_due(session);
+        if due > now {
+            self.deadlines.arm(
+                due,
+                Timer::Idle {
+                    session: sid,
+                    epoch,
+                },
+            );
+            return;
+        }
+        let message = match session.stage {
+            Stage::LoggedIn(_) => protocol::INACTIVITY_LOGOUT,
+            Stage::Username | Stage::Password(_) => protocol::LOGIN_TIMED_OUT,
+        };
+        self.outbox.line(sid, message);
+        self.close(sid, now);
+    }
+
+    /// Ends `user`'s ban if it is over at `now`, with the failure count.
+    fn lift_ban_if_over(&mut self, user: UserId, now: Instant) {
+        let account = &mut self.users[user];
+        if account.banned_until.is_some_and(|until| until <= now) {
+            account.banned_until = None;
+            account.failures = 0;
+            self.outbox.record(&Record::BanCleared {
+                user: &account.name,
+            });
+        }
+    }
+
+    /// Ends the session and asks the server to close its connection once
+    /// what was queued for it is flushed.
+    pub(super) fn close(&mut self, sid: SessionId, now: Instant) {
+        self.end_session(sid, now);
+        self.outbox.close(sid);
+    }
+
+    /// The one place a session ends: the user goes offline, their last-seen
+    /// time is recorded and the other users are told, exactly once because
+    /// the session is gone afterwards.
+    pub(super) fn end_session(&mut self, sid: SessionId, now: Instant) {
+        if let Some(user) = self.end_session_quietly(sid, now) {
+            self.announce(user, |user| Reply::LoggedOut { user });
+        }
+    }
+
+    /// Ends the session without telling anyone; returns the user it was
+    /// logged in as.
+    fn end_session_quietly(&mut self, sid: SessionId, now: Instant) -> Option<UserId> {
+        let session = self.sessions.take(sid)?;
+        let Stage::LoggedIn(user) = session.stage else {
+            return None;
+        };
+        self.leave(user, now);
+        Some(user)
+    }
+}
