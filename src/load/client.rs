@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::wire::Wire;
 use super::STAMP_LEN;
+use crate::protocol::Reply;
 
 /// What a client does in its workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +136,12 @@ pub(super) fn parse_stamp(text: &[u8]) -> Option<u64> {
     })
 }
 
+/// Whether `line` is a presence line: `<user> logged in` or `logged out`.
 pub(super) fn is_presence(line: &[u8]) -> bool {
-    line.ends_with(b" logged in") || line.ends_with(b" logged out")
+    std::str::from_utf8(line).is_ok_and(|line| {
+        Reply::read_user(line, |user| Reply::LoggedIn { user }).is_some()
+            || Reply::read_user(line, |user| Reply::LoggedOut { user }).is_some()
+    })
 }
 
 #[cfg(test)]

@@ -29,9 +29,9 @@ use super::ceiling::Progress;
 use super::client::{is_presence, parse_stamp, Client, Phase, Role};
 use super::report::{Latency, Report, ServerMemory};
 use super::wire::{self, find_newline, Broken, Dirty, LineTooLong, MAX_LINE, SCRATCH_SIZE};
-use super::{accounts, delivered_line, LoadConfig, Workload};
+use super::{accounts, delivered_line, message_prefix, LoadConfig, Workload};
 use crate::credentials::Account;
-use crate::protocol;
+use crate::protocol::{self, Reply};
 
 /// Most bytes a sender queues before writing.
 const OUT_CAP: usize = 64 * 1024;
@@ -121,11 +121,6 @@ pub(super) struct Engine {
     stats: Stats,
 }
 
-/// The server's acknowledgement of a message stored for offline `user`.
-fn offline_ack(user: &str) -> String {
-    format!("{user} is offline. Your message will be delivered when they log in")
-}
-
 impl Engine {
     /// Creates the clients of `config`'s workload, to connect to `target`;
     /// ceiling readers report their progress in `progress`.
@@ -153,7 +148,7 @@ impl Engine {
                 let first = clients.len();
                 for i in 0..n {
                     let mut listener = Client::new(Role::Listener, first + i, now);
-                    listener.prefix = format!("{}: ", name(0)).into_bytes();
+                    listener.prefix = message_prefix(name(0));
                     clients.push(listener);
                 }
             }
@@ -163,7 +158,7 @@ impl Engine {
                     let mut sender = Client::new(Role::Sender { to: r }, s, now);
                     sender.set_template(&format!("message {} ", name(r)), size);
                     let mut receiver = Client::new(Role::Listener, r, now);
-                    receiver.prefix = format!("{}: ", name(s)).into_bytes();
+                    receiver.prefix = message_prefix(name(s));
                     clients.push(sender);
                     clients.push(receiver);
                 }
@@ -173,7 +168,7 @@ impl Engine {
                     let partner = i ^ 1;
                     let mut client = Client::new(Role::Echo, i, now);
                     client.set_template(&format!("message {} ", name(partner)), size);
-                    client.prefix = format!("{}: ", name(partner)).into_bytes();
+                    client.prefix = message_prefix(name(partner));
                     clients.push(client);
                 }
             }
@@ -187,7 +182,7 @@ impl Engine {
                     let recipient = name(n + i);
                     let mut sender = Client::new(Role::OfflineSender, i, now);
                     sender.set_template(&format!("message {recipient} "), size);
-                    sender.prefix = offline_ack(recipient).into_bytes();
+                    sender.prefix = Reply::Offline { user: recipient }.to_string().into_bytes();
                     clients.push(sender);
                 }
             }
@@ -199,8 +194,8 @@ impl Engine {
             .filter(|&i| clients[i].role != Role::Churner)
             .collect();
         let line_len = match workload {
-            Workload::Logins => format!("{} logged out\n", name(0)).len(),
-            Workload::Offline => offline_ack(name(0)).len() + 1,
+            Workload::Logins => Reply::LoggedOut { user: name(0) }.to_string().len() + 1,
+            Workload::Offline => Reply::Offline { user: name(0) }.to_string().len() + 1,
             _ => delivered_line(name(0), size).len(),
         };
         let latency = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)

@@ -32,6 +32,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::credentials::Account;
+use crate::protocol::Reply;
 
 pub use local::LocalServer;
 pub use report::{memory, open_descriptors, Latency, Memory, Report, ServerMemory};
@@ -257,10 +258,21 @@ pub fn write_credentials(path: &Path, n: usize) -> io::Result<()> {
     out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
+/// What every line delivering a message from `sender` starts with: the
+/// message with no text.
+fn message_prefix(sender: &str) -> Vec<u8> {
+    Reply::Message {
+        from: sender,
+        text: "",
+    }
+    .to_string()
+    .into_bytes()
+}
+
 /// The line a receiver gets for one message of `message_size` bytes from
 /// `sender`, with a zero timestamp: `<sender>: <stamp><padding>\n`.
 fn delivered_line(sender: &str, message_size: usize) -> Vec<u8> {
-    let mut line = format!("{sender}: ").into_bytes();
+    let mut line = message_prefix(sender);
     line.resize(line.len() + STAMP_LEN, b'0');
     line.resize(line.len() + message_size - STAMP_LEN, b'x');
     line.push(b'\n');

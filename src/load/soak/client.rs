@@ -13,10 +13,7 @@ use mio::Token;
 use super::model::{Expect, Mail, Ref};
 use super::{Soak, Stage, AWAY_MS, GAP_MS, SESSION_MS, WAIT_LIMIT};
 use crate::load::wire::{find_newline, Broken, Wire};
-use crate::protocol;
-
-/// The end of the server's answer to a message for an offline user.
-const OFFLINE_SUFFIX: &str = " is offline. Your message will be delivered when they log in";
+use crate::protocol::{self, AboutUser, Reply};
 
 /// How a churner leaves a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,32 +348,33 @@ impl Soak {
 
     /// Handles one line received by logged-in client `i`.
     fn on_session_line(&mut self, i: usize, line: &str) -> io::Result<()> {
-        if let Some((from, text)) = line.split_once(": ") {
+        if let Some((from, text)) = Reply::read_message(line) {
             if let Some(from) = self.user(from) {
                 self.on_message(i, from, text);
                 return Ok(());
             }
         }
-        if let Some(who) = line.strip_suffix(" logged in") {
+        let about = |shape: AboutUser| Reply::read_user(line, shape);
+        if let Some(who) = about(|user| Reply::LoggedIn { user }) {
             if self.user(who).is_some() {
                 self.stats.presence += 1;
                 return Ok(());
             }
         }
-        if let Some(who) = line.strip_suffix(" logged out").and_then(|w| self.user(w)) {
+        if let Some(who) = about(|user| Reply::LoggedOut { user }).and_then(|w| self.user(w)) {
             self.stats.presence += 1;
             self.on_logged_out(i, who);
             return Ok(());
         }
-        if let Some(to) = line.strip_suffix(OFFLINE_SUFFIX).and_then(|w| self.user(w)) {
+        if let Some(to) = about(|user| Reply::Offline { user }).and_then(|w| self.user(w)) {
             self.on_stored(i, to);
             return Ok(());
         }
-        if let Some(name) = line.strip_suffix(" is blocked") {
+        if let Some(name) = about(|user| Reply::Blocked { user }) {
             self.on_block_answer(i, name, Block::Blocking, Block::Blocked);
             return Ok(());
         }
-        if let Some(name) = line.strip_suffix(" is unblocked") {
+        if let Some(name) = about(|user| Reply::Unblocked { user }) {
             self.on_block_answer(i, name, Block::Unblocking, Block::Unblocked);
             return Ok(());
         }
