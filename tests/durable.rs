@@ -630,6 +630,11 @@ fn a_second_server_on_the_same_directory_is_refused() {
         stderr.contains(&data) && stderr.contains("in use by another confab-server"),
         "{stderr:?}"
     );
+    // And what to do instead.
+    assert!(
+        stderr.contains("another --data-dir") && stderr.contains("--ephemeral"),
+        "{stderr:?}"
+    );
     // The first one is unharmed.
     let mut yoda = first.login("yoda", "wise");
     yoda.barrier();

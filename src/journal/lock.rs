@@ -1,13 +1,14 @@
 //! The data directory's single-writer lock.
 //!
 //! Two servers appending to one journal would interleave their records and
-//! each would replay a state the other never had. The lock is `flock` on a
-//! file in the directory: the kernel drops it when the process ends however
-//! it ends (even `kill -9`), so a crash never leaves a stale lock behind.
+//! each would replay a state the other never had. The lock is
+//! [`File::try_lock`] on a file in the directory, which the standard library
+//! implements on Linux as `flock(LOCK_EX | LOCK_NB)`: the kernel drops it
+//! when the process ends however it ends (even `kill -9`), so a crash never
+//! leaves a stale lock behind.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// Name of the lock file inside the data directory.
@@ -23,7 +24,7 @@ pub struct DirLock {
 impl DirLock {
     /// Takes the lock of `dir` without waiting. If another process holds
     /// it, fails with [`io::ErrorKind::WouldBlock`] and a message saying
-    /// the directory is in use.
+    /// the directory is in use and what to do instead.
     pub fn acquire(dir: &Path) -> io::Result<DirLock> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
@@ -32,26 +33,18 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        loop {
-            // SAFETY: flock on a descriptor this function owns.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(DirLock { _file: file });
-            }
-            let error = io::Error::last_os_error();
-            match error.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!(
-                            "in use by another confab-server (it holds the lock on {})",
-                            path.display()
-                        ),
-                    ))
-                }
-                _ => return Err(error),
-            }
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "in use by another confab-server (it holds the lock on {}); \
+                     start this one with another --data-dir, or with --ephemeral \
+                     to keep nothing on disk",
+                    path.display()
+                ),
+            )),
+            Err(TryLockError::Error(error)) => Err(error),
         }
     }
 }
@@ -68,6 +61,11 @@ mod tests {
         let second = DirLock::acquire(&dir).expect_err("second lock");
         assert_eq!(second.kind(), io::ErrorKind::WouldBlock);
         assert!(second.to_string().contains("in use"), "{second}");
+        assert!(
+            second.to_string().contains("another --data-dir")
+                && second.to_string().contains("--ephemeral"),
+            "{second}"
+        );
         drop(first);
         DirLock::acquire(&dir).expect("lock after release");
         std::fs::remove_dir_all(&dir).expect("remove dir");
