@@ -1,4 +1,5 @@
-//! The credentials file: one `username password` per line.
+//! The credentials file: one `username password` per line; blank lines and
+//! comments (lines whose first non-blank character is `#`) are skipped.
 //!
 //! It is read once at start; any problem stops the server with a one-line
 //! error naming the file and the line, because a server that silently
@@ -71,8 +72,9 @@ pub fn load(path: &Path) -> Result<Vec<Account>, CredentialsError> {
 }
 
 /// Parses the contents of a credentials file; `path` only names it in
-/// errors. Blank lines are skipped and a `\r` before `\n` is ignored; every
-/// other line must be exactly two space-separated words, valid UTF-8.
+/// errors. Blank lines and comments (a `#` after optional blanks, then
+/// anything) are skipped, and a `\r` before `\n` is ignored; every other
+/// line must be exactly two space-separated words, valid UTF-8.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Account>, CredentialsError> {
     let mut accounts = Vec::new();
     let mut seen = HashSet::new();
@@ -83,6 +85,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Account>, CredentialsError
             line,
             reason,
         };
+        if raw.trim_ascii_start().starts_with(b"#") {
+            continue;
+        }
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let text = std::str::from_utf8(raw).map_err(|_| error("not valid UTF-8".into()))?;
         let mut words = text.split_ascii_whitespace();
@@ -131,6 +136,32 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn comment_lines_are_skipped() {
+        let text = "# accounts: username password\n  # indented\r\n\t#tab\n\
+                    yoda wise\n#hans falcon\nvader #sith\n# \u{e9}\n";
+        let accounts = parse_str(text).expect("valid file");
+        assert_eq!(
+            accounts,
+            vec![
+                Account {
+                    username: "yoda".into(),
+                    password: "wise".into()
+                },
+                Account {
+                    username: "vader".into(),
+                    password: "#sith".into()
+                },
+            ]
+        );
+        // A comment holds anything, even bytes that are not UTF-8; line
+        // numbers still count it.
+        let err = parse(Path::new("c"), b"# \xff\nyoda\n").expect_err("malformed");
+        assert_eq!(err.to_string(), "c:2: expected `username password`");
+        let err = parse_str("# only a comment\n").expect_err("empty");
+        assert_eq!(err.to_string(), "creds.txt: no accounts");
     }
 
     #[test]

@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{ProcessOptions, ServerProcess, IO_TIMEOUT};
+use common::{Client, ProcessOptions, ServerProcess, IO_TIMEOUT};
 
 /// A file in the test's scratch directory with these contents.
 fn temp_file(name: &str, contents: &str) -> PathBuf {
@@ -97,6 +100,80 @@ fn start(timeout: &str, args: &[&str]) -> ServerProcess {
         "expected `listening on 127.0.0.1:PORT` first, got {early:?}"
     );
     server
+}
+
+/// A `confab-server` on a free port, started with `0 1 30 --ephemeral` and
+/// these arguments; killed and reaped on drop.
+struct Spawned {
+    child: Child,
+    /// The lines it writes to stderr, read on a thread.
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    fn start(args: &[&str]) -> Spawned {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+            .args(["0", "1", "30", "--ephemeral"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn confab-server");
+        let pipe = child.stderr.take().expect("stderr");
+        let (tx, stderr) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned { child, stderr }
+    }
+
+    /// The address of its first stderr line, which must be `listening on
+    /// ADDR`.
+    fn listening(&self) -> SocketAddr {
+        let first = self
+            .stderr
+            .recv_timeout(IO_TIMEOUT)
+            .expect("a first line on stderr");
+        first
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {first:?}"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn comment_lines_of_the_credentials_file_are_not_accounts() {
+    let path = temp_file(
+        "comments",
+        "# test accounts, one `username password` per line\n\
+         \n   # hans falcon, commented out\nyoda wise\n#vader sithlord\n",
+    );
+    let path = path.to_str().expect("utf-8 path");
+    let server = Spawned::start(&["--credentials", path]);
+    let addr = server.listening();
+    let mut yoda = Client::connect(addr);
+    yoda.login("yoda", "wise");
+    for user in ["hans", "#vader", "#"] {
+        let mut other = Client::connect(addr);
+        other.expect(common::USERNAME);
+        other.send(&format!("{user}\n"));
+        other.expect_line(common::INVALID_USERNAME);
+    }
+    yoda.logout();
 }
 
 #[test]

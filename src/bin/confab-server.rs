@@ -29,7 +29,8 @@ struct Args {
     /// (fractions allowed).
     #[arg(value_parser = parse_seconds)]
     timeout: Duration,
-    /// The accounts, one `username password` per line.
+    /// The accounts, one `username password` per line; blank lines and
+    /// lines starting with `#` are skipped.
     #[arg(long, value_name = "FILE", default_value = "credentials.txt")]
     credentials: PathBuf,
     /// Address to listen on; `::` or `0.0.0.0` to listen everywhere.
