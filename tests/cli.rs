@@ -283,6 +283,13 @@ fn missing_credentials_file() {
     let path = path.to_str().expect("utf-8 path");
     let run = run_to_end(&["0", "1", "1", "--credentials", path]);
     assert_credentials_error(&run, path, None);
+    // Named as the credentials file, not only by its path.
+    assert!(
+        run.stderr
+            .starts_with(&format!("confab-server: credentials file {path}: ")),
+        "{:?}",
+        run.stderr
+    );
 }
 
 #[test]

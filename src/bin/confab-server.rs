@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use confab::credentials::CredentialsError;
 use confab::journal::{Fsync, JournalOptions, OnDamage};
 use confab::rate::Rate;
 use confab::server::{defaults, Config, Server, Storage};
@@ -185,7 +186,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let accounts = confab::credentials::load(&args.credentials).map_err(|e| e.to_string())?;
+    let accounts = confab::credentials::load(&args.credentials).map_err(|e| match e {
+        // The OS's reason names only the path: say which file it is.
+        CredentialsError::Io { .. } => format!("credentials file {e}"),
+        e => e.to_string(),
+    })?;
     match confab::fdlimit::raise_to_hard_limit() {
         Ok(limit) => info!("open-file limit: {limit}"),
         Err(e) => warn!("cannot raise the open-file limit: {e}"),
