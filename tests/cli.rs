@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -153,6 +153,51 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn bind_accepts_a_host_name_and_prints_the_resolved_address() {
+    let path = temp_file("bind-name", CREDENTIALS);
+    let path = path.to_str().expect("utf-8 path");
+    // What the server must pick: the first address the name resolves to.
+    let expected = ("localhost", 0)
+        .to_socket_addrs()
+        .expect("resolve localhost")
+        .next()
+        .expect("an address for localhost")
+        .ip();
+    let server = Spawned::start(&["--bind", "localhost", "--credentials", path]);
+    let addr = server.listening();
+    assert_eq!(addr.ip(), expected, "listening on {addr}");
+    assert_ne!(addr.port(), 0, "listening on {addr}");
+    let mut yoda = Client::connect(addr);
+    yoda.login("yoda", "wise");
+    yoda.logout();
+}
+
+#[test]
+fn a_bind_name_that_does_not_resolve_is_one_line() {
+    let path = temp_file("bind-unresolvable", CREDENTIALS);
+    let path = path.to_str().expect("utf-8 path");
+    let run = run_to_end(&[
+        "0",
+        "1",
+        "1",
+        "--credentials",
+        path,
+        "--ephemeral",
+        "--bind",
+        "no-such-host.invalid",
+    ]);
+    assert_fails(&run);
+    assert_eq!(run.status.code(), Some(1), "stderr: {:?}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("confab-server: cannot resolve --bind no-such-host.invalid: "),
+        "{:?}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! end of [`confab::server`]. It only turns arguments into a
 //! [`confab::server::Config`]; all behaviour lives in the library.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,9 +34,10 @@ struct Args {
     /// lines starting with `#` are skipped.
     #[arg(long, value_name = "FILE", default_value = "credentials.txt")]
     credentials: PathBuf,
-    /// Address to listen on; `::` or `0.0.0.0` to listen everywhere.
-    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    bind: IpAddr,
+    /// Address or host name to listen on (a name's first address is
+    /// used); `::` or `0.0.0.0` to listen everywhere.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    bind: String,
     /// Longest accepted line in bytes (not counting the newline), at most
     /// 1048576.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE,
@@ -170,6 +171,16 @@ fn parse_trust(s: &str) -> Result<Option<Cidr>, String> {
     s.parse().map(Some)
 }
 
+/// The address `--bind` names with `port`: an IP address as it is, a host
+/// name's first address.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve --bind {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve --bind {host}: it has no address"))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Silent by default, except for damage found in the data directory:
@@ -195,7 +206,7 @@ fn run(args: Args) -> Result<(), String> {
         Ok(limit) => info!("open-file limit: {limit}"),
         Err(e) => warn!("cannot raise the open-file limit: {e}"),
     }
-    let bind = SocketAddr::new(args.bind, args.port);
+    let bind = resolve(&args.bind, args.port)?;
     let mut config = Config::new(bind, args.block_duration, args.timeout);
     config.chat.login_timeout = args.login_timeout;
     config.chat.max_failures_per_ip = args.max_failures_per_ip;
