@@ -156,6 +156,39 @@ impl Drop for Spawned {
 }
 
 #[test]
+fn help_and_version_name_the_server() {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run confab-server --help");
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let about = help.lines().next().unwrap_or_default();
+    assert!(
+        about.contains("chat server")
+            && !about.contains("terminal client")
+            && about != env!("CARGO_PKG_DESCRIPTION"),
+        "the first line should describe the server alone: {about:?}"
+    );
+    assert!(
+        help.contains("Usage: confab-server "),
+        "no usage line: {help}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run confab-server -V");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("confab-server {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
 fn bind_accepts_a_host_name_and_prints_the_resolved_address() {
     let path = temp_file("bind-name", CREDENTIALS);
     let path = path.to_str().expect("utf-8 path");

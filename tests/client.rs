@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use common::client_process::{ClientProcess, TIMEOUT};
 
@@ -141,4 +141,18 @@ fn empty_standard_input_exits_cleanly() {
         "stdout was {shown:?}"
     );
     assert_eq!(client.stderr.rest(), "");
+}
+
+#[test]
+fn version_names_the_client() {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run confab -V");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("confab {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -15,10 +15,10 @@ use confab::server::{defaults, Config, Server, Storage};
 use confab::trust::{Cidr, Trust};
 use log::{info, warn};
 
-/// A chat server for one core: plain-text protocol, so `nc` and `telnet`
-/// are clients too.
+/// The confab chat server: one core, thousands of connections, a plain-text
+/// protocol (so `nc` and `telnet` are clients too).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "confab-server", version, long_about = None)]
 struct Args {
     /// TCP port to listen on; 0 picks a free one.
     port: u16,

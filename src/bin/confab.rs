@@ -8,7 +8,7 @@ use clap::Parser;
 /// server; everything it sends is shown as it arrives. Ctrl-D logs out and
 /// quits.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "confab", version)]
 struct Args {
     /// Server host name or address
     host: String,
