@@ -144,6 +144,20 @@ fn empty_standard_input_exits_cleanly() {
 }
 
 #[test]
+fn port_zero_is_refused_as_an_argument() {
+    let mut client = ClientProcess::with_stdin(0, Stdio::null());
+
+    // A usage error (clap's exit status), not a failed connection.
+    assert_eq!(client.wait().code(), Some(2));
+    let error = client.stderr.rest();
+    assert!(
+        error.contains("'0'") && error.contains("<PORT>") && !error.contains("connect"),
+        "stderr was {error:?}"
+    );
+    assert_eq!(client.stdout.rest(), "");
+}
+
+#[test]
 fn version_names_the_client() {
     let output = Command::new(env!("CARGO_BIN_EXE_confab"))
         .arg("-V")

@@ -12,7 +12,8 @@ use clap::Parser;
 struct Args {
     /// Server host name or address
     host: String,
-    /// Server TCP port
+    /// Server TCP port (1 to 65535)
+    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
 }
 
