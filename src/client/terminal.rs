@@ -8,7 +8,7 @@
 //!   `O_NONBLOCK` makes it non-blocking too.
 
 use std::fs::File;
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, IsTerminal, Write};
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
@@ -66,8 +66,7 @@ impl Terminal {
     /// Reads the settings, or `None` when standard input is not a terminal
     /// (then nothing is echoed and there is nothing to hide).
     pub(super) fn of_stdin() -> Option<Self> {
-        // SAFETY: isatty only inspects the descriptor.
-        if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+        if !io::stdin().is_terminal() {
             return None;
         }
         // SAFETY: termios is plain data, for which all zeroes is valid.
