@@ -45,7 +45,7 @@ impl LineSplitter {
         let hard_limit = max_line + 1;
         while *pos < data.len() {
             let rest = &data[*pos..];
-            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
                 *pos = data.len();
                 if self.discarding {
                     return None;
