@@ -51,9 +51,9 @@ mod typed;
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::mem;
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -64,6 +64,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::net::link::Link;
 use crate::protocol::{self, Command};
 use display::{Introductions, Sanitizer, ServerView};
 use private::Private;
@@ -188,12 +189,10 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, Failure> {
 /// about the conversation so far.
 struct Client {
     poll: Poll,
-    server: TcpStream,
-    /// Typed bytes the server has not accepted yet.
-    to_server: Vec<u8>,
-    /// Whether the socket is registered for writability too.
-    watching_writable: bool,
-    /// Half-close the connection once `to_server` is empty.
+    /// The connection to the server, with the typed bytes it has not
+    /// accepted yet.
+    server: Link,
+    /// Half-close the connection once everything typed is sent.
     close_when_flushed: bool,
     /// Typed bytes not yet sent or handled: during login, lines wait here
     /// until the server asks for them.
@@ -223,10 +222,11 @@ struct Client {
 impl Client {
     /// Sets up the poll over the connected socket, the stopping signals and
     /// standard input.
-    fn new(mut server: TcpStream) -> Result<Self, Failure> {
+    fn new(server: TcpStream) -> Result<Self, Failure> {
         let poll = Poll::new().context("cannot create the event loop")?;
-        poll.registry()
-            .register(&mut server, SERVER, Interest::READABLE)
+        let mut server = Link::new(server);
+        server
+            .register(poll.registry(), SERVER, false)
             .context("cannot watch the connection")?;
         let mut signals = signals::watch().context("cannot handle signals")?;
         poll.registry()
@@ -235,6 +235,7 @@ impl Client {
         let input = Input::open(poll.registry())?;
         let stdout = Output::open().context("cannot use standard output")?;
         let private = server
+            .transport()
             .local_addr()
             .and_then(|local| Private::listen(local.ip(), poll.registry()))
             .map_err(|error| eprintln!("confab: private messaging is off: {error}"))
@@ -242,8 +243,6 @@ impl Client {
         Ok(Self {
             poll,
             server,
-            to_server: Vec::new(),
-            watching_writable: false,
             close_when_flushed: false,
             typed_ahead: Vec::new(),
             leave_by: None,
@@ -348,7 +347,7 @@ impl Client {
     fn read_input(&mut self) -> Result<(), Failure> {
         let mut buf = [0; READ_CHUNK];
         while self.input.ready
-            && self.to_server.len() < MAX_PENDING
+            && self.server.pending() < MAX_PENDING
             && self.typed_ahead.len() < MAX_PENDING
             && self.notes.len() < MAX_WAITING_NOTES
         {
@@ -393,8 +392,10 @@ impl Client {
     /// client handles itself.
     fn typed(&mut self, bytes: &[u8]) {
         let mut local = Vec::new();
+        let mut to_server = Vec::new();
         self.router
-            .feed(bytes, self.view.logged_in, &mut self.to_server, &mut local);
+            .feed(bytes, self.view.logged_in, &mut to_server, &mut local);
+        self.server.queue(&to_server);
         for line in local {
             self.local_command(line);
         }
@@ -431,8 +432,8 @@ impl Client {
                 ))
             }
             Ok(_) => {
-                self.to_server.extend_from_slice(line.as_bytes());
-                self.to_server.push(b'\n');
+                self.server.queue(line.as_bytes());
+                self.server.queue(b"\n");
                 None
             }
             Err(error) => Some(error.to_string()),
@@ -448,7 +449,7 @@ impl Client {
         }
         if let Some(private) = &self.private {
             let line = format!("privateport {}\n", private.port());
-            self.to_server.extend_from_slice(line.as_bytes());
+            self.server.queue(line.as_bytes());
             self.registered = true;
         }
     }
@@ -472,7 +473,7 @@ impl Client {
             return;
         }
         if self.view.logged_in {
-            self.to_server.extend_from_slice(b"logout\n");
+            self.server.queue(b"logout\n");
         } else {
             self.close_when_flushed = true;
         }
@@ -484,46 +485,20 @@ impl Client {
     /// something is left. Returns the end of the session if the server is
     /// gone.
     fn flush_to_server(&mut self) -> Result<Option<End>, Failure> {
-        while !self.to_server.is_empty() {
-            match self.server.write(&self.to_server) {
-                Ok(0) => {
-                    return Err(io::Error::from(ErrorKind::WriteZero))
-                        .context("cannot send to the server")
-                }
-                Ok(n) => {
-                    self.to_server.drain(..n);
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) if is_disconnect(&error) => return self.server_gone().map(Some),
-                Err(error) => return Err(error).context("cannot send to the server"),
-            }
+        match self.server.flush() {
+            Ok(()) => {}
+            Err(error) if is_disconnect(&error) => return self.server_gone().map(Some),
+            Err(error) => return Err(error).context("cannot send to the server"),
         }
-        if self.to_server.is_empty() && mem::take(&mut self.close_when_flushed) {
-            if let Err(error) = self.server.shutdown(Shutdown::Write) {
+        if !self.server.has_output() && mem::take(&mut self.close_when_flushed) {
+            if let Err(error) = self.server.shutdown_write() {
                 log::debug!("half-closing the connection failed: {error}");
             }
         }
-        self.watch_writable(!self.to_server.is_empty())?;
-        Ok(None)
-    }
-
-    /// Registers or drops interest in writability, only when it changes.
-    fn watch_writable(&mut self, writable: bool) -> Result<(), Failure> {
-        if writable == self.watching_writable {
-            return Ok(());
-        }
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        self.poll
-            .registry()
-            .reregister(&mut self.server, SERVER, interest)
+        self.server
+            .update_interest(self.poll.registry(), SERVER)
             .context("cannot watch the connection")?;
-        self.watching_writable = writable;
-        Ok(())
+        Ok(None)
     }
 
     /// Reads and shows everything the server has sent so far. Returns the
@@ -535,7 +510,6 @@ impl Client {
                 Ok(0) => return self.server_closed().map(Some),
                 Ok(n) => self.show(&buf[..n])?,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(None),
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) if is_disconnect(&error) => return self.server_closed().map(Some),
                 Err(error) => return Err(error).context("cannot read from the server"),
             }

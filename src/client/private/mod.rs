@@ -18,7 +18,7 @@
 mod wire;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::lines::LineSplitter;
-use crate::outbuf::OutBuf;
+use crate::net::link::Link;
 pub(super) use wire::Introduction;
 use wire::{hello_line, message_line, PeerLine, BUSY_LINE, OK_LINE, STOP_LINE};
 
@@ -81,7 +81,8 @@ enum Stage {
 
 /// One connection with another client.
 struct Peer {
-    stream: TcpStream,
+    /// The connection and what waits to be written to it.
+    link: Link,
     stage: Stage,
     /// The other user: known from the start when connecting, once the
     /// token is checked when accepting.
@@ -93,24 +94,19 @@ struct Peer {
     /// Bytes read after a `hello` whose token is not known yet, read again
     /// once it is.
     held: Vec<u8>,
-    out: OutBuf,
-    /// Whether the socket is registered for writability too.
-    watching_writable: bool,
     /// When the handshake must be over.
     deadline: Option<Instant>,
 }
 
 impl Peer {
-    fn new(stream: TcpStream, stage: Stage, deadline: Instant) -> Self {
+    fn new(link: Link, stage: Stage, deadline: Instant) -> Self {
         Self {
-            stream,
+            link,
             stage,
             user: String::new(),
             token: String::new(),
             lines: LineSplitter::default(),
             held: Vec::new(),
-            out: OutBuf::default(),
-            watching_writable: false,
             deadline: Some(deadline),
         }
     }
@@ -237,8 +233,8 @@ impl Private {
             return false;
         };
         let peer = &mut self.peers[key];
-        peer.out.push(message_line(text).as_bytes());
-        if peer.out.pending() > MAX_PEER_PENDING {
+        peer.link.queue(message_line(text).as_bytes());
+        if peer.link.pending() > MAX_PEER_PENDING {
             self.end(key, Ending::Lost, registry, notes);
         } else {
             self.flush(key, registry, notes);
@@ -266,7 +262,7 @@ impl Private {
     pub(super) fn stop_all(&mut self, registry: &Registry) {
         for mut peer in self.peers.drain() {
             if says_stop(peer.stage) {
-                peer.out.push(STOP_LINE);
+                peer.link.queue(STOP_LINE);
             }
             close(peer, registry);
         }
@@ -372,7 +368,7 @@ impl Private {
             log::debug!("already in a private session with {user}");
             return;
         }
-        let mut stream = match TcpStream::connect(address) {
+        let stream = match TcpStream::connect(address) {
             Ok(stream) => stream,
             Err(error) => {
                 log::debug!("private connection to {user} at {address}: {error}");
@@ -381,16 +377,16 @@ impl Private {
         };
         let entry = self.peers.vacant_entry();
         let key = entry.key();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(error) = registry.register(&mut stream, peer_token(key), interest) {
+        // Writable tells when the connect has completed.
+        let mut link = Link::new(stream);
+        if let Err(error) = link.register(registry, peer_token(key), true) {
             log::debug!("private connection to {user}: {error}");
             return notes.push(could_not_start(user));
         }
-        let mut peer = Peer::new(stream, Stage::Connecting, now + START_TIMEOUT);
+        let mut peer = Peer::new(link, Stage::Connecting, now + START_TIMEOUT);
         peer.user = user.to_owned();
         peer.token = token.to_owned();
-        peer.out.push(hello_line(token).as_bytes());
-        peer.watching_writable = true;
+        peer.link.queue(hello_line(token).as_bytes());
         entry.insert(peer);
         self.sessions.insert(user.to_owned(), key);
     }
@@ -400,7 +396,7 @@ impl Private {
     fn accept(&mut self, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, from)) => {
+                Ok((stream, from)) => {
                     let unverified = self
                         .peers
                         .iter()
@@ -412,13 +408,12 @@ impl Private {
                     }
                     let entry = self.peers.vacant_entry();
                     let key = entry.key();
-                    if let Err(error) =
-                        registry.register(&mut stream, peer_token(key), Interest::READABLE)
-                    {
+                    let mut link = Link::new(stream);
+                    if let Err(error) = link.register(registry, peer_token(key), false) {
                         log::debug!("private connection from {from}: {error}");
                         continue;
                     }
-                    entry.insert(Peer::new(stream, Stage::AwaitHello, now + HELLO_TIMEOUT));
+                    entry.insert(Peer::new(link, Stage::AwaitHello, now + HELLO_TIMEOUT));
                     // Its `hello` may have come before the registration.
                     self.service(key, registry, now, notes);
                 }
@@ -437,7 +432,7 @@ impl Private {
     fn service(&mut self, key: usize, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
         let peer = &mut self.peers[key];
         if peer.stage == Stage::Connecting {
-            match connection_status(&peer.stream) {
+            match connection_status(peer.link.transport()) {
                 Ok(true) => peer.stage = Stage::AwaitOk,
                 Ok(false) => return,
                 Err(error) => {
@@ -474,7 +469,7 @@ impl Private {
             }
             let held = mem::take(&mut peer.held);
             let chunk: &[u8] = if held.is_empty() {
-                match peer.stream.read(&mut buf) {
+                match peer.link.read(&mut buf) {
                     Ok(0) => {
                         self.end(key, Ending::Lost, registry, notes);
                         return Flow::Ended;
@@ -484,7 +479,6 @@ impl Private {
                         &buf[..n]
                     }
                     Err(error) if error.kind() == ErrorKind::WouldBlock => return Flow::Go,
-                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                     Err(error) => {
                         log::debug!("private connection #{key}: {error}");
                         self.end(key, Ending::Lost, registry, notes);
@@ -583,7 +577,7 @@ impl Private {
             if theirs.is_starting() && self.peers[key].token < theirs.token {
                 self.end(other, Ending::Quiet, registry, notes);
             } else {
-                self.peers[key].out.push(BUSY_LINE);
+                self.peers[key].link.queue(BUSY_LINE);
                 self.end(key, Ending::Quiet, registry, notes);
                 return Flow::Ended;
             }
@@ -591,7 +585,7 @@ impl Private {
         let peer = &mut self.peers[key];
         peer.stage = Stage::Open;
         peer.deadline = None;
-        peer.out.push(OK_LINE);
+        peer.link.queue(OK_LINE);
         notes.push(format!("{user} started private messaging with you"));
         peer.user = user.clone();
         self.sessions.insert(user, key);
@@ -605,30 +599,13 @@ impl Private {
         if peer.stage == Stage::Connecting {
             return;
         }
-        while peer.out.pending() > 0 {
-            match peer.stream.write(peer.out.unwritten()) {
-                Ok(0) => return self.end(key, Ending::Lost, registry, notes),
-                Ok(n) => peer.out.consume(n),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => {
-                    log::debug!("private connection #{key}: {error}");
-                    return self.end(key, Ending::Lost, registry, notes);
-                }
-            }
-        }
-        let writable = peer.out.pending() > 0;
-        if writable != peer.watching_writable {
-            let interest = if writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if let Err(error) = registry.reregister(&mut peer.stream, peer_token(key), interest) {
-                log::debug!("private connection #{key}: {error}");
-                return self.end(key, Ending::Lost, registry, notes);
-            }
-            peer.watching_writable = writable;
+        if let Err(error) = peer
+            .link
+            .flush()
+            .and_then(|()| peer.link.update_interest(registry, peer_token(key)))
+        {
+            log::debug!("private connection #{key}: {error}");
+            self.end(key, Ending::Lost, registry, notes);
         }
     }
 
@@ -656,7 +633,7 @@ impl Private {
         };
         notes.extend(note);
         if ending == Ending::StoppedHere && says_stop(peer.stage) {
-            peer.out.push(STOP_LINE);
+            peer.link.queue(STOP_LINE);
         }
         close(peer, registry);
     }
@@ -694,28 +671,22 @@ fn says_stop(stage: Stage) -> bool {
 /// Closes a connection: what is queued is written if the socket takes it at once, unread input is dropped so the
 /// close is an orderly end of stream, and the socket is shut down.
 fn close(mut peer: Peer, registry: &Registry) {
-    if let Err(error) = registry.deregister(&mut peer.stream) {
+    if let Err(error) = peer.link.deregister(registry) {
         log::debug!("private connection: deregister: {error}");
     }
     if peer.stage != Stage::Connecting {
-        while peer.out.pending() > 0 {
-            match peer.stream.write(peer.out.unwritten()) {
-                Ok(n @ 1..) => peer.out.consume(n),
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                _ => break,
-            }
-        }
+        // Best effort: what the socket takes at once.
+        let _ = peer.link.flush();
     }
     let mut buf = [0; READ_CHUNK];
     let mut drained = 0;
     while drained < DRAIN_LIMIT {
-        match peer.stream.read(&mut buf) {
+        match peer.link.read(&mut buf) {
             Ok(n @ 1..) => drained += n,
-            Err(error) if error.kind() == ErrorKind::Interrupted => {}
             _ => break,
         }
     }
-    if let Err(error) = peer.stream.shutdown(Shutdown::Both) {
+    if let Err(error) = peer.link.transport().shutdown(Shutdown::Both) {
         log::debug!("private connection: shutdown: {error}");
     }
 }
