@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use confab::lines::{LineItem, LineSplitter};
+use confab::net::lines::{LineItem, LineSplitter};
 use confab::protocol::LineError;
 use libfuzzer_sys::fuzz_target;
 

@@ -567,7 +567,7 @@ impl Engine {
             Ok(()) => {
                 client
                     .wire
-                    .set_writable(self.poll.registry(), Token(i), false)?;
+                    .settle_interest(self.poll.registry(), Token(i))?;
                 client.phase = Phase::Online;
                 self.logged_in += 1;
                 self.connecting -= 1;

@@ -1,17 +1,17 @@
 //! One client connection of a load or soak run, as its engine's `mio` loop
-//! sees it: the socket, the start of a line whose `\n` has not arrived,
-//! the output not written yet, and whether the socket is registered for
-//! `WRITABLE`. The engines keep one [`Wire`] per client and decide
-//! themselves what a closed or failed connection means.
+//! sees it: the link (the socket and the output not written yet, see
+//! [`crate::net::link`]) and the start of a line whose `\n` has not
+//! arrived. The engines keep one [`Wire`] per client and decide themselves
+//! what a closed or failed connection means.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::time::Duration;
 
 use mio::event::Event;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Poll, Registry, Token};
 
-use crate::outbuf::OutBuf;
+use crate::net::link::Link;
 
 /// Size of an engine's read buffer, which every [`Wire::read`] shares.
 pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
@@ -43,15 +43,12 @@ pub(super) struct Received<'a> {
 #[derive(Debug)]
 pub(super) struct LineTooLong;
 
-/// One connection's socket and buffers.
+/// One connection's link and unfinished line.
 #[derive(Debug, Default)]
 pub(super) struct Wire {
-    stream: Option<TcpStream>,
+    link: Option<Link>,
     /// The start of a line whose `\n` has not arrived.
     partial: Vec<u8>,
-    out: OutBuf,
-    /// Registered for `WRITABLE` too.
-    writable: bool,
     /// Listed in its engine's [`Dirty`] list.
     dirty: bool,
 }
@@ -81,45 +78,37 @@ impl Wire {
     /// dropped.
     pub(super) fn open(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         registry: &Registry,
         token: Token,
         writable: bool,
     ) -> io::Result<()> {
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        registry.register(&mut stream, token, interest)?;
-        self.stream = Some(stream);
+        let mut link = Link::new(stream);
+        link.register(registry, token, writable)?;
+        self.link = Some(link);
         self.partial.clear();
-        self.out = OutBuf::default();
-        self.writable = writable;
         Ok(())
     }
 
     /// Deregisters the socket and frees the buffers; returns the socket,
     /// which closes when dropped.
-    pub(super) fn close(&mut self, registry: &Registry) -> io::Result<Option<TcpStream>> {
+    pub(super) fn close(&mut self, registry: &Registry) -> io::Result<Option<Link>> {
         self.partial = Vec::new();
-        self.out = OutBuf::default();
-        self.writable = false;
-        match self.stream.take() {
-            Some(mut stream) => {
-                registry.deregister(&mut stream)?;
-                Ok(Some(stream))
+        match self.link.take() {
+            Some(mut link) => {
+                link.deregister(registry)?;
+                Ok(Some(link))
             }
             None => Ok(None),
         }
     }
 
     pub(super) fn is_open(&self) -> bool {
-        self.stream.is_some()
+        self.link.is_some()
     }
 
     pub(super) fn stream(&self) -> Option<&TcpStream> {
-        self.stream.as_ref()
+        self.link.as_ref().map(Link::transport)
     }
 
     /// The start of a line whose `\n` has not arrived.
@@ -129,68 +118,59 @@ impl Wire {
 
     /// Bytes queued and not written yet.
     pub(super) fn pending(&self) -> usize {
-        self.out.pending()
+        self.link.as_ref().map_or(0, Link::pending)
     }
 
     /// Queues `bytes` for [`Wire::flush`].
     pub(super) fn queue(&mut self, bytes: &[u8]) {
-        self.out.push(bytes);
+        if let Some(link) = &mut self.link {
+            link.queue(bytes);
+        }
     }
 
     /// Queues `line` and a `\n`.
     pub(super) fn queue_line(&mut self, line: &[u8]) {
-        self.out.push(line);
-        self.out.push(b"\n");
+        self.queue(line);
+        self.queue(b"\n");
     }
 
-    /// Writes the queued output until done or `WouldBlock` (retrying
-    /// interrupted writes), unlists the connection, and keeps it
-    /// registered for `WRITABLE` exactly while output remains. The inner
-    /// error is the connection's, for the engine to handle; the outer one
-    /// is the registry's.
+    /// Writes `bytes` at once, bypassing the queue, as far as the socket
+    /// takes them (best effort: for a connection dropped right after).
+    pub(super) fn write_now(&mut self, bytes: &[u8]) {
+        if let Some(link) = &mut self.link {
+            let _ = link.write_now(bytes);
+        }
+    }
+
+    /// Writes the queued output until done or `WouldBlock`, unlists the
+    /// connection, and keeps it registered for `WRITABLE` exactly while
+    /// output remains. The inner error is the connection's, for the engine
+    /// to handle; the outer one is the registry's.
     pub(super) fn flush(
         &mut self,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Result<(), Broken>> {
         self.dirty = false;
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(link) = self.link.as_mut() else {
             return Ok(Ok(()));
         };
-        while self.out.pending() > 0 {
-            match stream.write(self.out.unwritten()) {
-                Ok(0) => return Ok(Err(Broken::Closed)),
-                Ok(n) => self.out.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Ok(Err(Broken::Failed(e))),
-            }
+        match link.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WriteZero => return Ok(Err(Broken::Closed)),
+            Err(e) => return Ok(Err(Broken::Failed(e))),
         }
-        self.set_writable(registry, token, self.out.pending() > 0)?;
+        link.update_interest(registry, token)?;
         Ok(Ok(()))
     }
 
-    /// Registers the socket for `READABLE`, and for `WRITABLE` too if
-    /// `want`, unless it already is.
-    pub(super) fn set_writable(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        want: bool,
-    ) -> io::Result<()> {
-        let Some(stream) = self.stream.as_mut() else {
-            return Ok(());
-        };
-        if want != self.writable {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            registry.reregister(stream, token, interest)?;
-            self.writable = want;
+    /// Registers the socket for `READABLE` alone once nothing is queued
+    /// (a ceiling reader whose connect completed), unless it already is.
+    pub(super) fn settle_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self.link.as_mut() {
+            Some(link) => link.update_interest(registry, token),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Reads once into `buf` (longer than [`MAX_LINE`]), retrying when
@@ -199,24 +179,21 @@ impl Wire {
     /// bytes received; give back what follows their last `\n` with
     /// [`Wire::keep_partial`].
     pub(super) fn read<'a>(&mut self, buf: &'a mut [u8]) -> Result<Option<Received<'a>>, Broken> {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(link) = self.link.as_mut() else {
             return Ok(None);
         };
         let kept = self.partial.len();
         debug_assert!(kept < buf.len(), "no room to read after the partial line");
-        loop {
-            match stream.read(&mut buf[kept..]) {
-                Ok(0) => return Err(Broken::Closed),
-                Ok(new) => {
-                    buf[..kept].copy_from_slice(&self.partial);
-                    self.partial.clear();
-                    let text = &buf[..kept + new];
-                    return Ok(Some(Received { text, new }));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Broken::Failed(e)),
+        match link.read(&mut buf[kept..]) {
+            Ok(0) => Err(Broken::Closed),
+            Ok(new) => {
+                buf[..kept].copy_from_slice(&self.partial);
+                self.partial.clear();
+                let text = &buf[..kept + new];
+                Ok(Some(Received { text, new }))
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(Broken::Failed(e)),
         }
     }
 
@@ -225,7 +202,7 @@ impl Wire {
     /// closed meanwhile. Returns the unfinished line, in which a login
     /// prompt is recognised.
     pub(super) fn keep_partial(&mut self, rest: &[u8]) -> Result<&[u8], LineTooLong> {
-        if self.stream.is_some() {
+        if self.link.is_some() {
             if self.partial.len() + rest.len() > MAX_LINE {
                 return Err(LineTooLong);
             }
@@ -241,17 +218,10 @@ impl Wire {
     }
 }
 
-/// Where the next `\n` is, using the C library's vectorised `memchr`: the
-/// load engine scans every byte the server sends.
+/// Where the next `\n` is (the load engine scans every byte the server
+/// sends, so the search is the `memchr` crate's vectorised one).
 pub fn find_newline(bytes: &[u8]) -> Option<usize> {
-    // SAFETY: memchr reads at most `bytes.len()` bytes from a valid slice
-    // and returns null or a pointer into it.
-    let found = unsafe { libc::memchr(bytes.as_ptr().cast(), b'\n' as i32, bytes.len()) };
-    if found.is_null() {
-        None
-    } else {
-        Some(found as usize - bytes.as_ptr() as usize)
-    }
+    memchr::memchr(b'\n', bytes)
 }
 
 /// Polls, retrying when a signal interrupts the wait.
@@ -277,7 +247,7 @@ pub(super) fn readiness(event: &Event) -> (usize, bool, bool) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
+    use std::io::{Read as _, Write as _};
     use std::net::TcpListener;
 
     use super::*;
@@ -350,7 +320,8 @@ mod tests {
         let flushed = wire.flush(poll.registry(), Token(0)).expect("registry");
         assert!(flushed.is_ok());
         assert_eq!(wire.pending(), 0);
-        assert!(!wire.writable);
+        let interest = wire.link.as_ref().map(Link::interest);
+        assert_eq!(interest, Some(mio::Interest::READABLE));
         dirty.mark(7, &mut wire);
         assert_eq!(dirty.take(), [7], "flushing unlists");
         let mut got = [0; 12];

@@ -25,7 +25,7 @@ use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::outbuf::OutBuf;
+use super::outbuf::OutBuf;
 
 /// The stream under a [`Link`]: the socket, or a layer over it that turns
 /// the protocol's bytes into the socket's and back.

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::outbuf::OutBuf;
+use crate::net::outbuf::OutBuf;
 
 /// Backlog bytes queued ahead of the socket at most (one line more).
 pub const BACKLOG_CHUNK: usize = 64 * 1024;

@@ -17,9 +17,9 @@
 use std::io;
 
 use super::backlog::Backlog;
-use crate::lines::LineSplitter;
+use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
-use crate::outbuf::OutBuf;
+use crate::net::outbuf::OutBuf;
 use crate::rate::Pace;
 use crate::trust::IpKey;
 

@@ -2,7 +2,7 @@
 //! feeding every complete line to the domain.
 //!
 //! Reads go into one scratch buffer shared by every connection; a
-//! connection keeps only an unfinished line (see [`crate::lines`]). A
+//! connection keeps only an unfinished line (see [`crate::net::lines`]). A
 //! connection is read at most [`READ_BUDGET`] bytes per iteration; one that
 //! may have more is remembered, because edge-triggered readiness will not
 //! announce it again. A connection from an untrusted address is also held

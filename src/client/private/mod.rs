@@ -27,7 +27,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::lines::LineSplitter;
+use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
 pub(super) use wire::Introduction;
 use wire::{hello_line, message_line, PeerLine, BUSY_LINE, OK_LINE, STOP_LINE};

@@ -2,7 +2,7 @@
 //! and what it makes of the lines it reads.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
@@ -191,9 +191,9 @@ impl Soak {
 
     /// Closes client `i`'s socket, resetting the connection if `reset`.
     pub(super) fn hang_up(&mut self, i: usize, reset: bool) -> io::Result<()> {
-        let stream = self.clients[i].wire.close(self.poll.registry())?;
-        if let Some(stream) = stream.filter(|_| reset) {
-            set_linger_zero(&stream)?;
+        let link = self.clients[i].wire.close(self.poll.registry())?;
+        if let Some(link) = link.filter(|_| reset) {
+            set_linger_zero(link.transport())?;
         }
         Ok(())
     }
@@ -474,10 +474,8 @@ impl Soak {
 
     /// Writes `bytes` at once, as far as the socket takes them.
     fn write_now(&mut self, i: usize, bytes: &[u8]) {
-        if let Some(mut stream) = self.clients[i].wire.stream() {
-            // Best effort: the connection is dropped right after.
-            let _ = stream.write(bytes);
-        }
+        // Best effort: the connection is dropped right after.
+        self.clients[i].wire.write_now(bytes);
     }
 
     // ----- leaving ------------------------------------------------------
