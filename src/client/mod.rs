@@ -44,32 +44,31 @@
 //! this module runs the session.
 
 mod display;
+mod failure;
+mod input;
 mod private;
 mod signals;
 mod terminal;
 mod typed;
 
-use std::fmt;
-use std::fs::File;
-use std::io::{self, ErrorKind, Read};
+use std::io::ErrorKind;
 use std::mem;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use libc::c_int;
 use mio::net::TcpStream;
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::net::link::Link;
-use crate::protocol::{self, Command};
 use display::{Introductions, Sanitizer, ServerView};
+use failure::{is_disconnect, Context, Failure};
+use input::Input;
 use private::Private;
-use terminal::{NonBlocking, Output, Terminal};
-use typed::{LocalLine, Router};
+use terminal::{Output, Terminal};
+use typed::Router;
 
 /// Bytes typed but not yet accepted by the server past which standard input
 /// is no longer read until the socket drains.
@@ -120,41 +119,6 @@ enum End {
     Finished,
     /// The user or the system asked the client to stop with this signal.
     Signalled(c_int),
-}
-
-/// Why the client gave up; shown to the user as one line.
-enum Failure {
-    /// The host name could not be turned into addresses.
-    Resolve { host: String, error: io::Error },
-    /// No address of the host accepted the connection.
-    Connect { target: String, error: io::Error },
-    /// A local or socket operation failed; `what` says which.
-    Io {
-        what: &'static str,
-        error: io::Error,
-    },
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Resolve { host, error } => write!(f, "cannot resolve {host}: {error}"),
-            Self::Connect { target, error } => write!(f, "cannot connect to {target}: {error}"),
-            Self::Io { what, error } => write!(f, "{what}: {error}"),
-        }
-    }
-}
-
-/// Attaches what was being done to an I/O error.
-trait Context<T> {
-    /// Turns an I/O error into a [`Failure`] that says `what` failed.
-    fn context(self, what: &'static str) -> Result<T, Failure>;
-}
-
-impl<T> Context<T> for io::Result<T> {
-    fn context(self, what: &'static str) -> Result<T, Failure> {
-        self.map_err(|error| Failure::Io { what, error })
-    }
 }
 
 /// Resolves `host` and connects to the first address that accepts, then
@@ -342,144 +306,6 @@ impl Client {
         }
     }
 
-    /// Reads what has been typed, as long as there is room to queue it
-    /// and the client's own lines it caused have been shown.
-    fn read_input(&mut self) -> Result<(), Failure> {
-        let mut buf = [0; READ_CHUNK];
-        while self.input.ready
-            && self.server.pending() < MAX_PENDING
-            && self.typed_ahead.len() < MAX_PENDING
-            && self.notes.len() < MAX_WAITING_NOTES
-        {
-            match self.input.file.read(&mut buf) {
-                Ok(0) => self.end_of_input()?,
-                Ok(n) => {
-                    self.input.mid_line = buf[n - 1] != b'\n';
-                    self.typed_ahead.extend_from_slice(&buf[..n]);
-                    self.route_typed();
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => self.input.ready = false,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => return Err(error).context("cannot read standard input"),
-            }
-        }
-        Ok(())
-    }
-
-    /// Passes typed bytes on. Logged in, all of them; before that, one
-    /// line per prompt the server is waiting on, the way a person answers:
-    /// lines typed ahead of the login's outcome are held until it is known,
-    /// so that a script's first commands after the password are sorted as
-    /// commands (and follow `privateport`) rather than sent blind.
-    fn route_typed(&mut self) {
-        if self.view.logged_in {
-            let bytes = mem::take(&mut self.typed_ahead);
-            return self.typed(&bytes);
-        }
-        while self.view.awaiting_answer {
-            let Some(end) = self.typed_ahead.iter().position(|&b| b == b'\n') else {
-                return;
-            };
-            let line: Vec<u8> = self.typed_ahead.drain(..=end).collect();
-            if !matches!(protocol::decode_line(&line[..end]), Ok(None)) {
-                self.view.answered();
-            }
-            self.typed(&line);
-        }
-    }
-
-    /// Queues typed bytes for the server, and carries out the lines the
-    /// client handles itself.
-    fn typed(&mut self, bytes: &[u8]) {
-        let mut local = Vec::new();
-        let mut to_server = Vec::new();
-        self.router
-            .feed(bytes, self.view.logged_in, &mut to_server, &mut local);
-        self.server.queue(&to_server);
-        for line in local {
-            self.local_command(line);
-        }
-    }
-
-    /// Carries out `private` and `stopprivate`, and checks `startprivate`
-    /// against the sessions there are before passing it to the server.
-    fn local_command(&mut self, line: LocalLine) {
-        let line = match line {
-            Ok(line) => line,
-            Err(error) => return self.notes.push(error.to_string()),
-        };
-        let registry = self.poll.registry();
-        let private = &mut self.private;
-        let notes = &mut self.notes;
-        let reply = match protocol::parse(&line) {
-            Ok(Command::Private { to, text }) => {
-                let sent = private
-                    .as_mut()
-                    .is_some_and(|p| p.send(to, text, registry, notes));
-                (!sent).then(|| protocol::private_not_enabled(to))
-            }
-            Ok(Command::StopPrivate { user }) => {
-                let stopped = private
-                    .as_mut()
-                    .is_some_and(|p| p.stop(user, registry, notes));
-                (!stopped).then(|| protocol::private_not_enabled(user))
-            }
-            Ok(Command::StartPrivate { user })
-                if private.as_ref().is_some_and(|p| p.has_session(user)) =>
-            {
-                Some(format!(
-                    "Error. Private messaging with {user} already enabled"
-                ))
-            }
-            Ok(_) => {
-                self.server.queue(line.as_bytes());
-                self.server.queue(b"\n");
-                None
-            }
-            Err(error) => Some(error.to_string()),
-        };
-        self.notes.extend(reply);
-    }
-
-    /// Registers the private-messaging port once logged in, at a line
-    /// boundary of what is typed.
-    fn register_private(&mut self) {
-        if self.registered || !self.view.logged_in || !self.router.at_line_start() {
-            return;
-        }
-        if let Some(private) = &self.private {
-            let line = format!("privateport {}\n", private.port());
-            self.server.queue(line.as_bytes());
-            self.registered = true;
-        }
-    }
-
-    /// Standard input ended: finish the last line; the goodbye follows
-    /// once everything typed has gone on ([`Client::say_goodbye`]).
-    fn end_of_input(&mut self) -> Result<(), Failure> {
-        self.input.close(self.poll.registry())?;
-        if mem::take(&mut self.input.mid_line) {
-            self.typed_ahead.push(b'\n');
-        }
-        self.route_typed();
-        Ok(())
-    }
-
-    /// Once standard input has ended and everything typed has gone on,
-    /// says goodbye once (`logout` when logged in, a half-close otherwise)
-    /// and gives the server [`LEAVE_TIMEOUT`] to close.
-    fn say_goodbye(&mut self) {
-        if !self.input.ended || !self.typed_ahead.is_empty() || self.leave_by.is_some() {
-            return;
-        }
-        if self.view.logged_in {
-            self.server.queue(b"logout\n");
-        } else {
-            self.close_when_flushed = true;
-        }
-        self.leave_by = Some(Instant::now() + LEAVE_TIMEOUT);
-    }
-
     /// Sends queued input until the socket is full, half-closes when asked
     /// to once everything is sent, and watches for writability only while
     /// something is left. Returns the end of the session if the server is
@@ -618,63 +444,5 @@ impl Client {
                 .context("cannot change terminal settings"),
             None => Ok(()),
         }
-    }
-}
-
-/// Whether a socket error means the server has gone away.
-fn is_disconnect(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-    )
-}
-
-/// Standard input, read through a duplicate of fd 0: reading the raw
-/// descriptor keeps `io::stdin()`'s buffer out of the way, and dropping the
-/// duplicate never closes fd 0.
-struct Input {
-    file: File,
-    /// Present while fd 0 is polled; dropping it restores the flags.
-    nonblocking: Option<NonBlocking>,
-    /// A read may return data (not known to be drained).
-    ready: bool,
-    /// End of input was read.
-    ended: bool,
-    /// The last byte read was not a newline.
-    mid_line: bool,
-}
-
-impl Input {
-    /// Registers standard input with the poll and makes it non-blocking.
-    /// Regular files and `/dev/null` cannot be polled (`EPERM`); they are
-    /// read blocking instead, which never waits for long.
-    fn open(registry: &Registry) -> Result<Self, Failure> {
-        let file = terminal::duplicate(io::stdin().as_fd()).context("cannot use standard input")?;
-        let fd = file.as_raw_fd();
-        let nonblocking = match registry.register(&mut SourceFd(&fd), STDIN, Interest::READABLE) {
-            Ok(()) => Some(NonBlocking::set().context("cannot configure standard input")?),
-            Err(error) if error.raw_os_error() == Some(libc::EPERM) => None,
-            Err(error) => return Err(error).context("cannot watch standard input"),
-        };
-        Ok(Self {
-            file,
-            nonblocking,
-            ready: true,
-            ended: false,
-            mid_line: false,
-        })
-    }
-
-    /// Stops watching standard input after it ended, restoring its flags.
-    fn close(&mut self, registry: &Registry) -> Result<(), Failure> {
-        if self.nonblocking.is_some() {
-            registry
-                .deregister(&mut SourceFd(&self.file.as_raw_fd()))
-                .context("cannot stop watching standard input")?;
-            self.nonblocking = None;
-        }
-        self.ready = false;
-        self.ended = true;
-        Ok(())
     }
 }

@@ -15,20 +15,21 @@
 //! told (a message, a session starting or ending) is appended to a list of
 //! notes, lines that the caller shows.
 
+mod peer;
 mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::mem;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
+use peer::{close, connection_status, says_stop, Peer, Stage};
 pub(super) use wire::Introduction;
 use wire::{hello_line, message_line, PeerLine, BUSY_LINE, OK_LINE, STOP_LINE};
 
@@ -53,7 +54,7 @@ const MAX_EXPECTED: usize = 64;
 /// Accepted connections that have not presented a valid token yet.
 const MAX_UNVERIFIED: usize = 16;
 /// Size of one read from a peer.
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read from one peer before the others, standard input and the
 /// screen get their turn: a peer that floods cannot make the client's
 /// pending output grow or starve the rest.
@@ -61,61 +62,7 @@ const READ_BUDGET: usize = 64 * 1024;
 /// Unread bytes read and dropped before closing a connection, so that the
 /// close is a clean end of stream rather than a reset that could destroy
 /// the last line sent.
-const DRAIN_LIMIT: usize = 64 * 1024;
-
-/// Where a peer connection is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Outgoing: the TCP connection is being made.
-    Connecting,
-    /// Outgoing: `hello` is sent, `ok` is awaited.
-    AwaitOk,
-    /// Incoming: `hello` is awaited.
-    AwaitHello,
-    /// Incoming: `hello` came with a token the server has not given (yet:
-    /// its line may still be on the way).
-    AwaitToken,
-    /// The session is open.
-    Open,
-}
-
-/// One connection with another client.
-struct Peer {
-    /// The connection and what waits to be written to it.
-    link: Link,
-    stage: Stage,
-    /// The other user: known from the start when connecting, once the
-    /// token is checked when accepting.
-    user: String,
-    /// The session's token: known from the start when connecting, from
-    /// the `hello` line when accepting.
-    token: String,
-    lines: LineSplitter,
-    /// Bytes read after a `hello` whose token is not known yet, read again
-    /// once it is.
-    held: Vec<u8>,
-    /// When the handshake must be over.
-    deadline: Option<Instant>,
-}
-
-impl Peer {
-    fn new(link: Link, stage: Stage, deadline: Instant) -> Self {
-        Self {
-            link,
-            stage,
-            user: String::new(),
-            token: String::new(),
-            lines: LineSplitter::default(),
-            held: Vec::new(),
-            deadline: Some(deadline),
-        }
-    }
-
-    /// An outgoing connection whose session is not open yet.
-    fn is_starting(&self) -> bool {
-        matches!(self.stage, Stage::Connecting | Stage::AwaitOk)
-    }
-}
+pub(super) const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// A token the server gave for a user who is about to connect.
 struct Expected {
@@ -647,46 +594,4 @@ fn peer_token(key: usize) -> Token {
 /// The line for a session that did not start.
 fn could_not_start(user: &str) -> String {
     format!("Error. Private messaging with {user} could not be started")
-}
-
-/// Whether a non-blocking connect has finished: `Ok(false)` while it is
-/// still going, the error if it failed.
-fn connection_status(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(error) = stream.take_error()? {
-        return Err(error);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(error) if error.kind() == ErrorKind::NotConnected => Ok(false),
-        Err(error) => Err(error),
-    }
-}
-
-/// Whether ending the connection from this side must say `stop`: the peer
-/// may have opened the session already once it has read our `hello`.
-fn says_stop(stage: Stage) -> bool {
-    matches!(stage, Stage::AwaitOk | Stage::Open)
-}
-
-/// Closes a connection: what is queued is written if the socket takes it at once, unread input is dropped so the
-/// close is an orderly end of stream, and the socket is shut down.
-fn close(mut peer: Peer, registry: &Registry) {
-    if let Err(error) = peer.link.deregister(registry) {
-        log::debug!("private connection: deregister: {error}");
-    }
-    if peer.stage != Stage::Connecting {
-        // Best effort: what the socket takes at once.
-        let _ = peer.link.flush();
-    }
-    let mut buf = [0; READ_CHUNK];
-    let mut drained = 0;
-    while drained < DRAIN_LIMIT {
-        match peer.link.read(&mut buf) {
-            Ok(n @ 1..) => drained += n,
-            _ => break,
-        }
-    }
-    if let Err(error) = peer.link.transport().shutdown(Shutdown::Both) {
-        log::debug!("private connection: shutdown: {error}");
-    }
 }
