@@ -115,10 +115,7 @@ impl Conns {
     #[inline]
     pub fn mark_dirty(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            if !e.dirty {
-                e.dirty = true;
-                self.dirty.push(key);
-            }
+            list_once(&mut e.dirty, &mut self.dirty, key);
         }
     }
 
@@ -127,11 +124,7 @@ impl Conns {
     /// [`Conns::recycle`].
     pub fn take_dirty(&mut self) -> Vec<usize> {
         let dirty = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.spare));
-        for &key in &dirty {
-            if let Some(e) = self.slab.get_mut(key) {
-                e.dirty = false;
-            }
-        }
+        self.unmark(&dirty, |e| &mut e.dirty);
         dirty
     }
 
@@ -153,10 +146,7 @@ impl Conns {
     #[inline]
     pub fn doom(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            if !e.doomed {
-                e.doomed = true;
-                self.doomed.push(key);
-            }
+            list_once(&mut e.doomed, &mut self.doomed, key);
         }
     }
 
@@ -174,10 +164,7 @@ impl Conns {
     #[inline]
     pub fn hold(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            if !e.held {
-                e.held = true;
-                self.held.push(key);
-            }
+            list_once(&mut e.held, &mut self.held, key);
         }
     }
 
@@ -194,10 +181,9 @@ impl Conns {
 
     /// The commit is done: every held connection may be written.
     pub fn release_held(&mut self) {
-        for key in std::mem::take(&mut self.held) {
-            if let Some(e) = self.slab.get_mut(key) {
-                e.held = false;
-            }
+        let held = std::mem::take(&mut self.held);
+        self.unmark(&held, |e| &mut e.held);
+        for key in held {
             self.mark_dirty(key);
         }
     }
@@ -207,10 +193,7 @@ impl Conns {
     #[inline]
     pub fn mark_unread(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            if !e.unread {
-                e.unread = true;
-                self.unread.push(key);
-            }
+            list_once(&mut e.unread, &mut self.unread, key);
         }
     }
 
@@ -223,11 +206,7 @@ impl Conns {
     /// The connections to read again, no longer marked.
     pub fn take_unread(&mut self) -> Vec<usize> {
         let unread = std::mem::take(&mut self.unread);
-        for &key in &unread {
-            if let Some(e) = self.slab.get_mut(key) {
-                e.unread = false;
-            }
-        }
+        self.unmark(&unread, |e| &mut e.unread);
         unread
     }
 
@@ -241,9 +220,27 @@ impl Conns {
         std::mem::take(&mut self.backlogged)
     }
 
+    /// Clears one flag of each of `keys`.
+    fn unmark(&mut self, keys: &[usize], flag: impl Fn(&mut Entry) -> &mut bool) {
+        for &key in keys {
+            if let Some(e) = self.slab.get_mut(key) {
+                *flag(e) = false;
+            }
+        }
+    }
+
     /// Whether the loop must go round again at once: input left unread or
     /// offline mail to queue, which no readiness event will announce.
     pub fn wants_another_turn(&self) -> bool {
         !self.unread.is_empty() || !self.backlogged.is_empty()
+    }
+}
+
+/// Sets `flag` and lists `key` in `list`, unless it is set already.
+#[inline]
+fn list_once(flag: &mut bool, list: &mut Vec<usize>, key: usize) {
+    if !*flag {
+        *flag = true;
+        list.push(key);
     }
 }
