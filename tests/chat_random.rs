@@ -1,12 +1,11 @@
 //! The chat state machine driven by seeded random command sequences from
 //! several sessions, checked after every step against the reference model
-//! in `chat_model` (the same checker the `chat` fuzz target uses; see that
-//! module for the invariants). Fixed seeds, so a failure reproduces; the
-//! failure message lists the operations that led to it.
+//! in `confab_testkit::chat_model` (the same checker the `chat` fuzz target
+//! uses; see that module for the invariants). Fixed seeds, so a failure
+//! reproduces; the failure message lists the operations that led to it.
 
-mod chat_model;
-
-use chat_model::{Harness, Source, Stats};
+use confab_testkit::chat_model::{Harness, Stats};
+use confab_testkit::Rng;
 
 /// Steps per seed.
 const STEPS: usize = 10_000;
@@ -21,22 +20,9 @@ const SEEDS: [u64; 8] = [
     u64::MAX,
 ];
 
-/// SplitMix64: tiny, fast, and good enough to pick test operations.
-struct SplitMix64(u64);
-
-impl Source for SplitMix64 {
-    fn byte(&mut self) -> Option<u8> {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Some((z ^ (z >> 31)) as u8)
-    }
-}
-
 fn run(seed: u64, steps: usize) -> Stats {
     let mut harness = Harness::new();
-    harness.run(&mut SplitMix64(seed), steps);
+    harness.run(&mut Rng::new(seed), steps);
     harness.stats()
 }
 

@@ -21,7 +21,7 @@ use confab::server::READ_BUDGET;
 
 use common::{
     open_descriptors, three_users, two_users, wait_until, Client, FailOnPanic, Options,
-    ProcessOptions, ServerProcess, TestServer, XorShift, HELP, INVALID_PASSWORD, INVALID_USERNAME,
+    ProcessOptions, Rng, ServerProcess, TestServer, HELP, INVALID_PASSWORD, INVALID_USERNAME,
     IO_TIMEOUT, PASSWORD, USERNAME, WELCOME,
 };
 
@@ -207,7 +207,7 @@ fn max_clients_reached_and_recovered_under_churn() {
         max_clients: MAX,
         ..Options::default()
     });
-    let mut rng = XorShift::new(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut open: Vec<Client> = Vec::new();
     for round in 0..ROUNDS {
         // Exactly the places freed in the last round are available again.
@@ -368,7 +368,7 @@ fn a_flooding_client_does_not_starve_the_others() {
     // Blank lines (ignored, no reply) and, every SPACING bytes, a message
     // to hans: his stream shows how far the flood had been handled when his
     // own command was.
-    let mut rng = XorShift::new(3);
+    let mut rng = Rng::new(3);
     let mut chunk = Vec::with_capacity(CHUNK);
     while chunk.len() < CHUNK {
         let mut filler = SPACING - MARKER.len();

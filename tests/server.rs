@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    password, three_users, two_users, Client, FailOnPanic, Options, TestServer, XorShift, HELP,
+    password, three_users, two_users, Client, FailOnPanic, Options, Rng, TestServer, HELP,
     INVALID_PASSWORD, INVALID_USERNAME, PASSWORD, PASSWORD_BANNED, USERNAME, WELCOME,
 };
 
@@ -856,7 +856,7 @@ fn line_errors_during_login_repeat_the_prompt_and_are_not_failures() {
 // -------------------------------------------------------------- garbage
 
 /// One piece of hostile input.
-fn garbage(rng: &mut XorShift) -> Vec<u8> {
+fn garbage(rng: &mut Rng) -> Vec<u8> {
     match rng.below(9) {
         0 => {
             let len = 1 + rng.below(4096);
@@ -931,7 +931,7 @@ fn garbage_client(addr: std::net::SocketAddr, seed: u64, login: Option<&'static 
     }
     let mut writer = client.writer();
     let reader = thread::spawn(move || client.drain_to_close());
-    let mut rng = XorShift::new(seed);
+    let mut rng = Rng::new(seed);
     for _ in 0..150 {
         let bytes = garbage(&mut rng);
         // Write in random pieces, so lines span reads.
@@ -975,7 +975,7 @@ fn garbage_does_not_hurt_the_server_or_other_clients() {
     .collect();
     // Connections that vanish abruptly in the middle of a line.
     let vanishing = thread::spawn(move || {
-        let mut rng = XorShift::new(99);
+        let mut rng = Rng::new(99);
         for i in 0..20 {
             let mut client = Client::connect(addr);
             let mut bytes = rng.bytes(1000);

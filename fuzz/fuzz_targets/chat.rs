@@ -1,16 +1,14 @@
 //! The chat state machine fed arbitrary command sequences from several
 //! sessions, with arbitrary clock steps: the input bytes choose the
 //! operations, and the checker shared with `tests/chat_random.rs` verifies
-//! the invariants after every step (see `tests/chat_model/mod.rs`).
+//! the invariants after every step (see `confab_testkit::chat_model`, in
+//! `crates/confab-testkit/src/chat_model.rs`).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/chat_model/mod.rs"]
-mod chat_model;
-
-use chat_model::{Harness, Source};
+use confab_testkit::chat_model::{Harness, Source};
 
 /// The fuzzer's input, read front to back; the run ends where it does.
 struct Bytes<'a>(&'a [u8]);

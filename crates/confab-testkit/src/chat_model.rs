@@ -1,8 +1,8 @@
 //! A reference model of the chat domain and a checker that drives
 //! [`Chat`] with random command sequences from several sessions and checks
-//! it after every step. One file, used by `tests/chat_random.rs` (seeded
-//! PRNG) and by the `chat` fuzz target (libFuzzer's bytes), so both check
-//! exactly the same things.
+//! it after every step. Used by `tests/chat_random.rs` (fixed seeds of
+//! [`Rng`], which is a [`Source`]) and by the `chat` fuzz target
+//! (libFuzzer's bytes), so both check exactly the same things.
 //!
 //! A run is a stream of bytes (from a [`Source`]) decoded into operations:
 //! connect, a line chosen from a small vocabulary of valid and invalid
@@ -90,6 +90,8 @@ use confab::chat::{Chat, ChatConfig, Effect, SessionId};
 use confab::credentials::Account;
 use confab::protocol::{self, decode_line, Keyword, LineError};
 use confab::token::TOKEN_BYTES;
+
+use crate::rng::Rng;
 
 /// Idle timeout of the domain under test.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
@@ -212,6 +214,13 @@ fn dial_address(s: usize, port: u16) -> String {
 pub trait Source {
     /// The next byte.
     fn byte(&mut self) -> Option<u8>;
+}
+
+/// A seeded run: the generator's bytes, without end.
+impl Source for Rng {
+    fn byte(&mut self) -> Option<u8> {
+        Some(Rng::byte(self))
+    }
 }
 
 /// What a run exercised, so a test can insist that it did something.

@@ -4,6 +4,7 @@
 //! instead of stalling the suite.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -14,8 +15,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 const WELCOME: &str = "Welcome to the greatest messaging application ever!\n";
 
-fn client_bin() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_confab"))
+/// The client's binary, built by cargo next to the test executable (see
+/// [`crate::artifacts::binary`]).
+fn client_bin() -> PathBuf {
+    crate::artifacts::binary("confab").unwrap_or_else(|e| panic!("confab: {e}"))
 }
 
 /// Reads a child's pipe on its own thread and hands the chunks over a
@@ -52,6 +55,7 @@ impl Output {
         }
     }
 
+    /// Everything received so far, as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes).into_owned()
     }
@@ -132,9 +136,12 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
 
 /// A running `confab`; killed on drop.
 pub struct ClientProcess {
+    /// The process.
     pub child: Child,
     stdin: Option<ChildStdin>,
+    /// What it writes to standard output.
     pub stdout: Output,
+    /// What it writes to standard error.
     pub stderr: Output,
 }
 
@@ -144,6 +151,8 @@ impl ClientProcess {
         Self::with_stdin(port, Stdio::piped())
     }
 
+    /// Starts a client on `127.0.0.1:port` with `stdin` as its standard
+    /// input.
     pub fn with_stdin(port: u16, stdin: Stdio) -> Self {
         let mut child = Command::new(client_bin())
             .args(["127.0.0.1", &port.to_string()])
@@ -186,6 +195,7 @@ impl ClientProcess {
         self.stdout.expect(WELCOME);
     }
 
+    /// Waits, bounded, for the client to exit.
     pub fn wait(&mut self) -> ExitStatus {
         wait_exit(&mut self.child)
     }

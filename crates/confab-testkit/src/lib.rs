@@ -1,0 +1,42 @@
+//! What confab's tests, benches, fuzz targets and load tools share, so that
+//! each exists once: an in-process server ([`TestServer`]), a line client
+//! whose every wait is bounded ([`Client`]), the server and the terminal
+//! client as child processes ([`ServerProcess`], [`client_process`]), one
+//! reader of `/proc` ([`procfs`]), one seeded random number generator
+//! ([`Rng`]), temporary directories ([`TempDir`]), and the reference model
+//! and checker of the chat domain ([`chat_model`]).
+//!
+//! Everything here is for tests and measurements, never for the product:
+//! the helpers named for tests panic with a message when something they
+//! wait for does not happen, so that a broken server fails a test instead
+//! of hanging it; [`procfs`], [`artifacts`], [`Rng`] and the `try_`
+//! constructors return errors instead, for the load tools.
+
+pub mod accounts;
+pub mod artifacts;
+pub mod chat_model;
+pub mod client;
+pub mod client_process;
+pub mod isolated;
+pub mod probe;
+pub mod process;
+pub mod procfs;
+pub mod replies;
+pub mod rng;
+pub mod server;
+pub mod temp;
+pub mod wait;
+
+pub use accounts::{accounts, password, ACCOUNTS};
+pub use client::{show, three_users, two_users, Client};
+pub use isolated::isolated;
+pub use probe::{open_descriptors, status_kib};
+pub use process::{exit_within, run_to_end, ProcessOptions, ServerProcess};
+pub use replies::{
+    ACCOUNT_BANNED, HELP, INVALID_PASSWORD, INVALID_USERNAME, PASSWORD, PASSWORD_BANNED, USERNAME,
+    WELCOME,
+};
+pub use rng::Rng;
+pub use server::{journal_in, Options, TestServer};
+pub use temp::TempDir;
+pub use wait::{wait_until, FailOnPanic, IO_TIMEOUT};

@@ -1,0 +1,211 @@
+//! The in-process server: a [`Server`] on its own thread of the test's (or
+//! the bench's) process, on `127.0.0.1` and a free port. The tests use it
+//! with the test accounts and short bans; the load tests and the throughput
+//! bench with generated accounts and timeouts no run meets
+//! ([`Options::for_accounts`]).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use confab::credentials::Account;
+use confab::journal::{Fsync, JournalOptions, OnDamage};
+use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, Storage};
+
+use crate::accounts::{accounts, password};
+use crate::client::Client;
+use crate::wait::wait_until;
+
+/// Longest the server may take to stop after being asked to.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ban and idle durations of [`Options::for_accounts`]: long enough that
+/// no run meets them.
+const LONG: Duration = Duration::from_secs(3600);
+
+/// Server settings; the default has the test accounts, short bans and a
+/// long idle timeout, so that only the tests about inactivity see it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The accounts the server knows.
+    pub accounts: Vec<Account>,
+    /// BLOCK_DURATION: how long three wrong passwords ban a username.
+    pub block_duration: Duration,
+    /// TIMEOUT: how long a connection may stay silent.
+    pub timeout: Duration,
+    /// `--max-line`.
+    pub max_line: usize,
+    /// `--max-pending`.
+    pub max_pending: usize,
+    /// `--max-clients`.
+    pub max_clients: usize,
+    /// `--mailbox-max`.
+    pub mailbox_max: usize,
+    /// `--store-max`.
+    pub store_max: u64,
+    /// Ephemeral unless a test asks for a data directory.
+    pub storage: Storage,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            accounts: accounts(),
+            block_duration: Duration::from_millis(500),
+            timeout: Duration::from_secs(30),
+            max_line: defaults::MAX_LINE,
+            max_pending: defaults::MAX_PENDING,
+            max_clients: defaults::MAX_CLIENTS,
+            mailbox_max: defaults::MAILBOX_MAX,
+            store_max: defaults::STORE_MAX,
+            storage: Storage::Ephemeral,
+        }
+    }
+}
+
+impl Options {
+    /// A server for `accounts` (generated ones, for load runs) with ban and
+    /// idle timeouts of an hour, which no run meets, and room for every
+    /// account to be connected at once; the rest as in the default.
+    pub fn for_accounts(accounts: Vec<Account>) -> Options {
+        Options {
+            block_duration: LONG,
+            timeout: LONG,
+            max_clients: defaults::MAX_CLIENTS.max(accounts.len() + 100),
+            accounts,
+            ..Options::default()
+        }
+    }
+}
+
+/// Durable storage in `dir`: fsync on every commit, the default compaction
+/// size, and a start refused on damage, as `confab-server --data-dir` has
+/// by default.
+pub fn journal_in(dir: &Path) -> Storage {
+    Storage::Durable {
+        dir: dir.to_path_buf(),
+        options: JournalOptions {
+            fsync: Fsync::Always,
+            compact_at: defaults::COMPACT_AT,
+        },
+        on_damage: OnDamage::Stop,
+    }
+}
+
+/// A server running on its own thread; dropping it shuts the server down
+/// and joins the thread, failing the test if the server failed.
+pub struct TestServer {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// How many connections the server holds (updated once per loop
+    /// iteration).
+    pub gauge: ConnectionGauge,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server with the default [`Options`].
+    pub fn start() -> TestServer {
+        TestServer::with(Options::default())
+    }
+
+    /// A server with `options`; panics if it cannot start.
+    pub fn with(options: Options) -> TestServer {
+        TestServer::try_with(options).expect("start the server")
+    }
+
+    /// A server with `options`, or why it could not start.
+    pub fn try_with(options: Options) -> io::Result<TestServer> {
+        let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut config = Config::new(bind, options.block_duration, options.timeout);
+        config.max_line = options.max_line;
+        config.max_pending = options.max_pending;
+        config.max_clients = options.max_clients;
+        config.chat.mailbox_max = options.mailbox_max;
+        config.chat.store_max = options.store_max;
+        config.storage = options.storage;
+        let mut server = Server::bind(config, options.accounts)?;
+        let addr = server.local_addr()?;
+        let handle = server.shutdown_handle();
+        let gauge = server.connection_gauge();
+        let thread = thread::Builder::new()
+            .name("confab-server".into())
+            .spawn(move || server.run())?;
+        Ok(TestServer {
+            addr,
+            gauge,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// A new connection; nothing read yet.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A new connection logged in as `user` (a test account).
+    pub fn login(&self, user: &str) -> Client {
+        let mut client = self.connect();
+        client.login(user, password(user));
+        client
+    }
+
+    /// Waits until the server holds exactly `n` connections, at most
+    /// [`crate::IO_TIMEOUT`].
+    pub fn wait_for_connections(&self, n: usize) {
+        wait_until(&format!("the server to hold {n} connections"), || {
+            self.gauge.get() == n
+        });
+    }
+
+    /// Panics if the server thread has ended (returned or panicked).
+    pub fn assert_running(&self) {
+        let thread = self.thread.as_ref().expect("server thread");
+        assert!(!thread.is_finished(), "the server thread has ended");
+    }
+
+    /// Shuts the server down and returns what `run` returned, or an error
+    /// if it did not stop within 10 s or its thread panicked.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        // The flag is set even if waking the loop fails; the deadline
+        // below catches a loop that never notices it.
+        let _ = self.handle.shutdown();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the server did not stop within {STOP_TIMEOUT:?}"),
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread
+            .join()
+            .map_err(|_| io::Error::other("the server thread panicked"))?
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // Do not turn one failure into an abort; just ask it to stop.
+            let _ = self.handle.shutdown();
+            return;
+        }
+        if let Err(e) = self.stop_and_join() {
+            panic!("the server failed: {e}");
+        }
+    }
+}
