@@ -44,6 +44,8 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use confab_testkit::procfs;
+
 /// Runs per figure where a row repeats; the row shows the median.
 const RUNS: usize = 3;
 /// Longest wait for any one read or write of a client.
@@ -492,7 +494,7 @@ fn compaction_run() -> io::Result<CompactionRun> {
     let trips = joined(bystander);
     let (fill, stored, started, ended) = window?;
     let trips = trips?;
-    let peak = vm_hwm(server.pid())?;
+    let peak = procfs::memory(server.pid())?.peak;
     let logged = {
         let lines = server.lines();
         let lines: Vec<&str> = lines
@@ -575,7 +577,7 @@ fn store_rss_run(text_len: usize) -> io::Result<String> {
     );
     let mut server = Server::start(&credentials, &args)?;
     let after_start = server.log_len();
-    let hwm_start = vm_hwm(server.pid())?;
+    let hwm_start = procfs::memory(server.pid())?.peak;
 
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -668,12 +670,12 @@ fn store_rss_run(text_len: usize) -> io::Result<String> {
         .skip(after_start)
         .filter(|(_, line)| line.ends_with("] compaction started"))
         .count();
-    let hwm_peak = vm_hwm(server.pid())?;
+    let hwm_peak = procfs::memory(server.pid())?.peak;
     let dir_settled = dir_size(&data);
     server.kill()?;
     let restarted = Server::start(&credentials, &args)?;
     let restart_took = restarted.up_after;
-    let hwm_restart = vm_hwm(restarted.pid())?;
+    let hwm_restart = procfs::memory(restarted.pid())?.peak;
     // Everything stored must come back, once: the first recipient has the
     // odd messages (counting from one), the second the even ones.
     let stored_count = usize::try_from(stored).map_err(io::Error::other)?;
@@ -800,7 +802,7 @@ impl Cost {
 /// turns so that the machine's changing load falls on both alike.
 fn whoelse() -> io::Result<Vec<String>> {
     let commands = ["whoelse", "whoelsesince 1000000"];
-    let ticks_per_second = clock_ticks()?;
+    let ticks_per_second = procfs::ticks_per_second()?;
     let mut many = Crowd::start(10_000)?;
     let mut few = Crowd::start(110)?;
     let mut lines = Vec::new();
@@ -883,7 +885,7 @@ impl Crowd {
     fn burst(&mut self, command: &str, burst: &[u8], cost: &mut Cost) -> io::Result<()> {
         let pid = self.server.pid();
         let me = &mut self.clients[0];
-        let before = cpu_ticks(pid)?;
+        let before = procfs::cpu_ticks(pid)?;
         let start = Instant::now();
         let writing = me.write_in_background(burst.to_vec());
         for c in 0..WHOELSE_COMMANDS {
@@ -903,7 +905,7 @@ impl Crowd {
             }
         }
         let took = start.elapsed();
-        cost.ticks += cpu_ticks(pid)? - before;
+        cost.ticks += procfs::cpu_ticks(pid)? - before;
         cost.rates
             .push(WHOELSE_COMMANDS as f64 / took.as_secs_f64());
         joined(writing)
@@ -1272,47 +1274,6 @@ fn dir_size(dir: &Path) -> u64 {
         .filter(|meta| meta.is_file())
         .map(|meta| meta.len())
         .sum()
-}
-
-/// The peak resident size of process `pid` (`VmHWM`), in bytes.
-fn vm_hwm(pid: u32) -> io::Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| io::Error::other(format!("no VmHWM in /proc/{pid}/status")))
-}
-
-/// The CPU time of process `pid` so far, user and system (fields 14 and 15
-/// of `/proc/PID/stat`), in clock ticks.
-fn cpu_ticks(pid: u32) -> io::Result<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) is in parentheses and may hold spaces:
-    // count the fields after its closing parenthesis, which is field 3.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    match (field(14), field(15)) {
-        (Some(utime), Some(stime)) => Ok(utime + stime),
-        _ => Err(io::Error::other(format!(
-            "cannot read utime and stime in /proc/{pid}/stat"
-        ))),
-    }
-}
-
-/// Clock ticks per second, the unit of [`cpu_ticks`].
-fn clock_ticks() -> io::Result<u64> {
-    // SAFETY: sysconf reads a configuration value; no memory is involved.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks)
-        .ok()
-        .filter(|&t| t > 0)
-        .ok_or_else(|| io::Error::other("sysconf(_SC_CLK_TCK) failed"))
 }
 
 // ---------------------------------------------------------------- helpers

@@ -10,7 +10,6 @@ pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;
 pub mod journal;
-pub mod load;
 pub mod net;
 pub mod protocol;
 pub mod rate;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::client::{Leave, Phase};
 use super::model::{bit, Expect};
 use super::Soak;
-use crate::load::report::{mib, write_notices};
+use crate::report::{mib, write_notices};
 
 /// What a soak run found.
 #[derive(Debug, Clone, Default)]

@@ -1,10 +1,12 @@
 //! Smoke tests of the load engine: every workload at a tiny scale against
-//! an in-process server. They check behaviour — everything sent arrives,
-//! nothing unexpected is said — never speed.
+//! an in-process server (the testkit's [`TestServer`]). They check
+//! behaviour — everything sent arrives, nothing unexpected is said — never
+//! speed.
 
 use std::time::Duration;
 
-use confab::load::{self, LoadConfig, LocalServer, Report, Workload};
+use confab_load::{self as load, LoadConfig, Report, Workload};
+use confab_testkit::{journal_in, Options, TestServer};
 
 /// Runs `workload` briefly with `clients` clients against a fresh server
 /// (or, for the ceiling, none), after `adjust` tweaks the configuration.
@@ -20,8 +22,9 @@ fn run_small(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadCo
     if workload == Workload::Ceiling {
         return load::run(&config).expect("ceiling run");
     }
-    let server = LocalServer::start(load::accounts(config.users_needed())).expect("server starts");
-    config.target = server.addr();
+    let server = TestServer::try_with(Options::for_accounts(load::accounts(config.users_needed())))
+        .expect("server starts");
+    config.target = server.addr;
     let report = load::run(&config).expect("load run");
     server.stop().expect("server stops cleanly");
     report
@@ -60,9 +63,14 @@ fn offline_messages_are_all_acknowledged_with_a_data_directory() {
     config.clients = 5;
     config.duration = Duration::from_millis(300);
     config.setup_timeout = Duration::from_secs(20);
-    let server = LocalServer::start_durable(load::accounts(config.users_needed()), &dir)
-        .expect("server starts");
-    config.target = server.addr();
+    let server = TestServer::try_with(Options {
+        mailbox_max: usize::MAX,
+        store_max: u64::MAX,
+        storage: journal_in(&dir),
+        ..Options::for_accounts(load::accounts(config.users_needed()))
+    })
+    .expect("server starts");
+    config.target = server.addr;
     let report = load::run(&config).expect("load run");
     server.stop().expect("server stops cleanly");
     let journal_bytes: u64 = std::fs::read_dir(&dir)
@@ -139,12 +147,12 @@ fn small_windows_still_deliver_everything() {
 #[test]
 fn wrong_accounts_fail_the_setup() {
     // A server that knows none of the generated users refuses the login.
-    let server = LocalServer::start(vec![confab::credentials::Account {
+    let server = TestServer::try_with(Options::for_accounts(vec![confab::credentials::Account {
         username: "yoda".into(),
         password: "wise".into(),
-    }])
+    }]))
     .expect("server starts");
-    let mut config = LoadConfig::new(Workload::Direct, server.addr());
+    let mut config = LoadConfig::new(Workload::Direct, server.addr);
     config.clients = 1;
     config.setup_timeout = Duration::from_secs(10);
     let err = load::run(&config).expect_err("login refused");

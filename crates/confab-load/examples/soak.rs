@@ -1,16 +1,16 @@
 //! Soak test: starts the real `confab-server` as a child process and drives
 //! it with mixed traffic from hundreds of clients for a given time (see
-//! [`confab::load::soak`] for what the clients do and what is checked).
+//! [`confab_load::soak`] for what the clients do and what is checked).
 //!
 //! ```text
-//! cargo build --release --bins
-//! cargo run --release --example soak -- --duration 600 [--clients 300] [--seed 1]
+//! cargo run --release -p confab-load --example soak -- --duration 600 [--clients 300] [--seed 1]
 //! ```
 //!
 //! The server binary is `confab-server` next to this example's directory
 //! (`target/release/` for `target/release/examples/soak`), or `--server
 //! PATH`. When run by `cargo run` without `--server`, the example first has
-//! cargo build that binary in the same profile, so it is never stale. The
+//! cargo build that binary in the same profile, so it is never stale
+//! (`confab_testkit::artifacts::built`). The
 //! server gets a generated credentials file in a temporary directory,
 //! TIMEOUT 30 s (every client sends at least every 1.5 s), BLOCK_DURATION
 //! 60 s, and listens on a free port of 127.0.0.1.
@@ -31,8 +31,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use confab::load::soak::{self, SoakConfig, MAX_CLIENTS, MIN_CLIENTS};
-use confab::load::write_credentials;
+use confab_load::soak::{self, SoakConfig, MAX_CLIENTS, MIN_CLIENTS};
+use confab_load::write_credentials;
+use confab_testkit::artifacts;
 
 /// TIMEOUT given to the server, in seconds.
 const TIMEOUT: &str = "30";
@@ -81,7 +82,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<bool, String> {
     let server_path = match args.server.clone() {
         Some(path) => path,
-        None => sibling_server()?,
+        None => artifacts::built("confab-server").map_err(|e| format!("confab-server: {e}"))?,
     };
     let clients = usize::try_from(args.clients).map_err(|e| e.to_string())?;
     if let Err(e) = confab::fdlimit::raise_to_hard_limit() {
@@ -146,54 +147,6 @@ fn soak_in(dir: &Path, server_path: &Path, clients: usize, args: &Args) -> Resul
         println!("result        FAIL: {}", failures.join("; "));
         Ok(false)
     }
-}
-
-/// `confab-server` in the directory above this executable's (cargo puts
-/// examples in `target/<profile>/examples/`). Under `cargo run`, has cargo
-/// build it first in that profile.
-fn sibling_server() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("{} has no grandparent directory", exe.display()))?;
-    let path = profile_dir.join("confab-server");
-    let cargo = std::env::var_os("CARGO");
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR");
-    if let (Some(cargo), Some(manifest)) = (cargo, manifest) {
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "--bin",
-            "confab-server",
-            "--manifest-path",
-        ]);
-        build.arg(Path::new(&manifest).join("Cargo.toml"));
-        match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-            None => return Err(format!("{}: no profile name", profile_dir.display())),
-        }
-        let status = build
-            .status()
-            .map_err(|e| format!("cargo build --bin confab-server: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build --bin confab-server: {status}"));
-        }
-    }
-    if !path.exists() {
-        return Err(format!(
-            "{} does not exist: build it (cargo build --release --bins) or give --server PATH",
-            path.display()
-        ));
-    }
-    Ok(path)
 }
 
 /// The server as a child process. Dropping it kills the process if it is

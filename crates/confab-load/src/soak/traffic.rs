@@ -8,7 +8,7 @@ use super::model::{set_bit, Expect, Mail, Ref};
 use super::{Soak, GAP_MS};
 
 /// Most bytes of an over-long garbage line beyond the server's limit.
-const MAX_GARBAGE_EXCESS: u64 = 200_000;
+const MAX_GARBAGE_EXCESS: usize = 200_000;
 
 impl Soak {
     pub(super) fn queue(&mut self, i: usize, command: &str) {
@@ -138,7 +138,7 @@ impl Soak {
     fn send_garbage(&mut self, i: usize) {
         let line: Vec<u8> = match self.rng.below(4) {
             0 | 1 => {
-                let excess = 1 + self.rng.below(MAX_GARBAGE_EXCESS) as usize;
+                let excess = 1 + self.rng.below(MAX_GARBAGE_EXCESS);
                 let mut line = vec![b'g'; self.config.max_line + excess];
                 line.push(b'\n');
                 line

@@ -1,19 +1,11 @@
-//! What a load run found, and the server's memory as `/proc` tells it.
+//! What a load run found.
 
 use std::fmt;
-use std::io;
 use std::time::Duration;
 
-use super::Workload;
+use confab_testkit::procfs::Memory;
 
-/// Resident memory of a process, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    /// Resident now (`VmRSS`).
-    pub rss: u64,
-    /// The most it was ever resident (`VmHWM`).
-    pub peak: u64,
-}
+use super::Workload;
 
 /// The server's memory at the start and at the end of a run (the end is
 /// read before the clients disconnect).
@@ -23,31 +15,6 @@ pub struct ServerMemory {
     pub before: Memory,
     /// With every client still connected, after sending and draining.
     pub after: Memory,
-}
-
-/// Reads `VmRSS` and `VmHWM` of process `pid` from `/proc/PID/status`.
-pub fn memory(pid: u32) -> io::Result<Memory> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path)?;
-    let field = |name: &str| -> io::Result<u64> {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: no {name}")))
-    };
-    Ok(Memory {
-        rss: field("VmRSS:")?,
-        peak: field("VmHWM:")?,
-    })
-}
-
-/// Counts the open file descriptors of process `pid`: the entries of
-/// `/proc/PID/fd`.
-pub fn open_descriptors(pid: u32) -> io::Result<usize> {
-    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// Percentiles of the recorded latencies.
@@ -223,21 +190,4 @@ pub(super) fn write_notices(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_own_memory() {
-        let m = memory(std::process::id()).expect("own /proc status");
-        assert!(m.rss > 0 && m.peak >= m.rss);
-    }
-
-    #[test]
-    fn counts_own_descriptors() {
-        let fds = open_descriptors(std::process::id()).expect("own /proc fd");
-        assert!(fds > 0);
-    }
 }

@@ -2,8 +2,9 @@
 //! server, three runs each, one table row per workload with the median
 //! run's figure, then the `fanout / ceiling` ratio.
 //!
-//! The server runs on one thread of this process (`idle` starts the real
-//! `confab-server` binary instead, so that its memory is its own), the load
+//! The server runs on one thread of this process (the testkit's
+//! `TestServer`; `idle` starts the real `confab-server` binary instead, so
+//! that its memory is its own, brought up to date by cargo first), the load
 //! engine on another; nothing is pinned. The servers are ephemeral, except
 //! for `offline`'s, which journals to a fresh data directory under Cargo's
 //! target directory (on the real disk, fsync on every commit). `--bench` (passed by cargo) is
@@ -18,7 +19,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use confab::load::{self, LoadConfig, LocalServer, Report, Workload};
+use confab_load::{self as load, LoadConfig, Report, Workload};
+use confab_testkit::{artifacts, journal_in, Options, TestServer};
 
 /// Runs per workload; the row shows the median.
 const RUNS: usize = 3;
@@ -109,13 +111,18 @@ fn run_once(workload: Workload) -> io::Result<Report> {
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("confab-bench-offline-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            let report = LocalServer::start_durable(load::accounts(config.users_needed()), &dir)
-                .and_then(|server| {
-                    config.target = server.addr();
-                    let report = load::run(&config);
-                    server.stop()?;
-                    report
-                });
+            let report = TestServer::try_with(Options {
+                mailbox_max: usize::MAX,
+                store_max: u64::MAX,
+                storage: journal_in(&dir),
+                ..Options::for_accounts(load::accounts(config.users_needed()))
+            })
+            .and_then(|server| {
+                config.target = server.addr;
+                let report = load::run(&config);
+                server.stop()?;
+                report
+            });
             let _ = std::fs::remove_dir_all(&dir);
             report
         }
@@ -129,8 +136,9 @@ fn run_once(workload: Workload) -> io::Result<Report> {
             report
         }
         _ => {
-            let server = LocalServer::start(load::accounts(config.users_needed()))?;
-            config.target = server.addr();
+            let server =
+                TestServer::try_with(Options::for_accounts(load::accounts(config.users_needed())))?;
+            config.target = server.addr;
             let report = load::run(&config);
             server.stop()?;
             report
@@ -218,7 +226,7 @@ impl ChildServer {
         std::fs::create_dir_all(&dir)?;
         let credentials = dir.join("credentials.txt");
         load::write_credentials(&credentials, users)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-server"))
+        let mut child = Command::new(artifacts::built("confab-server")?)
             .args(["0", "3600", "3600", "--ephemeral", "--max-clients"])
             .arg((users + 100).to_string())
             .arg("--credentials")

@@ -1,5 +1,7 @@
-//! Load generation: many clients driven from one thread, and what the
-//! server delivered to them.
+//! confab-load: load generation for confab, many clients driven from one
+//! thread, and what the server delivered to them; the soak engine
+//! ([`soak`]); behind the `confab-load` binary, the soak example and the
+//! throughput bench.
 //!
 //! A run ([`run`]) connects every client of a [`Workload`] on one `mio`
 //! loop (the `engine` module), logs them in with generated accounts
@@ -15,12 +17,13 @@
 //! reported as lost.
 //!
 //! Every phase has a deadline, and runs only ever talk to loopback
-//! addresses.
+//! addresses. The server's memory and descriptors come from
+//! `confab_testkit::procfs`, the soak's random choices from
+//! `confab_testkit::Rng`.
 
 mod ceiling;
 mod client;
 mod engine;
-mod local;
 mod report;
 pub mod soak;
 mod wire;
@@ -31,11 +34,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::credentials::Account;
-use crate::protocol::Reply;
+use confab::credentials::Account;
+use confab::protocol::Reply;
+use confab_testkit::procfs::memory;
 
-pub use local::LocalServer;
-pub use report::{memory, open_descriptors, Latency, Memory, Report, ServerMemory};
+pub use report::{Latency, Report, ServerMemory};
 pub use wire::find_newline;
 
 use engine::Engine;

@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
+use confab::protocol::Reply;
+
 use super::wire::Wire;
 use super::STAMP_LEN;
-use crate::protocol::Reply;
 
 /// What a client does in its workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use confab::credentials::Account;
+use confab::protocol::{self, Reply};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
@@ -30,8 +32,6 @@ use super::client::{is_presence, parse_stamp, Client, Phase, Role};
 use super::report::{Latency, Report, ServerMemory};
 use super::wire::{self, find_newline, Broken, Dirty, LineTooLong, MAX_LINE, SCRATCH_SIZE};
 use super::{accounts, delivered_line, message_prefix, LoadConfig, Workload};
-use crate::credentials::Account;
-use crate::protocol::{self, Reply};
 
 /// Most bytes a sender queues before writing.
 const OUT_CAP: usize = 64 * 1024;

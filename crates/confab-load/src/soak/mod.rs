@@ -44,7 +44,6 @@
 mod client;
 mod model;
 mod report;
-mod rng;
 mod traffic;
 
 use std::collections::VecDeque;
@@ -52,15 +51,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use confab::server::defaults;
+use confab_testkit::procfs::{memory, open_descriptors};
+use confab_testkit::Rng;
 use mio::{Events, Poll, Token};
 
 use self::client::{Block, Client, Phase};
 use self::model::{Broadcast, Direct, Expect, Mail};
-use self::rng::Rng;
+use super::accounts;
 use super::report::mib;
 use super::wire::{self, Broken, Dirty, Wire, SCRATCH_SIZE};
-use super::{accounts, memory, open_descriptors};
-use crate::server::defaults;
 
 pub use report::SoakReport;
 
@@ -265,7 +265,7 @@ impl Soak {
     fn new(config: SoakConfig) -> io::Result<Soak> {
         let n = config.clients;
         let now = Instant::now();
-        let mut rng = Rng(config.seed);
+        let mut rng = Rng::new(config.seed);
         let (names, passwords) = accounts(n)
             .into_iter()
             .map(|a| (a.username, a.password))
@@ -283,7 +283,7 @@ impl Soak {
             } else {
                 churners.push(i);
             }
-            let mut enemy = rng.below(n as u64 - 1) as usize;
+            let mut enemy = rng.below(n - 1);
             if enemy >= i {
                 enemy += 1;
             }

@@ -1,17 +1,16 @@
 //! One client connection of a load or soak run, as its engine's `mio` loop
 //! sees it: the link (the socket and the output not written yet, see
-//! [`crate::net::link`]) and the start of a line whose `\n` has not
+//! [`confab::net::link`]) and the start of a line whose `\n` has not
 //! arrived. The engines keep one [`Wire`] per client and decide themselves
 //! what a closed or failed connection means.
 
 use std::io;
 use std::time::Duration;
 
+use confab::net::link::Link;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Registry, Token};
-
-use crate::net::link::Link;
 
 /// Size of an engine's read buffer, which every [`Wire::read`] shares.
 pub(super) const SCRATCH_SIZE: usize = 64 * 1024;

@@ -12,8 +12,9 @@ use mio::Token;
 
 use super::model::{Expect, Mail, Ref};
 use super::{Soak, Stage, AWAY_MS, GAP_MS, SESSION_MS, WAIT_LIMIT};
-use crate::load::wire::{find_newline, Broken, Wire};
-use crate::protocol::{self, AboutUser, Reply};
+use confab::protocol::{self, AboutUser, Reply};
+
+use crate::wire::{find_newline, Broken, Wire};
 
 /// How a churner leaves a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ impl Leave {
     ];
 
     /// Relative chance of each, in the order of [`Leave::ALL`].
-    pub(super) const WEIGHTS: [u64; 6] = [30, 15, 15, 15, 12, 13];
+    pub(super) const WEIGHTS: [usize; 6] = [30, 15, 15, 15, 12, 13];
 
     pub(super) fn name(self) -> &'static str {
         match self {

@@ -1,4 +1,4 @@
-//! `confab-load`: the command-line front end of [`confab::load`]. It only
+//! `confab-load`: the command-line front end of [`confab_load`]. It only
 //! turns arguments into a [`LoadConfig`] and prints the report; all
 //! behaviour lives in the library.
 
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use confab::load::{self, LoadConfig, Workload, MAX_MESSAGE_SIZE, STAMP_LEN};
+use confab_load::{self as load, LoadConfig, Workload, MAX_MESSAGE_SIZE, STAMP_LEN};
 use log::{info, warn};
 
 const LONG_ABOUT: &str = "\
