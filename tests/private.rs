@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 use common::client_process::{ClientProcess, TIMEOUT};
 use common::{ProcessOptions, ServerProcess};
 
+/// How long a flood of 64 MiB may take to get through a client and be read
+/// by the test: a debug build of the client shows every line, and on a
+/// loaded two-core machine that and the test's reading take several times
+/// [`TIMEOUT`]. A deadline for the flood to be over, not a speed asserted.
+const FLOOD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A server with the test accounts and the given idle timeout (seconds).
 fn server_with_timeout(timeout: &str) -> ServerProcess {
     ServerProcess::start(ProcessOptions {
@@ -559,6 +565,9 @@ fn a_flooding_peer_neither_bloats_the_client_nor_silences_it() {
     line.resize(1023, b'f');
     line.push(b'\n');
     let burst = line.repeat(1024);
+    flood
+        .set_write_timeout(Some(FLOOD_TIMEOUT))
+        .expect("set timeout");
     let writer = thread::spawn(move || {
         for _ in 0..64 {
             if flood.write_all(&burst).is_err() {
@@ -574,8 +583,14 @@ fn a_flooding_peer_neither_bloats_the_client_nor_silences_it() {
     let flood = writer.join().expect("the flood writer");
     yoda.send("private vader last");
     drop(flood);
-    yoda.stdout
-        .expect("Private messaging with vader ended: connection lost\n");
+    // The end of the session is shown after all 64 MiB of the flood.
+    assert!(
+        yoda.stdout.seen_within(
+            "Private messaging with vader ended: connection lost\n",
+            FLOOD_TIMEOUT
+        ),
+        "the session did not end after the flood"
+    );
     let peak = common::status_kib(yoda.child.id(), "VmHWM");
     assert!(peak < 32 * 1024, "the client peaked at {peak} KiB");
 }
