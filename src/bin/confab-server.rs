@@ -129,6 +129,18 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = defaults::BURST,
           value_parser = parse_positive::<u32>)]
     burst: u32,
+    /// Connections the kernel may hold for the server before it accepts
+    /// them (a login storm's handshakes wait there instead of being
+    /// dropped); the kernel's somaxconn caps it, which is logged.
+    #[arg(long, value_name = "N", default_value_t = defaults::BACKLOG,
+          value_parser = parse_positive::<u32>)]
+    backlog: u32,
+    /// Milliseconds presence lines (`logged in`, `logged out`) may be held
+    /// so that a burst of logins reaches each user in one write; 0 sends
+    /// them at once (at most 1000). Replies and messages are never held.
+    #[arg(long, value_name = "MS", default_value_t = defaults::PRESENCE_DELAY_MS,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    presence_delay: u64,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -223,6 +235,8 @@ fn run(args: Args) -> Result<(), String> {
     config.trust = Trust::new(args.trust.into_iter().flatten().collect());
     config.max_per_ip = args.max_per_ip;
     config.rate = Rate::new(args.rate, args.burst);
+    config.backlog = args.backlog;
+    config.presence_delay = Duration::from_millis(args.presence_delay);
     if !args.ephemeral {
         config.storage = Storage::Durable {
             dir: args.data_dir,

@@ -25,6 +25,17 @@ pub enum Effect {
         /// Where the bytes are in the outbox's text.
         text: Range<usize>,
     },
+    /// Append the bytes `text` of [`Outbox::text`] to the session's output,
+    /// like `Send`, but nobody waits for them (presence lines): the server
+    /// may hold them for a short, bounded time so that several go out in
+    /// one write, as long as they stay in order with everything else sent
+    /// to the session (whatever is sent to it later goes after them).
+    Notice {
+        /// The recipient.
+        to: SessionId,
+        /// Where the bytes are in the outbox's text.
+        text: Range<usize>,
+    },
     /// Flush the session's pending output, then close its connection. The
     /// session is already over in the domain.
     Close(SessionId),
@@ -59,7 +70,7 @@ impl Outbox {
         &self.effects
     }
 
-    /// The bytes of a `Send` effect.
+    /// The bytes of a `Send` or `Notice` effect.
     pub fn text(&self, range: Range<usize>) -> &[u8] {
         &self.text[range]
     }
@@ -124,6 +135,13 @@ impl Outbox {
     #[inline]
     pub(super) fn send(&mut self, to: SessionId, text: Range<usize>) {
         self.effects.push(Effect::Send { to, text });
+    }
+
+    /// Sends text already rendered that nobody waits for (see
+    /// [`Effect::Notice`]).
+    #[inline]
+    pub(super) fn notice(&mut self, to: SessionId, text: Range<usize>) {
+        self.effects.push(Effect::Notice { to, text });
     }
 
     /// Renders and sends one reply (a newline is added).

@@ -89,7 +89,7 @@ impl Chat {
             {
                 continue;
             }
-            self.outbox.send(observer.session, range.clone());
+            self.outbox.notice(observer.session, range.clone());
         }
     }
 

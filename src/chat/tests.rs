@@ -135,7 +135,9 @@ impl Harness {
         let texts: Vec<Vec<u8>> = effects
             .iter()
             .map(|e| match e {
-                Effect::Send { text, .. } => outbox.text(text.clone()).to_vec(),
+                Effect::Send { text, .. } | Effect::Notice { text, .. } => {
+                    outbox.text(text.clone()).to_vec()
+                }
                 _ => Vec::new(),
             })
             .collect();
@@ -144,7 +146,7 @@ impl Harness {
         outbox.clear();
         for (effect, text) in effects.iter().zip(texts) {
             match effect {
-                Effect::Send { to, .. } => {
+                Effect::Send { to, .. } | Effect::Notice { to, .. } => {
                     assert!(!self.closed.contains(to), "{to:?} got output after Close");
                     self.received
                         .entry(*to)
@@ -275,7 +277,7 @@ impl Harness {
             .effects()
             .iter()
             .map(|e| match e {
-                Effect::Send { to, text } => (
+                Effect::Send { to, text } | Effect::Notice { to, text } => (
                     *to,
                     Some(String::from_utf8_lossy(outbox.text(text.clone())).into_owned()),
                 ),

@@ -35,6 +35,12 @@ pub struct Config {
     pub max_per_ip: usize,
     /// The command rate of a connection from an untrusted address.
     pub rate: Rate,
+    /// Handshakes the kernel may hold for the listener before it accepts
+    /// them (clamped by the kernel's `somaxconn`).
+    pub backlog: u32,
+    /// How long presence lines may be held so that several reach a user
+    /// in one write (zero: at once).
+    pub presence_delay: Duration,
 }
 
 impl Config {
@@ -52,6 +58,8 @@ impl Config {
             trust: Trust::loopback(),
             max_per_ip: defaults::MAX_PER_IP,
             rate: Rate::new(defaults::RATE, defaults::BURST),
+            backlog: defaults::BACKLOG,
+            presence_delay: Duration::from_millis(defaults::PRESENCE_DELAY_MS),
         }
     }
 }
@@ -96,6 +104,10 @@ pub mod defaults {
     pub const RATE: u32 = 20;
     /// `--burst`.
     pub const BURST: u32 = 40;
+    /// `--backlog`: the listen backlog.
+    pub const BACKLOG: u32 = 1024;
+    /// `--presence-delay`, in milliseconds.
+    pub const PRESENCE_DELAY_MS: u64 = 10;
     /// The largest `--max-line`: a journal record must stay far below
     /// what reading a journal accepts as one record.
     pub const MAX_LINE_LIMIT: usize = 1 << 20;

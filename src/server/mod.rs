@@ -31,6 +31,8 @@ mod config;
 mod conn;
 mod conns;
 mod input;
+mod listener;
+mod notices;
 mod output;
 mod staging;
 
@@ -184,7 +186,7 @@ impl Server {
         let listen_error =
             |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}"));
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(bind).map_err(listen_error)?;
+        let mut listener = listener::bind(bind, config.backlog).map_err(listen_error)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -302,6 +304,7 @@ impl Server {
         let next = [
             self.chat.next_deadline(),
             self.timers.deadlines.next(),
+            self.staging.notices.due(),
             retry,
         ]
         .into_iter()

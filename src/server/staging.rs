@@ -12,13 +12,20 @@
 //! outbox grows past [`STAGE_LIMIT`] in the middle of an iteration, the
 //! ranges are copied instead, so that the outbox stays small.
 //!
+//! Presence lines ([`Effect::Notice`]) may instead be held for
+//! `--presence-delay` ([`super::notices`]), so that a storm of logins
+//! reaches each user in one write per delay; anything else sent to a user
+//! lets that user's held notices go first.
+//!
 //! Effects also hold connections for the commit (a reply that promises a
 //! durable change), close them, and start their offline mail.
 
 use std::ops::Range;
+use std::time::Instant;
 
 use log::debug;
 
+use super::notices::Notices;
 use super::Server;
 use crate::chat::{Effect, Outbox};
 
@@ -44,6 +51,8 @@ pub struct Staging {
     ranges: Vec<Range<usize>>,
     /// Keys with a staged range.
     keys: Vec<usize>,
+    /// Presence lines held for `--presence-delay`.
+    pub notices: Notices,
 }
 
 impl Staging {
@@ -65,6 +74,12 @@ impl Staging {
         } else {
             Some(std::mem::replace(staged, text))
         }
+    }
+
+    /// Whether something is staged for `key`.
+    #[inline]
+    fn has_staged(&self, key: usize) -> bool {
+        self.ranges.get(key).is_some_and(|r| r.start != r.end)
     }
 
     /// Takes what is staged for `key` (empty if nothing).
@@ -91,15 +106,43 @@ impl Server {
         for sid in outbox.held() {
             self.conns.hold(sid.0);
         }
+        let mut due = None;
         for effect in outbox.effects() {
             match effect {
                 Effect::Send { to, text } => {
+                    self.let_notices_go(to.0);
                     if let Some(earlier) = self.staging.stage(to.0, text.clone()) {
                         self.deliver(to.0, outbox.text(earlier));
                     }
                 }
-                Effect::Close(sid) => self.close_after_flush(sid.0),
-                Effect::Backlog(sid) => self.start_backlog(sid.0, &outbox),
+                Effect::Notice { to, text } => {
+                    if self.may_hold_notice(to.0) {
+                        let due = *due.get_or_insert_with(|| {
+                            self.staging
+                                .notices
+                                .due()
+                                .unwrap_or_else(|| Instant::now() + self.config.presence_delay)
+                        });
+                        let bytes = outbox.text(text.clone());
+                        let notices = &mut self.staging.notices;
+                        if let Some(earlier) = notices.hold(to.0, text.clone(), bytes, due) {
+                            self.deliver_notices(to.0, earlier);
+                        }
+                    } else {
+                        self.let_notices_go(to.0);
+                        if let Some(earlier) = self.staging.stage(to.0, text.clone()) {
+                            self.deliver(to.0, outbox.text(earlier));
+                        }
+                    }
+                }
+                Effect::Close(sid) => {
+                    self.let_notices_go(sid.0);
+                    self.close_after_flush(sid.0);
+                }
+                Effect::Backlog(sid) => {
+                    self.let_notices_go(sid.0);
+                    self.start_backlog(sid.0, &outbox);
+                }
             }
         }
         outbox.clear_effects();
@@ -108,6 +151,56 @@ impl Server {
         if over {
             self.materialize(Materialize::Copy);
         }
+    }
+
+    /// Whether a notice to `key` may be held: holding is on, and the
+    /// connection writes nothing else this iteration (nothing staged) and
+    /// is not behind its offline mail.
+    #[inline]
+    fn may_hold_notice(&mut self, key: usize) -> bool {
+        if self.config.presence_delay.is_zero() || self.staging.has_staged(key) {
+            return false;
+        }
+        self.conns
+            .live(key)
+            .is_some_and(|conn| conn.backlog.is_none())
+    }
+
+    /// Queues the notices held for `key`, if any, ahead of what follows.
+    #[inline]
+    fn let_notices_go(&mut self, key: usize) {
+        if self.staging.notices.holds(key) {
+            let held = self.staging.notices.take(key);
+            self.deliver_notices(key, held);
+        }
+    }
+
+    /// Queues the held notice text `range` on `key`.
+    fn deliver_notices(&mut self, key: usize, range: Range<usize>) {
+        let notices = std::mem::take(&mut self.staging.notices);
+        self.deliver(key, notices.text(range));
+        self.staging.notices = notices;
+    }
+
+    /// Lets every held notice go if the oldest is due at `now` or too
+    /// much is held: written straight to connections with nothing pending,
+    /// copied to the others.
+    pub(super) fn release_notices(&mut self, now: Instant) {
+        let notices = &self.staging.notices;
+        if notices.due().is_none_or(|due| due > now) && !notices.is_full() {
+            return;
+        }
+        let mut notices = std::mem::take(&mut self.staging.notices);
+        let keys = notices.take_keys();
+        for &key in &keys {
+            let range = notices.take(key);
+            let rest = self.write_through(key, notices.text(range));
+            if !rest.is_empty() {
+                self.deliver(key, rest);
+            }
+        }
+        notices.clear(keys);
+        self.staging.notices = notices;
     }
 
     /// From now on `key`'s output waits behind its offline mail: what was
@@ -139,6 +232,7 @@ impl Server {
         }
         self.staging.keys = keys;
         self.staging.keys.clear();
+        self.staging.notices.outbox_cleared();
         outbox.clear();
         *self.chat.outbox() = outbox;
     }
@@ -197,5 +291,6 @@ impl Server {
     /// of it reaches the next one given its key.
     pub(super) fn forget_staged(&mut self, key: usize) {
         self.staging.take(key);
+        self.staging.notices.take(key);
     }
 }

@@ -131,3 +131,37 @@ fn sessions_that_never_logged_in_announce_nothing() {
     assert_eq!(h.take(Y), "");
     assert_eq!(h.chat.online_count(), 1);
 }
+
+/// Which kind of output each effect is, by recipient.
+fn kinds(h: &mut Harness) -> Vec<(SessionId, &'static str)> {
+    let kinds = h
+        .chat
+        .outbox()
+        .effects()
+        .iter()
+        .map(|effect| match effect {
+            Effect::Send { to, .. } => (*to, "send"),
+            Effect::Notice { to, .. } => (*to, "notice"),
+            Effect::Close(sid) => (*sid, "close"),
+            Effect::Backlog(sid) => (*sid, "backlog"),
+        })
+        .collect();
+    h.drain();
+    kinds
+}
+
+#[test]
+fn presence_lines_are_notices_and_everything_else_is_sent() {
+    let t0 = Instant::now();
+    let mut h = Harness::new();
+    h.login(Y, "yoda", "wise", t0);
+    h.connect(H, t0);
+    h.take(H);
+    assert_eq!(h.ask(H, "hans", t0), PASSWORD);
+    h.chat.line(H, "falcon", t0);
+    assert_eq!(kinds(&mut h), [(H, "send"), (Y, "notice")]);
+    h.chat.line(Y, "message hans hi", t0);
+    assert_eq!(kinds(&mut h), [(H, "send")]);
+    h.chat.line(H, "logout", t0);
+    assert_eq!(kinds(&mut h), [(Y, "notice"), (H, "send"), (H, "close")]);
+}

@@ -117,7 +117,9 @@ impl Harness {
         let texts: Vec<Vec<u8>> = effects
             .iter()
             .map(|e| match e {
-                Effect::Send { text, .. } => outbox.text(text.clone()).to_vec(),
+                Effect::Send { text, .. } | Effect::Notice { text, .. } => {
+                    outbox.text(text.clone()).to_vec()
+                }
                 _ => Vec::new(),
             })
             .collect();
@@ -144,7 +146,7 @@ impl Harness {
                     actual.backlog_starts.push((s, after_welcome));
                     self.writers[s] = Some(Writer::default());
                 }
-                Effect::Send { to, .. } => {
+                Effect::Send { to, .. } | Effect::Notice { to, .. } => {
                     let s = to.0;
                     if s >= SESSIONS || !open[s] {
                         problem.get_or_insert(format!("output to {to:?}, which is not open"));
