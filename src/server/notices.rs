@@ -10,13 +10,26 @@
 //! that user's held notices go ahead of it, so every user's output stays in
 //! the order the domain made it; a connection that goes away forgets its
 //! notices, so none reaches a later connection with its key.
+//!
+//! Notices wait `--presence-delay`, or longer when letting the last ones
+//! go took long (thousands of users online): then four times that, at
+//! most a second, so that a storm's writes take a bounded share of the
+//! loop.
 
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes of notice text held at most: past it, every held notice is let
 /// go at the end of the iteration.
 pub const NOTICE_LIMIT: usize = 256 * 1024;
+
+/// Held notices wait at least this many times as long as letting the last
+/// ones go took, so that writing them costs the loop at most about a
+/// fifth of its time however many users are online.
+const RELEASE_SHARE: u32 = 4;
+
+/// The longest notices ever wait, whatever the last release took.
+const MAX_HOLD: Duration = Duration::from_secs(1);
 
 /// The notices held, by connection key.
 #[derive(Debug, Default)]
@@ -32,6 +45,8 @@ pub struct Notices {
     last: Option<(Range<usize>, Range<usize>)>,
     /// When the oldest held notice must go out.
     due: Option<Instant>,
+    /// How long letting the last notices go took.
+    last_release: Duration,
 }
 
 impl Notices {
@@ -44,6 +59,19 @@ impl Notices {
     /// When the oldest held notice must go out, if any is held.
     pub fn due(&self) -> Option<Instant> {
         self.due
+    }
+
+    /// When notices held from `now` on are due: after `delay`, or after
+    /// [`RELEASE_SHARE`] times what the last release took if that is
+    /// longer (at most [`MAX_HOLD`]).
+    pub fn due_from(&self, now: Instant, delay: Duration) -> Instant {
+        let paced = (self.last_release * RELEASE_SHARE).min(MAX_HOLD);
+        now + delay.max(paced)
+    }
+
+    /// Remembers how long letting the held notices go took.
+    pub fn released_in(&mut self, took: Duration) {
+        self.last_release = took;
     }
 
     /// Whether the held text has outgrown [`NOTICE_LIMIT`].
@@ -166,6 +194,23 @@ mod tests {
         );
         let rest = notices.take(1);
         assert_eq!(notices.text(rest), b"c logged out\n");
+    }
+
+    #[test]
+    fn a_slow_release_spaces_the_next_one_out() {
+        let now = Instant::now();
+        let delay = Duration::from_millis(10);
+        let mut notices = Notices::default();
+        assert_eq!(notices.due_from(now, delay), now + delay);
+        notices.released_in(Duration::from_millis(1));
+        assert_eq!(notices.due_from(now, delay), now + delay);
+        notices.released_in(Duration::from_millis(15));
+        assert_eq!(
+            notices.due_from(now, delay),
+            now + Duration::from_millis(60)
+        );
+        notices.released_in(Duration::from_secs(2));
+        assert_eq!(notices.due_from(now, delay), now + MAX_HOLD);
     }
 
     #[test]

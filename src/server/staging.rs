@@ -118,10 +118,11 @@ impl Server {
                 Effect::Notice { to, text } => {
                     if self.may_hold_notice(to.0) {
                         let due = *due.get_or_insert_with(|| {
-                            self.staging
-                                .notices
+                            let notices = &self.staging.notices;
+                            let delay = self.config.presence_delay;
+                            notices
                                 .due()
-                                .unwrap_or_else(|| Instant::now() + self.config.presence_delay)
+                                .unwrap_or_else(|| notices.due_from(Instant::now(), delay))
                         });
                         let bytes = outbox.text(text.clone());
                         let notices = &mut self.staging.notices;
@@ -190,6 +191,7 @@ impl Server {
         if notices.due().is_none_or(|due| due > now) && !notices.is_full() {
             return;
         }
+        let started = Instant::now();
         let mut notices = std::mem::take(&mut self.staging.notices);
         let keys = notices.take_keys();
         for &key in &keys {
@@ -200,6 +202,7 @@ impl Server {
             }
         }
         notices.clear(keys);
+        notices.released_in(started.elapsed());
         self.staging.notices = notices;
     }
 
