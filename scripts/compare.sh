@@ -172,13 +172,11 @@ softirq_cpu() {
         END { printf "%.2f", t / hz }'
 }
 
-# CPU seconds this shell's finished children have used so far (the load).
+# CPU seconds this shell's finished children have used so far (the load):
+# the shell's own cutime and cstime, read from outside it (a subshell's
+# `times` would count only its own children).
 children_cpu() {
-    times | awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
-        printf "%.2f", t
-    }'
+    awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", ($14 + $15) / hz }' "/proc/$$/stat"
 }
 
 # Waits (at most QUIET_WAIT seconds) until the machine is quiet: less than
