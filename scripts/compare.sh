@@ -151,10 +151,11 @@ stop_server() {
 
 hz=$(getconf CLK_TCK)
 
-# CPU seconds (user + system) the server has used so far.
+# CPU seconds (user + system) the server has used so far (0 once it is
+# gone: the run fails anyway).
 server_cpu() {
     awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
-        "/proc/$server_pid/stat"
+        "/proc/$server_pid/stat" 2>/dev/null || echo 0
 }
 
 # CPU seconds the processes of the whole machine have used so far, every
@@ -165,11 +166,22 @@ machine_cpu() {
 }
 
 # CPU seconds the kernel's softirq threads have used so far: the loopback
-# traffic of the runs themselves, when the kernel defers it to them.
+# traffic of the runs themselves, when the kernel defers it to them. They
+# are found once: kernel threads stay, while a glob over every process
+# would race with processes that end.
+softirq_stats=()
+for comm in /proc/[0-9]*/comm; do
+    if [[ $(cat "$comm" 2>/dev/null) == ksoftirqd/* ]]; then
+        softirq_stats+=("${comm%/comm}/stat")
+    fi
+done
 softirq_cpu() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v hz="$hz" '
-        /^[0-9]+ \(ksoftirqd\// { sub(/^.*\) /, ""); t += $12 + $13 }
-        END { printf "%.2f", t / hz }'
+    if [ ${#softirq_stats[@]} -eq 0 ]; then
+        echo 0
+        return
+    fi
+    awk -v hz="$hz" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' \
+        "${softirq_stats[@]}"
 }
 
 # CPU seconds this shell's finished children have used so far (the load):
