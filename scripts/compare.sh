@@ -20,7 +20,11 @@
 #
 #   flock /tmp/bench.lock scripts/compare.sh
 #
-# Environment: ROUNDS (3), SECONDS_PER_RUN (2, as cargo bench), WORKLOADS
+# Environment: ROUNDS (3), SECONDS_PER_RUN (2, as cargo bench), IDLE_HOLD
+# (15: seconds idle connections are held before the server's memory is
+# read; longer than cargo bench's 1.5 s, because Redis trims an idle
+# client's buffers only after a few seconds and its allocator hands the
+# pages back within ten), WORKLOADS
 # (a space-separated subset of: fanout direct pingpong storm idle),
 # SERVERS (confab redis nats), PORT_BASE (17100; confab, redis and nats
 # use the next three ports), CONFAB_STORM_LOAD (the confab-load that drives
@@ -31,6 +35,7 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
+IDLE_HOLD=${IDLE_HOLD:-15}
 WORKLOADS=${WORKLOADS:-"fanout direct pingpong storm idle"}
 PORT_BASE=${PORT_BASE:-17100}
 STORM_IN_FLIGHT="10 100 1000"
@@ -215,7 +220,7 @@ set_command() {
     local name=$1 workload=$2 in_flight=${3:-}
     local args=(--target "127.0.0.1:$(port_of "$name")" --workload "$workload")
     case $workload in
-        idle) args+=(--duration 1.5 --server-pid "$server_pid" --setup-timeout 120) ;;
+        idle) args+=(--duration "$IDLE_HOLD" --server-pid "$server_pid" --setup-timeout 120) ;;
         storm)
             args+=(--clients 5000 --in-flight "$in_flight" --drain 10
                 --setup-timeout "$STORM_SETUP_TIMEOUT")
