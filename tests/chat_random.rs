@@ -40,6 +40,10 @@ fn random_sequences_keep_every_invariant() {
         total.banned_refusals += stats.banned_refusals;
         total.already_online += stats.already_online;
         total.presence += stats.presence;
+        total.notices_held += stats.notices_held;
+        total.notices_led += stats.notices_led;
+        total.notices_released += stats.notices_released;
+        total.notices_dropped += stats.notices_dropped;
         total.delivered += stats.delivered;
         total.backlogs += stats.backlogs;
         total.backlog_written += stats.backlog_written;
@@ -70,6 +74,10 @@ fn random_sequences_keep_every_invariant() {
     assert!(total.banned_refusals >= 20, "{total:?}");
     assert!(total.already_online >= 50, "{total:?}");
     assert!(total.presence >= 500, "{total:?}");
+    assert!(total.notices_held >= 4000, "{total:?}");
+    assert!(total.notices_led >= 600, "{total:?}");
+    assert!(total.notices_released >= 250, "{total:?}");
+    assert!(total.notices_dropped >= 50, "{total:?}");
     assert!(total.delivered >= 100, "{total:?}");
     assert!(total.backlogs >= 300, "{total:?}");
     assert!(total.backlog_written >= 150, "{total:?}");

@@ -69,7 +69,11 @@ impl User {
 #[derive(Debug)]
 pub(super) struct Users {
     list: Vec<User>,
-    by_name: HashMap<Box<str>, UserId>,
+    /// Every message looks its recipient up here, so it hashes with
+    /// foldhash rather than SipHash: its keys come from the credentials
+    /// file and the data directory, never from a client, so there is no
+    /// flood of colliding keys to resist.
+    by_name: HashMap<Box<str>, UserId, foldhash::fast::RandomState>,
 }
 
 impl Users {

@@ -204,6 +204,7 @@ impl Journal {
             Ok((size, installed)) => {
                 let took = installed.saturating_duration_since(compaction.started);
                 info!(
+                    target: "confab::journal",
                     "compaction took {:?} of the poll loop for encoding, {took:?} in all",
                     compaction.encoding
                 );
@@ -236,6 +237,7 @@ impl Journal {
 
     fn compacted(&mut self, journal_size: u64, snapshot_size: u64, took: Duration) {
         info!(
+            target: "confab::journal",
             "compacted {}: a {journal_size}-byte journal into a {snapshot_size}-byte snapshot \
              in {took:?}",
             self.dir.display(),
@@ -245,6 +247,7 @@ impl Journal {
 
     fn compaction_failed(&mut self, e: &io::Error) {
         warn!(
+            target: "confab::journal",
             "compaction of {} failed, will retry later: {e}",
             self.dir.display()
         );

@@ -150,11 +150,43 @@ impl fmt::Display for ParseError {
 /// spaces); the rest has its leading spaces removed. The space is ASCII,
 /// so a byte search finds it, and splitting there keeps both halves
 /// valid UTF-8.
+#[inline]
 fn split_word(s: &str) -> (&str, &str) {
-    match s.bytes().position(|b| b == b' ') {
-        Some(at) => (&s[..at], s[at + 1..].trim_start_matches(' ')),
-        None => (s, ""),
+    let bytes = s.as_bytes();
+    let Some(at) = find_space(bytes) else {
+        return (s, "");
+    };
+    let rest = bytes[at..]
+        .iter()
+        .position(|&b| b != b' ')
+        .map_or(s.len(), |n| at + n);
+    (&s[..at], &s[rest..])
+}
+
+/// The first space in `bytes`, looked for eight bytes at a time: the words
+/// it separates (keywords, usernames) are short, where a call to a
+/// vectorised search costs more than it saves.
+#[inline]
+fn find_space(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        // A byte of `x` is zero where the word has a space; the lowest
+        // flagged byte is the first zero (flags above a zero may be false).
+        let x = u64::from_le_bytes(word) ^ SPACES;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + zeros.trailing_zeros() as usize / 8);
+        }
+        at += 8;
     }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == b' ').map(|n| at + n)
 }
 
 /// Parses one decoded, non-empty line of a logged-in user (as returned by
@@ -234,6 +266,27 @@ fn parse_whole(rest: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn find_space_finds_the_first_space_wherever_it_is() {
+        // Bytes next to a space in value, the high ones among them, so
+        // that a wrong carry or a flag on the wrong byte would show.
+        let fillers = [b'a', b'!', 0x1f, 0x21, 0x80, 0xa0, 0xff, 0x00];
+        for len in 0..40 {
+            for filler in fillers {
+                let mut bytes = vec![filler; len];
+                assert_eq!(find_space(&bytes), None, "{bytes:?}");
+                for first in 0..len {
+                    bytes.fill(filler);
+                    bytes[first] = b' ';
+                    if first + 3 < len {
+                        bytes[first + 3] = b' ';
+                    }
+                    assert_eq!(find_space(&bytes), Some(first), "{bytes:?}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     fn usage(k: Keyword) -> Result<Command<'static>, ParseError> {

@@ -37,8 +37,15 @@ impl fmt::Display for LineError {
 /// activity).
 pub fn decode_line(raw: &[u8]) -> Result<Option<&str>, LineError> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let text = std::str::from_utf8(raw).map_err(|_| LineError::InvalidEncoding)?;
-    let text = text.trim_matches(' ');
+    // The spaces are trimmed as bytes: they are ASCII, so what is left is
+    // valid UTF-8 exactly when the whole line is.
+    let start = raw.iter().position(|&b| b != b' ').unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |last| last + 1);
+    let text =
+        simdutf8::basic::from_utf8(&raw[start..end]).map_err(|_| LineError::InvalidEncoding)?;
     Ok((!text.is_empty()).then_some(text))
 }
 

@@ -17,6 +17,7 @@
 use std::io;
 
 use super::backlog::Backlog;
+use super::conns::Schedule;
 use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
 use crate::net::outbuf::OutBuf;
@@ -36,6 +37,9 @@ pub struct Conn {
     /// The domain closed the session (or the peer finished sending): flush
     /// the output, then close. No more input is read.
     pub closing: bool,
+    /// Where it stands in the loop's schedule (only [`super::conns`] reads
+    /// or changes it).
+    pub schedule: Schedule,
     /// What an untrusted connection is held to; `None` for a trusted one.
     /// Boxed, like the backlog, so that a connection that needs neither
     /// costs a pointer for each.
@@ -68,6 +72,7 @@ impl Conn {
             serial,
             lines: LineSplitter::default(),
             closing: false,
+            schedule: Schedule::default(),
             limited: address.map(|address| {
                 Box::new(Limited {
                     address,

@@ -1,8 +1,9 @@
 //! Every connection, and where each stands in the loop's schedule.
 //!
-//! A connection is in the slab under its key (its `mio` token). Beside it
-//! are the flags of the schedule, and a list per flag so that the loop
-//! visits only the connections concerned:
+//! A connection is in the slab under its key (its `mio` token). In it are
+//! the flags of the schedule ([`Schedule`], whose fields only this module
+//! sees), and here a list per flag so that the loop visits only the
+//! connections concerned:
 //!
 //! - *dirty*: it has output to write or a close to finish this iteration;
 //! - *doomed*: it is to be removed at the end of the iteration, and nothing
@@ -21,10 +22,11 @@ use slab::Slab;
 
 use super::conn::Conn;
 
-/// A connection and its flags.
-#[derive(Debug)]
-struct Entry {
-    conn: Conn,
+/// Where a connection stands in the loop's schedule. It is kept in the
+/// [`Conn`], where its flags share a word with the connection's own, but
+/// only this module reads or changes them.
+#[derive(Debug, Default)]
+pub struct Schedule {
     dirty: bool,
     doomed: bool,
     held: bool,
@@ -34,7 +36,7 @@ struct Entry {
 /// The connections of a server.
 #[derive(Debug, Default)]
 pub struct Conns {
-    slab: Slab<Entry>,
+    slab: Slab<Conn>,
     dirty: Vec<usize>,
     /// The list `dirty` was, kept for its capacity.
     spare: Vec<usize>,
@@ -66,44 +68,35 @@ impl Conns {
     pub fn insert(&mut self, make: impl FnOnce(u64) -> Conn) -> usize {
         let conn = make(self.next_serial);
         self.next_serial += 1;
-        self.slab.insert(Entry {
-            conn,
-            dirty: false,
-            doomed: false,
-            held: false,
-            unread: false,
-        })
+        self.slab.insert(conn)
     }
 
     /// The connection `key`, doomed or not.
     #[inline]
     pub fn get(&self, key: usize) -> Option<&Conn> {
-        self.slab.get(key).map(|e| &e.conn)
+        self.slab.get(key)
     }
 
     /// The connection `key` unless it is gone or doomed.
     #[inline]
     pub fn live(&mut self, key: usize) -> Option<&mut Conn> {
-        self.slab
-            .get_mut(key)
-            .filter(|e| !e.doomed)
-            .map(|e| &mut e.conn)
+        self.slab.get_mut(key).filter(|e| !e.schedule.doomed)
     }
 
     /// Whether `key` is there and not doomed.
     #[inline]
     pub fn is_live(&self, key: usize) -> bool {
-        self.slab.get(key).is_some_and(|e| !e.doomed)
+        self.slab.get(key).is_some_and(|e| !e.schedule.doomed)
     }
 
     /// Every connection, for a sweep.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
-        self.slab.iter_mut().map(|(_, e)| &mut e.conn)
+        self.slab.iter_mut().map(|(_, e)| e)
     }
 
     /// Takes `key` out for good.
     pub fn remove(&mut self, key: usize) -> Option<Conn> {
-        self.slab.try_remove(key).map(|e| e.conn)
+        self.slab.try_remove(key)
     }
 
     /// Drops every connection.
@@ -115,7 +108,7 @@ impl Conns {
     #[inline]
     pub fn mark_dirty(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            list_once(&mut e.dirty, &mut self.dirty, key);
+            list_once(&mut e.schedule.dirty, &mut self.dirty, key);
         }
     }
 
@@ -124,7 +117,7 @@ impl Conns {
     /// [`Conns::recycle`].
     pub fn take_dirty(&mut self) -> Vec<usize> {
         let dirty = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.spare));
-        self.unmark(&dirty, |e| &mut e.dirty);
+        self.unmark(&dirty, |e| &mut e.schedule.dirty);
         dirty
     }
 
@@ -146,7 +139,7 @@ impl Conns {
     #[inline]
     pub fn doom(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            list_once(&mut e.doomed, &mut self.doomed, key);
+            list_once(&mut e.schedule.doomed, &mut self.doomed, key);
         }
     }
 
@@ -164,14 +157,14 @@ impl Conns {
     #[inline]
     pub fn hold(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            list_once(&mut e.held, &mut self.held, key);
+            list_once(&mut e.schedule.held, &mut self.held, key);
         }
     }
 
     /// Whether `key`'s output waits for the next commit.
     #[inline]
     pub fn is_held(&self, key: usize) -> bool {
-        self.slab.get(key).is_some_and(|e| e.held)
+        self.slab.get(key).is_some_and(|e| e.schedule.held)
     }
 
     /// Whether any connection's output waits for the next commit.
@@ -182,7 +175,7 @@ impl Conns {
     /// The commit is done: every held connection may be written.
     pub fn release_held(&mut self) {
         let held = std::mem::take(&mut self.held);
-        self.unmark(&held, |e| &mut e.held);
+        self.unmark(&held, |e| &mut e.schedule.held);
         for key in held {
             self.mark_dirty(key);
         }
@@ -193,20 +186,20 @@ impl Conns {
     #[inline]
     pub fn mark_unread(&mut self, key: usize) {
         if let Some(e) = self.slab.get_mut(key) {
-            list_once(&mut e.unread, &mut self.unread, key);
+            list_once(&mut e.schedule.unread, &mut self.unread, key);
         }
     }
 
     /// Whether `key` waits to be read in the next iteration.
     #[inline]
     pub fn is_unread(&self, key: usize) -> bool {
-        self.slab.get(key).is_some_and(|e| e.unread)
+        self.slab.get(key).is_some_and(|e| e.schedule.unread)
     }
 
     /// The connections to read again, no longer marked.
     pub fn take_unread(&mut self) -> Vec<usize> {
         let unread = std::mem::take(&mut self.unread);
-        self.unmark(&unread, |e| &mut e.unread);
+        self.unmark(&unread, |e| &mut e.schedule.unread);
         unread
     }
 
@@ -221,7 +214,7 @@ impl Conns {
     }
 
     /// Clears one flag of each of `keys`.
-    fn unmark(&mut self, keys: &[usize], flag: impl Fn(&mut Entry) -> &mut bool) {
+    fn unmark(&mut self, keys: &[usize], flag: impl Fn(&mut Conn) -> &mut bool) {
         for &key in keys {
             if let Some(e) = self.slab.get_mut(key) {
                 *flag(e) = false;

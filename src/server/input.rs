@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::staging::STAGE_LIMIT;
 use super::{LoopTimer, Server};
 use crate::chat::SessionId;
 use crate::protocol;
@@ -28,6 +29,11 @@ pub const READ_BUDGET: usize = SCRATCH_SIZE;
 /// more than its rate lets it send in a second, and all it may hold
 /// unhandled in its stash while it waits.
 const RATED_READ: usize = 8 * 1024;
+
+/// Effects the domain may hold before the server takes them, so that the
+/// lines of one read are staged together without the outbox growing far
+/// (a broadcast to every user online is one effect per user).
+const EFFECTS_BATCH: usize = 1024;
 
 /// The buffers reading shares between connections.
 #[derive(Debug)]
@@ -140,8 +146,17 @@ impl Server {
     /// Feeds the lines of `data` (just read, or stashed) to the domain,
     /// one line per unit of the connection's rate; once it is ahead of its
     /// rate, the rest goes to its stash and it is paused until its next
-    /// line is due.
+    /// line is due. The effects of those lines are taken together, once
+    /// the outbox holds [`EFFECTS_BATCH`] of them or [`STAGE_LIMIT`] bytes
+    /// of text, and at the end: the domain ignores lines of a session it
+    /// has ended, so a `logout` in the middle of `data` still ends it there.
     fn consume(&mut self, key: usize, data: &[u8], now: Instant) {
+        self.feed(key, data, now);
+        self.apply_effects();
+    }
+
+    /// The loop of [`Server::consume`], without taking the effects.
+    fn feed(&mut self, key: usize, data: &[u8], now: Instant) {
         let sid = SessionId(key);
         let rate = self.config.rate;
         let mut pos = 0;
@@ -179,7 +194,10 @@ impl Server {
                 Ok(Some(line)) => self.chat.line(sid, line, now),
                 Err(error) => self.chat.line_error(sid, error, now),
             }
-            self.apply_effects();
+            let outbox = self.chat.outbox();
+            if outbox.effects().len() >= EFFECTS_BATCH || outbox.text_len() > STAGE_LIMIT {
+                self.apply_effects();
+            }
         }
     }
 

@@ -1,15 +1,20 @@
 //! `cargo bench [FILTER]`: every load workload against a fresh confab
 //! server, three runs each, one table row per workload with the median
-//! run's figure, then the `fanout / ceiling` ratio.
+//! run's figure, then the `fanout / ceiling` ratio. The storm has three
+//! rows, `storm-10`, `storm-100` and `storm-1000`: 5,000 users logging in
+//! with that many logins in flight, the figure the seconds until the last
+//! presence line arrived; a storm that loses, duplicates or misorders a
+//! presence line fails the bench.
 //!
 //! The server runs on one thread of this process (the testkit's
 //! `TestServer`; `idle` starts the real `confab-server` binary instead, so
 //! that its memory is its own, brought up to date by cargo first), the load
 //! engine on another; nothing is pinned. The servers are ephemeral, except
 //! for `offline`'s, which journals to a fresh data directory under Cargo's
-//! target directory (on the real disk, fsync on every commit). `--bench` (passed by cargo) is
-//! ignored; a positional FILTER runs only the workloads whose name contains
-//! it.
+//! target directory (on the real disk, fsync on every commit). The storm's
+//! server has the default `--presence-delay` and `--backlog`. `--bench`
+//! (passed by cargo) is ignored; a positional FILTER runs only the rows
+//! whose name contains it.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
@@ -34,15 +39,54 @@ const IDLE_HOLD: Duration = Duration::from_millis(1500);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the server process may take to start or to stop.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The logins in flight of the storm rows.
+const STORM_IN_FLIGHT: [usize; 3] = [10, 100, 1000];
+
+/// One row of the table: a workload, and for the storm how many logins
+/// are in flight.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    workload: Workload,
+    in_flight: Option<usize>,
+}
+
+impl Row {
+    /// Every row, in the order of [`Workload::ALL`].
+    fn all() -> Vec<Row> {
+        let mut rows = Vec::new();
+        for workload in Workload::ALL {
+            if workload == Workload::Storm {
+                rows.extend(STORM_IN_FLIGHT.map(|n| Row {
+                    workload,
+                    in_flight: Some(n),
+                }));
+            } else {
+                rows.push(Row {
+                    workload,
+                    in_flight: None,
+                });
+            }
+        }
+        rows
+    }
+
+    /// The row's name: the workload's, and the logins in flight.
+    fn name(&self) -> String {
+        match self.in_flight {
+            Some(n) => format!("{}-{n}", self.workload.name()),
+            None => self.workload.name().to_string(),
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
     if let Err(e) = confab::fdlimit::raise_to_hard_limit() {
         eprintln!("cannot raise the open-file limit: {e}");
     }
-    let selected: Vec<Workload> = Workload::ALL
+    let selected: Vec<Row> = Row::all()
         .into_iter()
-        .filter(|w| filter.as_deref().is_none_or(|f| w.name().contains(f)))
+        .filter(|row| filter.as_deref().is_none_or(|f| row.name().contains(f)))
         .collect();
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -50,20 +94,20 @@ fn main() -> ExitCode {
         SECONDS.as_secs_f64()
     );
     println!(
-        "{:<9} {:>13}  {:<13} extra (of the median run)",
+        "{:<10} {:>13}  {:<13} extra (of the median run)",
         "workload", "figure", "unit"
     );
     let started = Instant::now();
     let mut failed = false;
     let mut medians = Vec::new();
-    for workload in selected {
+    for row in selected {
         let mut reports = Vec::new();
         for _ in 0..RUNS {
-            match run_once(workload) {
+            match run_once(row) {
                 Ok(report) => reports.push(report),
                 Err(e) => {
                     failed = true;
-                    eprintln!("{}: {e}", workload.name());
+                    eprintln!("{}: {e}", row.name());
                 }
             }
         }
@@ -72,15 +116,15 @@ fn main() -> ExitCode {
                 let report = &reports[middle];
                 let figure = report.figure().unwrap_or(f64::NAN);
                 println!(
-                    "{:<9} {:>13}  {:<13} {}",
-                    workload.name(),
-                    thousands(figure),
+                    "{:<10} {:>13}  {:<13} {}",
+                    row.name(),
+                    show_figure(report),
                     report.unit(),
                     extra(report, &reports)
                 );
-                medians.push((workload, figure));
+                medians.push((row.workload, figure));
             }
-            None => println!("{:<9} {:>13}", workload.name(), "failed"),
+            None => println!("{:<10} {:>13}", row.name(), "failed"),
         }
     }
     let figure = |w: Workload| medians.iter().find(|(m, _)| *m == w).map(|(_, f)| *f);
@@ -100,8 +144,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// One run of `workload` at the scale against a fresh server.
-fn run_once(workload: Workload) -> io::Result<Report> {
+/// One run of `row` at the scale against a fresh server.
+fn run_once(row: Row) -> io::Result<Report> {
+    let workload = row.workload;
     let mut config = LoadConfig::new(workload, SocketAddr::from(([127, 0, 0, 1], 0)));
     config.duration = SECONDS;
     config.setup_timeout = SETUP_TIMEOUT;
@@ -135,6 +180,22 @@ fn run_once(workload: Workload) -> io::Result<Report> {
             server.stop()?;
             report
         }
+        Workload::Storm => {
+            config.in_flight = row.in_flight.unwrap_or(config.in_flight);
+            let server =
+                TestServer::try_with(Options::for_accounts(load::accounts(config.users_needed())))?;
+            config.target = server.addr;
+            let report = load::run(&config);
+            server.stop()?;
+            let report = report?;
+            if report.faults() > 0 {
+                return Err(io::Error::other(format!(
+                    "{} presence lines lost, {} duplicated, {} misordered",
+                    report.lost, report.duplicated, report.misordered
+                )));
+            }
+            Ok(report)
+        }
         _ => {
             let server =
                 TestServer::try_with(Options::for_accounts(load::accounts(config.users_needed())))?;
@@ -153,11 +214,24 @@ fn median(reports: &mut [Report]) -> Option<usize> {
     (!reports.is_empty()).then_some(reports.len() / 2)
 }
 
+/// The figure column: seconds to the millisecond, anything else as a
+/// whole number with thousands separators.
+fn show_figure(report: &Report) -> String {
+    if report.workload == Workload::Storm {
+        report.figure_text()
+    } else {
+        thousands(report.figure().unwrap_or(f64::NAN))
+    }
+}
+
 /// The extra column: latency, loss, memory, and every run's figure.
 fn extra(report: &Report, all: &[Report]) -> String {
     let mut parts = Vec::new();
+    if let Some(rate) = report.logins_per_second() {
+        parts.push(format!("{} logins/s", thousands(rate)));
+    }
     if let Some(l) = &report.latency {
-        let what = if report.workload == Workload::Logins {
+        let what = if matches!(report.workload, Workload::Logins | Workload::Storm) {
             "login "
         } else {
             ""
@@ -178,10 +252,7 @@ fn extra(report: &Report, all: &[Report]) -> String {
     if report.disconnects > 0 {
         parts.push(format!("disconnects {}", report.disconnects));
     }
-    let runs: Vec<String> = all
-        .iter()
-        .map(|r| r.figure().map_or("n/a".into(), thousands))
-        .collect();
+    let runs: Vec<String> = all.iter().map(show_figure).collect();
     parts.push(format!("runs {}", runs.join(" / ")));
     parts.join(", ")
 }

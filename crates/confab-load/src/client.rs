@@ -26,6 +26,9 @@ pub(super) enum Role {
     Watcher,
     /// Logs in and out over and over (logins).
     Churner,
+    /// Logs in once, stays, and records every login announced to it
+    /// (storm).
+    Arrival,
     /// Stays online doing nothing (idle).
     Idle,
     /// Pipelines `message` to a user who never logs in, and counts the
@@ -105,6 +108,17 @@ impl Client {
         template.resize(self.stamp_at + message_size, b'x');
         template.push(b'\n');
         self.template = template;
+    }
+
+    /// Whether the client waits for the server's answer: a churner, or a
+    /// login in progress. The engine reads these before the bulk of
+    /// receivers, so that a batch of presence lines does not delay them.
+    pub(super) fn awaits_answer(&self) -> bool {
+        self.role == Role::Churner
+            || matches!(
+                self.phase,
+                Phase::UserPrompt | Phase::PassPrompt | Phase::Welcome
+            )
     }
 
     /// Queues one command stamped with `now_ns`.

@@ -13,7 +13,9 @@
 //! be at most `window` bytes of delivered lines ahead of its receiver (of
 //! the slowest listener, for a broadcast; of the slowest online user's
 //! presence lines, for logins; of its own acknowledgements, for offline
-//! messages).
+//! messages). In a storm nobody sends but the logins, which are bounded by
+//! the logins in flight; what one user hears of the others' (at most a
+//! line per client) stays far below that limit.
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,8 +32,9 @@ use mio::{Events, Poll, Token};
 use super::ceiling::Progress;
 use super::client::{is_presence, parse_stamp, Client, Phase, Role};
 use super::report::{Latency, Report, ServerMemory};
+use super::storm;
 use super::wire::{self, find_newline, Broken, Dirty, LineTooLong, MAX_LINE, SCRATCH_SIZE};
-use super::{accounts, delivered_line, message_prefix, LoadConfig, Workload};
+use super::{account_index, accounts, delivered_line, message_prefix, LoadConfig, Workload};
 
 /// Most bytes a sender queues before writing.
 const OUT_CAP: usize = 64 * 1024;
@@ -63,9 +66,13 @@ struct Stats {
     notices: Vec<String>,
     notice_count: u64,
     latency: Histogram<u64>,
-    /// The first and the last delivery (or, for logins, login).
+    /// The first and the last delivery (or, for logins, login; for a
+    /// storm, the first connect and the last welcome or expected presence
+    /// line).
     first_progress: Option<Instant>,
     last_progress: Option<Instant>,
+    /// The last welcome of a storm.
+    last_welcome: Option<Instant>,
 }
 
 impl Stats {
@@ -92,6 +99,9 @@ pub(super) struct Engine {
     /// Clients still to connect during setup, last first.
     to_connect: Vec<usize>,
     connecting: usize,
+    /// Most clients connecting or logging in at once during setup (the
+    /// logins in flight of a storm).
+    max_connecting: usize,
     logged_in: usize,
     /// Clients connected during setup (all but churners).
     initial: usize,
@@ -118,6 +128,15 @@ pub(super) struct Engine {
     /// acknowledged, oldest first (acknowledgements carry no stamp, but
     /// come in order).
     unacked: Vec<VecDeque<u64>>,
+    /// Per client of a storm, the clients whose logins were announced to
+    /// it, in the order heard (empty for other workloads).
+    heard: Vec<Vec<u32>>,
+    /// Announcements heard by all clients of a storm, and how many a clean
+    /// storm has: n(n − 1)/2.
+    heard_total: u64,
+    heard_expected: u64,
+    /// What follows the user's name in a `logged in` line.
+    logged_in_suffix: Vec<u8>,
     stats: Stats,
 }
 
@@ -187,6 +206,7 @@ impl Engine {
                 }
             }
             Workload::Idle => clients.extend((0..n).map(|i| Client::new(Role::Idle, i, now))),
+            Workload::Storm => clients.extend((0..n).map(|i| Client::new(Role::Arrival, i, now))),
         }
         let n_clients = clients.len();
         let to_connect: Vec<usize> = (0..clients.len())
@@ -200,6 +220,13 @@ impl Engine {
         };
         let latency = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
             .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+        let storm = workload == Workload::Storm;
+        let (max_connecting, heard) = if storm {
+            (config.in_flight, vec![Vec::new(); n_clients])
+        } else {
+            (MAX_CONNECTING, Vec::new())
+        };
+        let logged_in_suffix = Reply::LoggedIn { user: "" }.to_string().into_bytes();
         Ok(Engine {
             workload,
             target,
@@ -214,6 +241,7 @@ impl Engine {
             dirty: Dirty::default(),
             epoch: now,
             connecting: 0,
+            max_connecting,
             logged_in: 0,
             started: false,
             sending: false,
@@ -226,6 +254,14 @@ impl Engine {
             drain: config.drain,
             progress,
             unacked: vec![VecDeque::new(); n_clients],
+            heard,
+            heard_total: 0,
+            heard_expected: if storm {
+                (n_clients as u64) * (n_clients as u64).saturating_sub(1) / 2
+            } else {
+                0
+            },
+            logged_in_suffix,
             stats: Stats {
                 bytes: 0,
                 lines: 0,
@@ -237,6 +273,7 @@ impl Engine {
                 latency,
                 first_progress: None,
                 last_progress: None,
+                last_welcome: None,
             },
         })
     }
@@ -244,11 +281,11 @@ impl Engine {
     // ----- phases ---------------------------------------------------------
 
     /// Connects and logs in every client but the churners, at most
-    /// [`MAX_CONNECTING`] at a time; fails if that is not done by
-    /// `deadline` or a login is refused.
+    /// [`MAX_CONNECTING`] (in a storm, the logins in flight) at a time;
+    /// fails if that is not done by `deadline` or a login is refused.
     pub(super) fn log_in_all(&mut self, deadline: Instant) -> io::Result<()> {
         loop {
-            while self.connecting < MAX_CONNECTING {
+            while self.connecting < self.max_connecting {
                 let Some(i) = self.to_connect.pop() else {
                     break;
                 };
@@ -270,6 +307,24 @@ impl Engine {
             }
             self.turn(Some(deadline - now))?;
         }
+    }
+
+    /// The storm: logs every client in, the logins in flight at a time,
+    /// then reads until every announcement of those logins arrived or
+    /// `deadline` passed (what is missing then is lost); returns when the
+    /// first client connected. Fails like [`Engine::log_in_all`].
+    pub(super) fn storm(&mut self, deadline: Instant) -> io::Result<Instant> {
+        let start = Instant::now();
+        self.stats.first_progress = Some(start);
+        self.log_in_all(deadline)?;
+        while self.heard_total < self.heard_expected {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.turn(Some(deadline - now))?;
+        }
+        Ok(start)
     }
 
     /// Reads until nothing arrived for `quiet` (the presence lines of the
@@ -350,6 +405,11 @@ impl Engine {
             of_role.map(|c| c.sent).sum()
         };
         let listeners = self.count(|r| r == Role::Listener) as u64;
+        let check = if self.workload == Workload::Storm {
+            storm::check(&self.heard)
+        } else {
+            storm::StormCheck::default()
+        };
         let (sent, expected, delivered) = match self.workload {
             Workload::Fanout => {
                 let sent = sent_by(|r| r == Role::Broadcaster);
@@ -373,6 +433,7 @@ impl Engine {
                 let sent = sent_by(|r| r == Role::Churner);
                 (sent, watchers * events, received(|r| r == Role::Watcher))
             }
+            Workload::Storm => (self.initial as u64, check.expected, check.delivered),
             Workload::Idle => (0, 0, 0),
             Workload::Ceiling => {
                 let written = written_lines.unwrap_or(0);
@@ -404,7 +465,13 @@ impl Engine {
             expected,
             delivered,
             lost: expected.saturating_sub(delivered),
+            duplicated: check.duplicated,
+            misordered: check.misordered,
             logins: self.stats.logins,
+            logging_in: self
+                .stats
+                .last_welcome
+                .map(|last| last.saturating_duration_since(begin)),
             bytes_received: self.stats.bytes,
             lines_received: self.stats.lines,
             disconnects: self.stats.disconnects,
@@ -452,6 +519,7 @@ impl Engine {
                     _ => c.received >= events,
                 })
             }
+            Workload::Storm => self.heard_total >= self.heard_expected,
             Workload::Idle => true,
             Workload::Ceiling => self.clients.iter().all(|c| c.phase == Phase::Closed),
         }
@@ -474,18 +542,16 @@ impl Engine {
         wire::poll_retrying(&mut self.poll, &mut self.events, timeout)?;
         self.ready.clear();
         self.ready.extend(self.events.iter().map(wire::readiness));
-        let ready = std::mem::take(&mut self.ready);
+        let mut ready = std::mem::take(&mut self.ready);
+        // Clients waiting for an answer (churners, logins in progress) go
+        // before the bulk of receivers, so that a batch of presence lines
+        // does not delay them.
+        let clients = &self.clients;
+        ready.retain(|&(i, _, _)| i < clients.len());
+        ready.sort_by_key(|&(i, _, _)| !clients[i].awaits_answer());
         let mut scratch = std::mem::take(&mut self.scratch);
-        // Clients waiting for an answer (churners) go before the bulk of
-        // receivers, so that a batch of presence lines does not delay them.
-        let result = [true, false].into_iter().try_for_each(|churners| {
-            for &(i, readable, writable) in &ready {
-                let is_churner = self.clients.get(i).map(|c| c.role == Role::Churner);
-                if is_churner == Some(churners) {
-                    self.on_ready(i, readable, writable, &mut scratch)?;
-                }
-            }
-            Ok(())
+        let result = ready.iter().try_for_each(|&(i, readable, writable)| {
+            self.on_ready(i, readable, writable, &mut scratch)
         });
         self.scratch = scratch;
         self.ready = ready;
@@ -711,17 +777,23 @@ impl Engine {
             ));
         }
         client.phase = Phase::Online;
+        let took = now.saturating_duration_since(client.since);
+        let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         if client.role != Role::Churner {
+            if client.role == Role::Arrival {
+                self.stats.logins += 1;
+                self.stats.last_welcome = Some(now);
+                self.stats.progress(now);
+                self.stats.latency.saturating_record(took_ns);
+            }
             self.logged_in += 1;
             self.connecting -= 1;
             return Ok(());
         }
-        let took = now.saturating_duration_since(client.since);
         client.wire.queue(b"logout\n");
         client.phase = Phase::LoggingOut;
         self.stats.logins += 1;
         self.stats.progress(now);
-        let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.stats.latency.saturating_record(took_ns);
         self.dirty.mark(i, &mut self.clients[i].wire);
         Ok(())
@@ -729,6 +801,9 @@ impl Engine {
 
     fn on_online_line(&mut self, i: usize, line: &[u8], now: Instant, now_ns: u64) {
         let client = &self.clients[i];
+        if client.role == Role::Arrival {
+            return self.on_announcement(i, line, now);
+        }
         if client.role == Role::OfflineSender && line == client.prefix.as_slice() {
             return self.acknowledged(i, now, now_ns);
         }
@@ -766,6 +841,30 @@ impl Engine {
             client.queue_stamped(now_ns);
             self.total_sent += 1;
             self.dirty.mark(i, &mut self.clients[i].wire);
+        }
+    }
+
+    /// Storm client `i` heard `line`: a login announced is recorded (the
+    /// last expected one ends the storm's figure), anything else is a
+    /// notice.
+    fn on_announcement(&mut self, i: usize, line: &[u8], now: Instant) {
+        let user = line
+            .strip_suffix(self.logged_in_suffix.as_slice())
+            .and_then(account_index)
+            .filter(|&user| user < self.clients.len())
+            .and_then(|user| u32::try_from(user).ok());
+        match user {
+            Some(user) => {
+                self.heard[i].push(user);
+                self.heard_total += 1;
+                if self.heard_total <= self.heard_expected {
+                    self.stats.progress(now);
+                }
+            }
+            None => {
+                let text = format!("{}: {}", self.name(i), show(line));
+                self.notice(text);
+            }
         }
     }
 
@@ -830,7 +929,7 @@ impl Engine {
                 Ok(())
             }
             Workload::Logins => self.start_churners(),
-            Workload::Pingpong | Workload::Idle | Workload::Ceiling => Ok(()),
+            Workload::Pingpong | Workload::Idle | Workload::Ceiling | Workload::Storm => Ok(()),
         }
     }
 

@@ -9,7 +9,9 @@
 //! ([`accounts`]), waits until the presence chatter of the logins has
 //! settled, then drives the workload for [`LoadConfig::duration`] (or
 //! [`LoadConfig::messages`]), stops sending, and drains for at most
-//! [`LoadConfig::drain`]. Every message carries its send time (nanoseconds
+//! [`LoadConfig::drain`]. In [`Workload::Storm`] the logins and their
+//! chatter are what is measured, and the `storm` module checks what every
+//! client heard. Every message carries its send time (nanoseconds
 //! since the run started, 16 hex digits at the start of the text), so the
 //! receiver of each delivery records its latency. Senders keep a bounded
 //! number of bytes in flight ([`LoadConfig::window`]), far below the
@@ -28,6 +30,7 @@ mod engine;
 pub mod peers;
 mod report;
 pub mod soak;
+mod storm;
 mod wire;
 
 use std::fs::File;
@@ -92,6 +95,17 @@ pub enum Workload {
     /// checked for loss. Figure: logins/s; latency is connect to welcome.
     /// Needs CLIENTS + CHURNERS accounts.
     Logins,
+    /// A login storm: CLIENTS users (default 5,000) connect and log in,
+    /// at most IN_FLIGHT logins in progress at once (from connect to
+    /// welcome), and stay online; each login is announced to everyone
+    /// already online, n(n − 1)/2 `logged in` lines in all. Every client
+    /// records the logins it hears of; at the end each must have heard
+    /// exactly the logins after its own, in the server's order, once each,
+    /// and anything else is reported as lost, duplicated or misordered.
+    /// Figure: seconds from the first connect until the last expected
+    /// presence line arrived (and logins/s up to the last welcome); latency
+    /// is connect to welcome. Needs CLIENTS accounts.
+    Storm,
     /// CLIENTS logged-in connections that do nothing (default 10,000),
     /// held for DURATION once their login chatter settled. Figure: growth
     /// of the server's resident memory per connection over the empty
@@ -108,8 +122,9 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order the benchmark prints them.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Fanout,
+        Workload::Storm,
         Workload::Direct,
         Workload::Pingpong,
         Workload::Offline,
@@ -126,19 +141,21 @@ impl Workload {
             Workload::Pingpong => "pingpong",
             Workload::Offline => "offline",
             Workload::Logins => "logins",
+            Workload::Storm => "storm",
             Workload::Idle => "idle",
             Workload::Ceiling => "ceiling",
         }
     }
 
     /// The default of [`LoadConfig::clients`]: listeners, pairs, clients,
-    /// senders, online users or idle connections, as the workload counts
-    /// them.
+    /// senders, online users, users logging in or idle connections, as the
+    /// workload counts them.
     pub fn default_clients(self) -> usize {
         match self {
             Workload::Fanout | Workload::Logins | Workload::Ceiling => 1000,
             Workload::Direct | Workload::Offline => 100,
             Workload::Pingpong => 50,
+            Workload::Storm => 5000,
             Workload::Idle => 10_000,
         }
     }
@@ -156,6 +173,9 @@ pub struct LoadConfig {
     pub clients: usize,
     /// Clients that log in and out repeatedly in [`Workload::Logins`].
     pub churners: usize,
+    /// Most logins in progress at once in [`Workload::Storm`], each from
+    /// its connect until its welcome.
+    pub in_flight: usize,
     /// How long to send (for [`Workload::Idle`]: how long to hold the
     /// connections before reading the server's memory).
     pub duration: Duration,
@@ -168,10 +188,12 @@ pub struct LoadConfig {
     /// Most bytes of delivered lines a sender keeps in flight towards one
     /// receiver (towards the slowest, for broadcasts and presence).
     pub window: usize,
-    /// After sending stops, how long to wait for what is still in flight.
+    /// After sending stops, how long to wait for what is still in flight
+    /// (after a storm: the longest it listens for stray presence lines).
     pub drain: Duration,
     /// How long connecting and logging in every client may take, the
-    /// settling of their presence chatter included.
+    /// settling of their presence chatter included (in
+    /// [`Workload::Storm`]: the whole storm, until the last presence line).
     pub setup_timeout: Duration,
     /// The server's process id, to report its memory (`/proc/PID/status`).
     pub server_pid: Option<u32>,
@@ -179,14 +201,16 @@ pub struct LoadConfig {
 
 impl LoadConfig {
     /// The defaults for `workload` against `target`: the workload's default
-    /// clients, 10 churners, 5 s, 64-byte messages, a 64 KiB window, 2 s of
-    /// drain, 60 s to set up, no message limit and no server memory.
+    /// clients, 10 churners, 100 logins in flight, 5 s, 64-byte messages, a
+    /// 64 KiB window, 2 s of drain, 60 s to set up, no message limit and no
+    /// server memory.
     pub fn new(workload: Workload, target: SocketAddr) -> LoadConfig {
         LoadConfig {
             workload,
             target,
             clients: workload.default_clients(),
             churners: 10,
+            in_flight: 100,
             duration: Duration::from_secs(5),
             messages: None,
             message_size: 64,
@@ -205,7 +229,7 @@ impl LoadConfig {
             Workload::Direct | Workload::Offline => 2 * self.clients,
             Workload::Pingpong => self.clients / 2 * 2,
             Workload::Logins => self.clients + self.churners,
-            Workload::Idle => self.clients,
+            Workload::Idle | Workload::Storm => self.clients,
             Workload::Ceiling => 0,
         }
     }
@@ -238,6 +262,12 @@ impl LoadConfig {
         if self.workload == Workload::Logins && self.churners == 0 {
             return invalid("logins needs at least 1 churner".into());
         }
+        if self.workload == Workload::Storm && self.in_flight == 0 {
+            return invalid("storm needs at least 1 login in flight".into());
+        }
+        if self.workload == Workload::Storm && u32::try_from(self.clients).is_err() {
+            return invalid(format!("storm cannot count {} clients", self.clients));
+        }
         Ok(())
     }
 }
@@ -251,6 +281,22 @@ pub fn accounts(n: usize) -> Vec<Account> {
             password: format!("pw{i:04}"),
         })
         .collect()
+}
+
+/// The index in [`accounts`] of the generated account named `name`, if
+/// `name` is spelled exactly as [`accounts`] spells one.
+fn account_index(name: &[u8]) -> Option<usize> {
+    let digits = name.strip_prefix(b"user")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let number = digits.iter().try_fold(0usize, |number, &digit| {
+        number
+            .checked_mul(10)?
+            .checked_add(usize::from(digit - b'0'))
+    })?;
+    let spelled = number.checked_ilog10().map_or(1, |log| log as usize + 1);
+    (number >= 1 && digits.len() == spelled.max(4)).then(|| number - 1)
 }
 
 /// Writes the first `n` generated [`accounts`] as a credentials file for
@@ -290,7 +336,7 @@ fn delivered_line(sender: &str, message_size: usize) -> Vec<u8> {
 /// unexpected lines, lost messages — is reported, not an error.
 ///
 /// The run takes at most `setup_timeout + duration + drain` plus the time to
-/// close the connections.
+/// close the connections (a storm at most `setup_timeout + drain`).
 pub fn run(config: &LoadConfig) -> io::Result<Report> {
     config.validate()?;
     let before = config.server_pid.map(memory).transpose()?;
@@ -311,13 +357,21 @@ pub fn run(config: &LoadConfig) -> io::Result<Report> {
     let target = ceiling.as_ref().map_or(config.target, |c| c.addr());
     let progress = ceiling.as_ref().map(|c| c.progress());
     let mut engine = Engine::new(config, target, progress)?;
-    engine.log_in_all(setup_deadline)?;
-    if config.workload != Workload::Ceiling {
-        // The ceiling's writer starts at once; there is no chatter to wait for.
-        engine.settle(QUIET, setup_deadline)?;
-    }
-    let start = engine.measure()?;
-    engine.drain()?;
+    let start = if config.workload == Workload::Storm {
+        let start = engine.storm(setup_deadline)?;
+        // Anything heard after the last expected line is a fault to count.
+        engine.settle(QUIET, Instant::now() + config.drain)?;
+        start
+    } else {
+        engine.log_in_all(setup_deadline)?;
+        if config.workload != Workload::Ceiling {
+            // The ceiling's writer starts at once; there is no chatter to wait for.
+            engine.settle(QUIET, setup_deadline)?;
+        }
+        let start = engine.measure()?;
+        engine.drain()?;
+        start
+    };
     let written_lines = match ceiling {
         Some(ceiling) => {
             let line_len = line.len() as u64;
@@ -345,6 +399,17 @@ mod tests {
         assert_eq!(accounts[0].username, "user0001");
         assert_eq!(accounts[0].password, "pw0001");
         assert_eq!(accounts[1].username, "user0002");
+    }
+
+    #[test]
+    fn generated_names_map_back_to_their_index() {
+        for (i, account) in accounts(12_000).iter().enumerate() {
+            assert_eq!(account_index(account.username.as_bytes()), Some(i));
+        }
+        for name in ["user1", "user00001", "user0000", "user", "userx001", "yoda"] {
+            assert_eq!(account_index(name.as_bytes()), None, "{name}");
+        }
+        assert_eq!(account_index(b"user99999999999999999999999"), None);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub struct Report {
     /// Connections held through the run (churners not included).
     pub clients: usize,
     /// From the start of sending to the last delivery (or login), or to the
-    /// end of sending if nothing arrived.
+    /// end of sending if nothing arrived; for `storm`, from the first
+    /// connect to the last expected presence line.
     pub elapsed: Duration,
     /// Messages sent: broadcasts, direct messages, logins started, or (for
     /// `ceiling`) whole lines written.
@@ -48,12 +49,20 @@ pub struct Report {
     /// Deliveries the clients should have received: a broadcast counts once
     /// per listener, a login or logout once per online user.
     pub expected: u64,
-    /// Deliveries received.
+    /// Deliveries received (`storm`: expected ones, each counted once).
     pub delivered: u64,
     /// Expected deliveries not received by the end of the drain.
     pub lost: u64,
-    /// Completed logins of churners (`logins` only).
+    /// Presence lines heard more than once (`storm` only).
+    pub duplicated: u64,
+    /// Presence lines heard after that of a later login, or of a login
+    /// that was not after the hearer's own (`storm` only).
+    pub misordered: u64,
+    /// Completed logins of churners (`logins`), or of every client
+    /// (`storm`).
     pub logins: u64,
+    /// From the first connect to the last welcome (`storm` only).
+    pub logging_in: Option<Duration>,
     /// Every byte the clients received in the run, logins included.
     pub bytes_received: u64,
     /// Every line the clients received in the run, logins included.
@@ -84,6 +93,7 @@ impl Report {
                 Some(growth / self.clients.max(1) as f64)
             }
             Workload::Logins => Some(per_second(self.logins, self.elapsed)),
+            Workload::Storm => Some(self.elapsed.as_secs_f64()),
             _ => Some(per_second(self.delivered, self.elapsed)),
         }
     }
@@ -94,8 +104,30 @@ impl Report {
             Workload::Fanout | Workload::Ceiling => "deliveries/s",
             Workload::Direct | Workload::Pingpong | Workload::Offline => "messages/s",
             Workload::Logins => "logins/s",
+            Workload::Storm => "s",
             Workload::Idle => "bytes/conn",
         }
+    }
+
+    /// [`Report::figure`] for people: seconds to the millisecond, anything
+    /// else as a whole number.
+    pub fn figure_text(&self) -> String {
+        match (self.figure(), self.workload) {
+            (None, _) => "n/a".into(),
+            (Some(seconds), Workload::Storm) => format!("{seconds:.3}"),
+            (Some(figure), _) => format!("{figure:.0}"),
+        }
+    }
+
+    /// Logins per second from the first connect to the last welcome
+    /// (`storm` only).
+    pub fn logins_per_second(&self) -> Option<f64> {
+        self.logging_in.map(|d| per_second(self.logins, d))
+    }
+
+    /// Presence lines lost, duplicated or misordered: what fails a storm.
+    pub fn faults(&self) -> u64 {
+        self.lost + self.duplicated + self.misordered
     }
 }
 
@@ -132,7 +164,7 @@ impl fmt::Display for Report {
             self.elapsed.as_secs_f64()
         )?;
         match self.figure() {
-            Some(figure) => writeln!(f, "figure       {figure:.0} {}", self.unit())?,
+            Some(_) => writeln!(f, "figure       {} {}", self.figure_text(), self.unit())?,
             None => writeln!(f, "figure       n/a (give --server-pid)")?,
         }
         writeln!(f, "sent         {}", self.sent)?;
@@ -141,8 +173,23 @@ impl fmt::Display for Report {
             "delivered    {} of {} expected, lost {}",
             self.delivered, self.expected, self.lost
         )?;
+        if self.workload == Workload::Storm {
+            writeln!(
+                f,
+                "order        duplicated {}, misordered {}",
+                self.duplicated, self.misordered
+            )?;
+        }
         if self.workload == Workload::Logins {
             writeln!(f, "logins       {}", self.logins)?;
+        }
+        if let (Some(took), Some(rate)) = (self.logging_in, self.logins_per_second()) {
+            writeln!(
+                f,
+                "logins       {} in {:.3} s ({rate:.0} logins/s)",
+                self.logins,
+                took.as_secs_f64()
+            )?;
         }
         if let Some(l) = &self.latency {
             writeln!(

@@ -168,3 +168,12 @@ fn credentials_file_round_trips() {
     std::fs::remove_file(&path).expect("removed");
     assert_eq!(accounts, load::accounts(3));
 }
+
+#[test]
+fn storm_tells_everyone_of_every_later_login() {
+    let report = run_small(Workload::Storm, 5, |c| c.in_flight = 2);
+    assert_clean(&report);
+    assert_eq!(report.logins, 5, "{report}");
+    assert_eq!(report.expected, 5 * 4 / 2, "{report}");
+    assert_eq!(report.duplicated + report.misordered, 0, "{report}");
+}

@@ -9,8 +9,8 @@
 //! commands (the private-messaging ones among them: `privateport`,
 //! `startprivate`, and `private`/`stopprivate` reaching the server),
 //! usernames and passwords, a line that cannot be decoded, disconnect,
-//! advancing the clock (then, usually, `expire`), and the server's part in
-//! offline mail ([`Op::Mail`]). The durations are
+//! advancing the clock (then, usually, `expire`), the server's part in
+//! offline mail ([`Op::Mail`]) and its presence delay ([`Op::Release`]). The durations are
 //! sub-second so that idle timeouts and ban ends happen within a run. Each
 //! session connects from its own address ([`SESSION_IPS`]), so that an
 //! introduction carrying the wrong session's address shows. The tokens of
@@ -25,8 +25,13 @@
 //! session meanwhile is held and follows the whole backlog. A close gives
 //! the backlog up and lets the held output out at once; a disconnect loses
 //! it. Queued lines not confirmed are not written: they stay in the mailbox
-//! and are handed out again at the next login. The model holds its
-//! expected output the same way. After each step the checker verifies
+//! and are handed out again at the next login. Presence lines
+//! (`Effect::Notice`) are held as the server holds them for its
+//! `--presence-delay`: anything else sent to the session lets them out
+//! first, [`Op::Release`] (the delay running out, at any moment the bytes
+//! choose) lets every held one out, and a disconnect loses them, so none
+//! reaches the next connection in the slot. The model holds its expected
+//! output the same way. After each step the checker verifies
 //! (judging who may hear what on the `Send` effects `Chat` emitted, before
 //! any holding, and the transcripts also on what the server wrote):
 //!
@@ -252,6 +257,14 @@ pub struct Stats {
     pub already_online: usize,
     /// Presence lines delivered.
     pub presence: usize,
+    /// Presence lines the server held past the step that made them.
+    pub notices_held: usize,
+    /// Steps in which held notices went out ahead of other output.
+    pub notices_led: usize,
+    /// [`Op::Release`] steps that let held notices go.
+    pub notices_released: usize,
+    /// Connections that went away with notices held (they are dropped).
+    pub notices_dropped: usize,
     /// Message lines delivered to an online user.
     pub delivered: usize,
     /// Logins that started a backlog (the mailbox was not empty).
@@ -341,6 +354,11 @@ struct Model {
     tokens_drawn: u64,
     /// The sessions whose offline mail the server is writing.
     backlogs: [Option<Backlog>; SESSIONS],
+    /// Presence lines the server holds for each session (its
+    /// `--presence-delay`): they go out before anything else sent to the
+    /// session, or when the delay runs out, and are lost with the
+    /// connection.
+    notices: [Vec<u8>; SESSIONS],
 }
 
 /// A session's offline mail on its way out, as the model has it: from the
@@ -415,6 +433,8 @@ enum Op {
         hand: usize,
         confirm: usize,
     },
+    /// The server's presence delay runs out: every held notice goes out.
+    Release,
     Shutdown,
 }
 
@@ -494,6 +514,8 @@ pub struct Harness {
     tokens: HashSet<String>,
     /// Playing the server: the sessions whose backlog is being written.
     writers: [Option<Writer>; SESSIONS],
+    /// Playing the server: the presence lines held for each session.
+    notices: [Vec<u8>; SESSIONS],
     /// Backlog lines an interruption dropped queued but unwritten (for
     /// [`Stats::backlog_rehanded`]).
     unwritten: HashSet<String>,
@@ -550,12 +572,14 @@ impl Harness {
                 slots: [Slot::Free; SESSIONS],
                 tokens_drawn: 0,
                 backlogs: Default::default(),
+                notices: Default::default(),
             },
             t0: Instant::now(),
             counter: 0,
             delivered: HashSet::new(),
             tokens: HashSet::new(),
             writers: Default::default(),
+            notices: Default::default(),
             unwritten: HashSet::new(),
             interrupted: [false; ACCOUNTS.len()],
             trace: VecDeque::new(),

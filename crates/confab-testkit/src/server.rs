@@ -45,6 +45,12 @@ pub struct Options {
     pub mailbox_max: usize,
     /// `--store-max`.
     pub store_max: u64,
+    /// `--backlog`: handshakes the listener holds before they are
+    /// accepted.
+    pub backlog: u32,
+    /// `--presence-delay`: how long presence lines may be held to go out
+    /// together.
+    pub presence_delay: Duration,
     /// Ephemeral unless a test asks for a data directory.
     pub storage: Storage,
 }
@@ -60,6 +66,8 @@ impl Default for Options {
             max_clients: defaults::MAX_CLIENTS,
             mailbox_max: defaults::MAILBOX_MAX,
             store_max: defaults::STORE_MAX,
+            backlog: defaults::BACKLOG,
+            presence_delay: Duration::from_millis(defaults::PRESENCE_DELAY_MS),
             storage: Storage::Ephemeral,
         }
     }
@@ -126,6 +134,8 @@ impl TestServer {
         config.max_clients = options.max_clients;
         config.chat.mailbox_max = options.mailbox_max;
         config.chat.store_max = options.store_max;
+        config.backlog = options.backlog;
+        config.presence_delay = options.presence_delay;
         config.storage = options.storage;
         let mut server = Server::bind(config, options.accounts)?;
         let addr = server.local_addr()?;

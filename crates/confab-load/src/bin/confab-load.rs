@@ -36,6 +36,11 @@ send time, so each delivery is timed. Senders keep at most WINDOW bytes in
 flight per receiver, so the server never cuts a client off as a slow reader.
 Only loopback targets are accepted, and every phase has a deadline.
 
+A storm measures the logins themselves: at most IN_FLIGHT at a time, it
+ends when the last presence line arrived (within SETUP_TIMEOUT), and exits
+with 1 if any client heard of a login never, twice or out of the server's
+order.
+
 The load process raises its open-file limit to the hard limit; 10,000 idle
 clients need 10,000 descriptors here and as many in the server.";
 
@@ -51,14 +56,19 @@ struct Args {
     /// What to do.
     #[arg(long, value_enum, required_unless_present = "write_credentials")]
     workload: Option<Workload>,
-    /// Listeners, pairs, clients, online users or idle connections, as
-    /// the workload counts them [default: 1000 for fanout, logins and
-    /// ceiling; 100 pairs for direct; 50 for pingpong; 10000 for idle].
+    /// Listeners, pairs, clients, online users, users logging in or idle
+    /// connections, as the workload counts them [default: 1000 for fanout,
+    /// logins and ceiling; 100 pairs for direct; 50 for pingpong; 5000 for
+    /// storm; 10000 for idle].
     #[arg(long, value_name = "N")]
     clients: Option<usize>,
     /// Clients logging in and out in a loop (logins).
     #[arg(long, value_name = "N", default_value_t = 10)]
     churners: usize,
+    /// Most logins in progress at once, each from its connect until its
+    /// welcome (storm).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    in_flight: usize,
     /// Seconds to send (idle: to hold the connections); fractions allowed.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     duration: Duration,
@@ -139,6 +149,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut config = LoadConfig::new(workload, target);
     config.clients = args.clients.unwrap_or(config.clients);
     config.churners = args.churners;
+    config.in_flight = args.in_flight;
     config.duration = args.duration;
     config.messages = args.messages;
     config.message_size = usize::from(args.message_size);
@@ -155,6 +166,12 @@ fn run(args: Args) -> Result<(), String> {
     }
     let report = load::run(&config).map_err(|e| format!("{}: {e}", workload.name()))?;
     print!("{report}");
+    if workload == Workload::Storm && report.faults() > 0 {
+        return Err(format!(
+            "storm: {} presence lines lost, {} duplicated, {} misordered",
+            report.lost, report.duplicated, report.misordered
+        ));
+    }
     Ok(())
 }
 

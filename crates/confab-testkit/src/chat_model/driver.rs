@@ -54,6 +54,10 @@ impl Harness {
             Op::Disconnect(s) => {
                 // The connection is gone, and what waited for it with it.
                 self.give_up_backlog(*s);
+                if !self.notices[*s].is_empty() {
+                    self.notices[*s].clear();
+                    self.stats.notices_dropped += 1;
+                }
                 self.chat.disconnect(SessionId(*s), now);
                 open[*s] = false;
                 self.take(open)
@@ -70,6 +74,7 @@ impl Harness {
                 self.take(open)
             }
             Op::Mail { s, hand, confirm } => self.write_backlog(*s, *hand, *confirm),
+            Op::Release => self.release_notices(),
             Op::Shutdown => {
                 self.chat.shutdown(now);
                 self.done = true;
@@ -93,6 +98,7 @@ impl Harness {
             }
             Op::Advance { expire: false, .. } => {}
             Op::Mail { s, hand, confirm } => self.model_mail(*s, *hand, *confirm, &mut expected),
+            Op::Release => self.model_release(&mut expected),
             Op::Shutdown => self.model_shutdown(&mut expected),
         }
         for s in 0..SESSIONS {
@@ -154,11 +160,21 @@ impl Harness {
                     }
                     let bytes = &text[..];
                     actual.sent[s].extend_from_slice(bytes);
+                    let notice = matches!(effect, Effect::Notice { .. });
                     let writer = self.writers[s].as_mut();
                     let held = writer.is_some();
                     match writer {
                         Some(writer) => writer.held.extend_from_slice(bytes),
-                        None => actual.out[s].extend_from_slice(bytes),
+                        // The server holds a notice; anything else lets
+                        // the held notices go first.
+                        None if notice => self.notices[s].extend_from_slice(bytes),
+                        None => {
+                            if !self.notices[s].is_empty() {
+                                self.stats.notices_led += 1;
+                                actual.out[s].append(&mut self.notices[s]);
+                            }
+                            actual.out[s].extend_from_slice(bytes);
+                        }
                     }
                     for &b in bytes {
                         if b == b'\n' {
@@ -181,8 +197,9 @@ impl Harness {
                         problem.get_or_insert(format!("close of {sid:?}, which is not open"));
                         continue;
                     }
-                    // The backlog is given up; what waited for it goes out
-                    // before the close.
+                    // Held notices go out, the backlog is given up, and
+                    // what waited for it goes out before the close.
+                    actual.out[s].append(&mut self.notices[s]);
                     if let Some(writer) = self.give_up_backlog(s) {
                         actual.out[s].extend_from_slice(&writer.held);
                     }
@@ -196,6 +213,7 @@ impl Harness {
                 actual.pieces.push((s, utf8(rest)));
             }
         }
+        self.stats.notices_held += self.notices.iter().filter(|n| !n.is_empty()).count();
         if let Some(problem) = problem {
             self.fail(problem);
         }
@@ -257,6 +275,20 @@ impl Harness {
             written,
             finished,
         });
+        actual
+    }
+
+    /// Plays the server for [`Op::Release`]: every held notice goes out.
+    fn release_notices(&mut self) -> Actual {
+        let mut actual = Actual::default();
+        let mut any = false;
+        for s in 0..SESSIONS {
+            any |= !self.notices[s].is_empty();
+            actual.out[s].append(&mut self.notices[s]);
+        }
+        if any {
+            self.stats.notices_released += 1;
+        }
         actual
     }
 

@@ -38,6 +38,10 @@ impl Harness {
             }
             24..=31 => {
                 let b = src.byte()?;
+                // A quarter of the time, the presence delay runs out.
+                if b & 0xc0 == 0xc0 {
+                    return Some(Op::Release);
+                }
                 Op::Advance {
                     step: Duration::from_millis(STEPS_MS[usize::from(b % 16)]),
                     expire: b & 0x30 != 0,

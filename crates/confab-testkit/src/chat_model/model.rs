@@ -15,13 +15,39 @@ impl Harness {
 
     /// Passes what was sent to session `s` and not routed yet on: held if
     /// its backlog is being written, else to its output.
+    /// Presence lines held for the session go out first.
     pub(super) fn route(&mut self, s: usize, expected: &mut Expected) {
         let fresh = &expected.sent[s][expected.routed[s]..];
         match &mut self.model.backlogs[s] {
             Some(backlog) => backlog.held.extend_from_slice(fresh),
-            None => expected.out[s].extend_from_slice(fresh),
+            None => {
+                if !fresh.is_empty() {
+                    expected.out[s].append(&mut self.model.notices[s]);
+                }
+                expected.out[s].extend_from_slice(fresh);
+            }
         }
         expected.routed[s] = expected.sent[s].len();
+    }
+
+    /// A presence line for session `s`: after what was sent before, it is
+    /// held by the server (see `Model::notices`), or behind a backlog.
+    fn notice(&mut self, s: usize, line: &str, expected: &mut Expected) {
+        self.route(s, expected);
+        Self::send(expected, s, line);
+        let text = &expected.sent[s][expected.routed[s]..];
+        match &mut self.model.backlogs[s] {
+            Some(backlog) => backlog.held.extend_from_slice(text),
+            None => self.model.notices[s].extend_from_slice(text),
+        }
+        expected.routed[s] = expected.sent[s].len();
+    }
+
+    /// [`Op::Release`]: every held presence line goes out.
+    pub(super) fn model_release(&mut self, expected: &mut Expected) {
+        for s in 0..SESSIONS {
+            expected.out[s].append(&mut self.model.notices[s]);
+        }
     }
 
     /// Session `s`'s backlog ends unfinished: the rest stays in the mailbox
@@ -43,6 +69,7 @@ impl Harness {
     /// held goes out first.
     fn close(&mut self, s: usize, expected: &mut Expected) {
         self.route(s, expected);
+        expected.out[s].append(&mut self.model.notices[s]);
         if let Some(held) = self.interrupt_backlog(s) {
             self.stats.backlog_closes += 1;
             expected.out[s].extend_from_slice(&held);
@@ -60,9 +87,11 @@ impl Harness {
                 continue;
             }
             if let Some(s) = user.session {
-                Self::send(expected, s, &line);
                 observers.insert(s);
             }
+        }
+        for &s in &observers {
+            self.notice(s, &line, expected);
         }
         self.stats.presence += observers.len();
         observers
@@ -88,8 +117,10 @@ impl Harness {
     }
 
     pub(super) fn model_disconnect(&mut self, s: usize, expected: &mut Expected) {
-        // What the backlog held is lost with the connection.
+        // What the backlog held is lost with the connection, and so are
+        // the presence lines the server held for it.
         self.interrupt_backlog(s);
+        self.model.notices[s].clear();
         if let Slot::Open {
             stage: Stage::LoggedIn(user),
             ..
