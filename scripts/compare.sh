@@ -27,9 +27,7 @@
 # pages back within ten), WORKLOADS
 # (a space-separated subset of: fanout direct pingpong storm idle),
 # SERVERS (confab redis nats), PORT_BASE (17100; confab, redis and nats
-# use the next three ports), CONFAB_STORM_LOAD (the confab-load that drives
-# confab's storm rows, by default this tree's; they are skipped if it has
-# no storm workload).
+# use the next three ports).
 
 set -euo pipefail
 
@@ -73,13 +71,6 @@ results=$run_dir/results.tsv
 : >"$results"
 "$bin/confab-load" --write-credentials "$run_dir/users.txt" --users 11000 2>/dev/null
 
-# The confab storm rows need a confab-load with a storm workload.
-storm_load=${CONFAB_STORM_LOAD:-$bin/confab-load}
-confab_help=$("$storm_load" --help)
-confab_storm=no
-if grep -qw storm <<<"$confab_help" && grep -q -- '--in-flight' <<<"$confab_help"; then
-    confab_storm=yes
-fi
 
 # How servers and loads are started: pinned, and first in line for their
 # core if this user may raise priorities.
@@ -227,9 +218,7 @@ set_command() {
             ;;
         *) args+=(--duration "$SECONDS_PER_RUN" --setup-timeout 120) ;;
     esac
-    if [ "$name" = confab ] && [ "$workload" = storm ]; then
-        cmd=("${on_core1[@]}" "$storm_load" "${args[@]}")
-    elif [ "$name" = confab ]; then
+    if [ "$name" = confab ]; then
         cmd=("${on_core1[@]}" "$bin/confab-load" "${args[@]}")
     else
         cmd=("${on_core1[@]}" "$bin/confab-peer" --peer "$name" "${args[@]}")
@@ -257,10 +246,6 @@ ATTEMPTS=${ATTEMPTS:-3}
 # results, run again if others disturbed it.
 run_one() {
     local row=$1 name=$2 round=$3 workload=$4 in_flight=${5:-}
-    if [ "$workload" = storm ] && [ "$name" = confab ] && [ $confab_storm = no ]; then
-        printf '%s\t%s\t%s\tskipped\t\t\t\t\n' "$row" "$name" "$round" >>"$results"
-        return
-    fi
     local attempt line
     for attempt in $(seq 1 "$ATTEMPTS"); do
         attempt_one "$row" "$name" "$round" "$workload" "$in_flight" "$attempt"
@@ -346,10 +331,9 @@ elapsed=$(($(date +%s) - started))
 # median ROW NAME: the median figure of the row's runs, and the runs.
 median() {
     awk -F'\t' -v row="$1" -v name="$2" '
-        $1 == row && $2 == name && $4 != "failed" && $4 != "skipped" { v[n++] = $4 }
-        $1 == row && $2 == name && $4 == "skipped" { skipped = 1 }
+        $1 == row && $2 == name && $4 != "failed" { v[n++] = $4 }
         END {
-            if (n == 0) { print (skipped ? "skipped" : "failed"); exit }
+            if (n == 0) { print "failed"; exit }
             # insertion sort, n is small
             for (i = 1; i < n; i++) for (j = i; j > 0 && v[j-1] + 0 > v[j] + 0; j--) {
                 t = v[j]; v[j] = v[j-1]; v[j-1] = t
@@ -389,7 +373,7 @@ unit_of() {
 {
     echo
     echo "confab vs Redis vs nats-server: median of $ROUNDS (runs in brackets), server on core 0, load on core 1"
-    echo "confab $(git rev-parse --short HEAD)${CONFAB_STORM_LOAD:+ (storm rows driven by $CONFAB_STORM_LOAD)}, $(redis-server --version | awk '{print $1, $3}'), $(nats-server --version)"
+    echo "confab $(git rev-parse --short HEAD), $(redis-server --version | awk '{print $1, $3}'), $(nats-server --version)"
     echo "server: ${on_core0[*]}; load: ${on_core1[*]}"
     echo "$(nproc --all) cores: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r)"
     echo
@@ -428,7 +412,5 @@ unit_of() {
     done
     awk -F'\t' '{ sub(/%/, "", $8); if ($8 + 0 > max) max = $8 + 0 }
         END { printf "most CPU used by other processes during a run: %d%% of a core\n", max }' "$results"
-    [ $confab_storm = no ] && [[ " ${rows[*]} " == *" storm-"* ]] &&
-        echo "confab storm rows skipped: $storm_load has no storm workload with --in-flight"
     echo "total ${elapsed} s; logs in $run_dir"
 } | tee "$run_dir/table.md"
