@@ -131,7 +131,7 @@ impl Client {
 }
 
 /// Writes `value` as [`STAMP_LEN`] lowercase hex digits.
-fn write_stamp(out: &mut [u8], value: u64) {
+pub(super) fn write_stamp(out: &mut [u8], value: u64) {
     for (i, byte) in out.iter_mut().enumerate() {
         let nibble = (value >> (4 * (STAMP_LEN - 1 - i))) & 0xf;
         *byte = b"0123456789abcdef"[nibble as usize];

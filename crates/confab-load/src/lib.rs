@@ -1,7 +1,8 @@
 //! confab-load: load generation for confab, many clients driven from one
 //! thread, and what the server delivered to them; the soak engine
-//! ([`soak`]); behind the `confab-load` binary, the soak example and the
-//! throughput bench.
+//! ([`soak`]); the same workloads against nats-server and Redis
+//! ([`peers`]); behind the `confab-load` and `confab-peer` binaries, the
+//! soak example and the throughput bench.
 //!
 //! A run ([`run`]) connects every client of a [`Workload`] on one `mio`
 //! loop (the `engine` module), logs them in with generated accounts
@@ -26,6 +27,7 @@
 mod ceiling;
 mod client;
 mod engine;
+pub mod peers;
 mod report;
 pub mod soak;
 mod storm;

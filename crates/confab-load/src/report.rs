@@ -146,7 +146,7 @@ pub(super) fn mib(bytes: u64) -> String {
 }
 
 /// A duration for people, in µs below a millisecond, else in ms.
-fn short(d: Duration) -> String {
+pub(super) fn short(d: Duration) -> String {
     if d < Duration::from_millis(1) {
         format!("{} µs", d.as_micros())
     } else {
