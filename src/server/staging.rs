@@ -109,31 +109,25 @@ impl Server {
         let mut due = None;
         for effect in outbox.effects() {
             match effect {
-                Effect::Send { to, text } => {
+                Effect::Notice { to, text } if self.may_hold_notice(to.0) => {
+                    let due = *due.get_or_insert_with(|| {
+                        let notices = &self.staging.notices;
+                        let delay = self.config.presence_delay;
+                        notices
+                            .due()
+                            .unwrap_or_else(|| notices.due_from(Instant::now(), delay))
+                    });
+                    let bytes = outbox.text(text.clone());
+                    let notices = &mut self.staging.notices;
+                    if let Some(earlier) = notices.hold(to.0, text.clone(), bytes, due) {
+                        self.deliver_notices(to.0, earlier);
+                    }
+                }
+                // A notice that is not held is sent like any other text.
+                Effect::Send { to, text } | Effect::Notice { to, text } => {
                     self.let_notices_go(to.0);
                     if let Some(earlier) = self.staging.stage(to.0, text.clone()) {
                         self.deliver(to.0, outbox.text(earlier));
-                    }
-                }
-                Effect::Notice { to, text } => {
-                    if self.may_hold_notice(to.0) {
-                        let due = *due.get_or_insert_with(|| {
-                            let notices = &self.staging.notices;
-                            let delay = self.config.presence_delay;
-                            notices
-                                .due()
-                                .unwrap_or_else(|| notices.due_from(Instant::now(), delay))
-                        });
-                        let bytes = outbox.text(text.clone());
-                        let notices = &mut self.staging.notices;
-                        if let Some(earlier) = notices.hold(to.0, text.clone(), bytes, due) {
-                            self.deliver_notices(to.0, earlier);
-                        }
-                    } else {
-                        self.let_notices_go(to.0);
-                        if let Some(earlier) = self.staging.stage(to.0, text.clone()) {
-                            self.deliver(to.0, outbox.text(earlier));
-                        }
                     }
                 }
                 Effect::Close(sid) => {

@@ -60,6 +60,29 @@ pub const MAX_MESSAGE_SIZE: usize = 960;
 /// as settled and the measurement starts.
 const QUIET: Duration = Duration::from_millis(100);
 
+/// Refuses a run against a `target` that is not on this machine (runs
+/// that need none pass `None`), or with a message size that cannot hold
+/// the send stamp or would overflow the server's line limit; `runs` names
+/// the runs in the error.
+fn check_target_and_size(
+    target: Option<SocketAddr>,
+    message_size: usize,
+    runs: &str,
+) -> io::Result<()> {
+    let invalid = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    if let Some(target) = target.filter(|t| !t.ip().is_loopback()) {
+        return invalid(format!(
+            "target {target} is not a loopback address; {runs} stay on this machine"
+        ));
+    }
+    if !(STAMP_LEN..=MAX_MESSAGE_SIZE).contains(&message_size) {
+        return invalid(format!(
+            "message size {message_size} is not between {STAMP_LEN} and {MAX_MESSAGE_SIZE}"
+        ));
+    }
+    Ok(())
+}
+
 /// A named load pattern. The names are those of `confab-load --workload`
 /// and of `cargo bench`'s filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -236,18 +259,8 @@ impl LoadConfig {
 
     fn validate(&self) -> io::Result<()> {
         let invalid = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
-        if self.workload != Workload::Ceiling && !self.target.ip().is_loopback() {
-            return invalid(format!(
-                "target {} is not a loopback address; load runs stay on this machine",
-                self.target
-            ));
-        }
-        if !(STAMP_LEN..=MAX_MESSAGE_SIZE).contains(&self.message_size) {
-            return invalid(format!(
-                "message size {} is not between {STAMP_LEN} and {MAX_MESSAGE_SIZE}",
-                self.message_size
-            ));
-        }
+        let target = (self.workload != Workload::Ceiling).then_some(self.target);
+        check_target_and_size(target, self.message_size, "load runs")?;
         let least = match self.workload {
             Workload::Pingpong => 2,
             Workload::Idle | Workload::Logins => 0,

@@ -17,6 +17,14 @@ pub struct ServerMemory {
     pub after: Memory,
 }
 
+impl ServerMemory {
+    /// The growth of the resident size per connection, for `clients`
+    /// connections: the `idle` figure.
+    pub fn growth_per(&self, clients: usize) -> f64 {
+        (self.after.rss as f64 - self.before.rss as f64) / clients.max(1) as f64
+    }
+}
+
 /// Percentiles of the recorded latencies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Latency {
@@ -87,11 +95,7 @@ impl Report {
     /// growth per connection (`None` without the server's memory).
     pub fn figure(&self) -> Option<f64> {
         match self.workload {
-            Workload::Idle => {
-                let memory = self.server_memory?;
-                let growth = memory.after.rss as f64 - memory.before.rss as f64;
-                Some(growth / self.clients.max(1) as f64)
-            }
+            Workload::Idle => Some(self.server_memory?.growth_per(self.clients)),
             Workload::Logins => Some(per_second(self.logins, self.elapsed)),
             Workload::Storm => Some(self.elapsed.as_secs_f64()),
             _ => Some(per_second(self.delivered, self.elapsed)),

@@ -50,8 +50,6 @@ use std::time::Duration;
 
 pub use report::PeerReport;
 
-use super::{MAX_MESSAGE_SIZE, STAMP_LEN};
-
 /// The server on the other end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Peer {
@@ -172,18 +170,7 @@ impl PeerConfig {
 
     fn validate(&self) -> io::Result<()> {
         let invalid = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
-        if !self.target.ip().is_loopback() {
-            return invalid(format!(
-                "target {} is not a loopback address; comparison runs stay on this machine",
-                self.target
-            ));
-        }
-        if !(STAMP_LEN..=MAX_MESSAGE_SIZE).contains(&self.message_size) {
-            return invalid(format!(
-                "message size {} is not between {STAMP_LEN} and {MAX_MESSAGE_SIZE}",
-                self.message_size
-            ));
-        }
+        super::check_target_and_size(Some(self.target), self.message_size, "comparison runs")?;
         let least = match self.workload {
             PeerWorkload::Pingpong => 2,
             PeerWorkload::Idle => 0,

@@ -57,11 +57,7 @@ impl PeerReport {
     /// growth per connection (`None` without its memory).
     pub fn figure(&self) -> Option<f64> {
         match self.workload {
-            PeerWorkload::Idle => {
-                let memory = self.server_memory?;
-                let growth = memory.after.rss as f64 - memory.before.rss as f64;
-                Some(growth / self.clients.max(1) as f64)
-            }
+            PeerWorkload::Idle => Some(self.server_memory?.growth_per(self.clients)),
             PeerWorkload::Storm => Some(self.elapsed.as_secs_f64()),
             _ => {
                 let seconds = self.elapsed.as_secs_f64();
