@@ -212,7 +212,7 @@ fn records_about_removed_accounts_are_kept_until_they_come_back_or_are_pruned() 
             .any(|l| l.contains("kept 2 records about accounts not in the credentials file")),
         "{warnings:?}"
     );
-    login_expecting_mail(&server, "hans", "falcon", &["yoda: hello".to_string()]);
+    login_expecting_mail(&server, "hans", "falcon", &["yoda: hello".to_string()]).logout();
     let mut yoda = server.login("yoda", "wise");
     yoda.send("message luke are you there\n");
     yoda.expect_line("Error. Invalid user");
@@ -483,7 +483,7 @@ fn a_journal_past_the_compaction_size_is_compacted_and_loses_nothing() {
     });
     kill_9(server);
     let server = start(&tmp.data(), "0.5", &["--compact-at", "300"], &[]);
-    login_expecting_mail(&server, "luke", "lightsaber", &expected);
+    login_expecting_mail(&server, "luke", "lightsaber", &expected).logout();
     let mut hans = server.login("hans", "falcon");
     hans.send("message yoda hi\n");
     hans.expect_line(BLOCKED);
@@ -723,7 +723,7 @@ fn ephemeral_writes_nothing_and_forgets_on_restart() {
     assert!(entries.is_empty(), "something was written: {entries:?}");
 
     let server = ServerProcess::start(options());
-    login_expecting_mail(&server, "luke", "lightsaber", &[]);
+    login_expecting_mail(&server, "luke", "lightsaber", &[]).logout();
     let mut vader = server.login("vader", "sithlord");
     vader.send("message yoda hi\n");
     vader.expect_line(&offline("yoda"));
