@@ -188,13 +188,13 @@ impl Durability {
 }
 
 impl Server {
-    /// Lets held notices go if they are due, flushes every connection that
-    /// does not wait for the commit, commits
-    /// the iteration's records, then flushes the held connections; then
-    /// takes a step of compaction. A failed commit keeps what it promises
-    /// held until a retry succeeds.
-    pub(super) fn finish_iteration(&mut self, now: Instant) {
-        self.release_notices(now);
+    /// Lets held notices go if they should (`idle`: the iteration's wait
+    /// brought no events), flushes every connection that does not wait for
+    /// the commit, commits the iteration's records, then flushes the held
+    /// connections; then takes a step of compaction. A failed commit keeps
+    /// what it promises held until a retry succeeds.
+    pub(super) fn finish_iteration(&mut self, now: Instant, idle: bool) {
+        self.release_notices(now, idle);
         loop {
             self.flush_unheld(now);
             let Some(durability) = &mut self.durability else {

@@ -193,12 +193,12 @@ impl Server {
         let durability = journal.map(|journal| with_wake(journal, &waker));
         Ok(Server {
             admission: Admission::new(config.trust.clone(), config.max_per_ip),
+            staging: Staging::new(config.presence_delay),
             poll,
             listener,
             chat,
             config,
             conns: Conns::default(),
-            staging: Staging::default(),
             input: Input::default(),
             durability,
             timers: Timers::default(),
@@ -287,7 +287,7 @@ impl Server {
             }
             self.read_unread(now);
             self.fire_timers(now);
-            self.finish_iteration(now);
+            self.finish_iteration(now, events.is_empty());
             self.control.open.store(self.conns.len(), Ordering::Relaxed);
         }
         let result = self.shut_down(&mut events);
@@ -448,7 +448,7 @@ impl Server {
         let now = Instant::now();
         self.chat.shutdown(now);
         self.apply_effects();
-        self.finish_iteration(now);
+        self.finish_iteration(now, true);
         let deadline = now + self.config.shutdown_grace;
         while !self.conns.is_empty() || self.durability.as_ref().is_some_and(|d| d.has_pending()) {
             let now = Instant::now();
@@ -475,7 +475,7 @@ impl Server {
                     self.conns.mark_dirty(event.token().0);
                 }
             }
-            self.finish_iteration(Instant::now());
+            self.finish_iteration(Instant::now(), true);
         }
         if let Some(durability) = &self.durability {
             if durability.has_pending() {

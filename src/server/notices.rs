@@ -11,10 +11,12 @@
 //! the order the domain made it; a connection that goes away forgets its
 //! notices, so none reaches a later connection with its key.
 //!
-//! Notices wait `--presence-delay`, or longer when letting the last ones
-//! go took long (thousands of users online): then four times that, at
-//! most a second, so that a storm's writes take a bounded share of the
-//! loop.
+//! Notices wait `--presence-delay`. While the loop has other work, they
+//! wait longer when letting the last ones go took long (thousands of users
+//! online): four times that, at most a second, so that a storm's writes
+//! take a bounded share of the loop. A loop with nothing else to do lets
+//! them go as soon as the delay has passed: pacing only ever yields to
+//! other work, so the last lines of a storm are not kept waiting for it.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -31,7 +33,8 @@ const RELEASE_SHARE: u32 = 4;
 /// The longest notices ever wait, whatever the last release took.
 const MAX_HOLD: Duration = Duration::from_secs(1);
 
-/// The notices held, by connection key.
+/// The notices held, by connection key. The default holds for no time at
+/// least: [`Notices::new`] sets `--presence-delay`.
 #[derive(Debug, Default)]
 pub struct Notices {
     /// The text of every held notice, each once.
@@ -43,30 +46,50 @@ pub struct Notices {
     /// The outbox range last copied into `text`, and where it went: the
     /// many notices of one event share one text.
     last: Option<(Range<usize>, Range<usize>)>,
-    /// When the oldest held notice must go out.
-    due: Option<Instant>,
+    /// When the oldest held notice was held.
+    since: Option<Instant>,
+    /// How long notices wait at least (`--presence-delay`).
+    delay: Duration,
     /// How long letting the last notices go took.
     last_release: Duration,
 }
 
 impl Notices {
+    /// Nothing held yet; notices will wait `delay` at least.
+    pub fn new(delay: Duration) -> Notices {
+        Notices {
+            delay,
+            ..Notices::default()
+        }
+    }
+
     /// Whether notices are held for `key`.
     #[inline]
     pub fn holds(&self, key: usize) -> bool {
         self.ranges.get(key).is_some_and(|r| r.start != r.end)
     }
 
-    /// When the oldest held notice must go out, if any is held.
+    /// When the held notices may go out (the loop wakes then), if any are
+    /// held: `--presence-delay` after the oldest.
     pub fn due(&self) -> Option<Instant> {
-        self.due
+        self.since.map(|since| since + self.delay)
     }
 
-    /// When notices held from `now` on are due: after `delay`, or after
-    /// [`RELEASE_SHARE`] times what the last release took if that is
-    /// longer (at most [`MAX_HOLD`]).
-    pub fn due_from(&self, now: Instant, delay: Duration) -> Instant {
+    /// Whether the held notices go out at `now`: when too much is held;
+    /// when they are due and the loop is `idle` (its last wait brought no
+    /// events); or, however busy the loop, once they have waited
+    /// [`RELEASE_SHARE`] times what the last release took (at most
+    /// [`MAX_HOLD`]) if that is longer than the delay.
+    pub fn should_go(&self, now: Instant, idle: bool) -> bool {
+        let Some(since) = self.since else {
+            return false;
+        };
+        if self.is_full() {
+            return true;
+        }
         let paced = (self.last_release * RELEASE_SHARE).min(MAX_HOLD);
-        now + delay.max(paced)
+        let waited = now.saturating_duration_since(since);
+        waited >= self.delay && (idle || waited >= paced)
     }
 
     /// Remembers how long letting the held notices go took.
@@ -75,7 +98,7 @@ impl Notices {
     }
 
     /// Whether the held text has outgrown [`NOTICE_LIMIT`].
-    pub fn is_full(&self) -> bool {
+    fn is_full(&self) -> bool {
         self.text.len() > NOTICE_LIMIT
     }
 
@@ -85,7 +108,8 @@ impl Notices {
     }
 
     /// Holds for `key` the notice whose text is `bytes` at `source` in the
-    /// outbox, due at `due` if nothing is held yet. Returns text held for
+    /// outbox, made at `now` (the wait starts then if nothing is held yet).
+    /// Returns text held for
     /// `key` earlier that the new notice does not continue: the caller
     /// delivers it first (see [`Notices::text`]).
     #[inline]
@@ -94,7 +118,7 @@ impl Notices {
         key: usize,
         source: Range<usize>,
         bytes: &[u8],
-        due: Instant,
+        now: Instant,
     ) -> Option<Range<usize>> {
         let text = match &self.last {
             Some((copied, at)) if *copied == source => at.clone(),
@@ -106,7 +130,7 @@ impl Notices {
                 at
             }
         };
-        self.due.get_or_insert(due);
+        self.since.get_or_insert(now);
         if key >= self.ranges.len() {
             self.ranges.resize(key + 1, 0..0);
         }
@@ -153,7 +177,7 @@ impl Notices {
         self.keys = keys;
         self.text.clear();
         self.last = None;
-        self.due = None;
+        self.since = None;
     }
 }
 
@@ -179,6 +203,7 @@ mod tests {
         assert!(notices.holds(2));
         assert!(!notices.holds(1));
         assert_eq!(notices.due(), Some(now));
+        assert!(notices.should_go(now, true), "no delay by default");
     }
 
     #[test]
@@ -197,20 +222,39 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_release_spaces_the_next_one_out() {
+    fn notices_wait_the_delay_and_a_busy_loop_paces_them() {
         let now = Instant::now();
-        let delay = Duration::from_millis(10);
-        let mut notices = Notices::default();
-        assert_eq!(notices.due_from(now, delay), now + delay);
-        notices.released_in(Duration::from_millis(1));
-        assert_eq!(notices.due_from(now, delay), now + delay);
-        notices.released_in(Duration::from_millis(15));
-        assert_eq!(
-            notices.due_from(now, delay),
-            now + Duration::from_millis(60)
-        );
+        let ms = Duration::from_millis;
+        let mut notices = Notices::new(ms(10));
+        assert!(!notices.should_go(now, true), "nothing held");
+        notices.hold(1, 0..12, b"a logged in\n", now);
+        assert_eq!(notices.due(), Some(now + ms(10)));
+        assert!(!notices.should_go(now + ms(9), true));
+        assert!(notices.should_go(now + ms(10), true));
+        assert!(notices.should_go(now + ms(10), false), "fast releases");
+        // A release that took 15 ms: a busy loop waits 60 ms, an idle one
+        // only the delay.
+        notices.released_in(ms(15));
+        assert!(!notices.should_go(now + ms(59), false));
+        assert!(notices.should_go(now + ms(60), false));
+        assert!(notices.should_go(now + ms(10), true));
+        assert_eq!(notices.due(), Some(now + ms(10)));
         notices.released_in(Duration::from_secs(2));
-        assert_eq!(notices.due_from(now, delay), now + MAX_HOLD);
+        assert!(!notices.should_go(now + MAX_HOLD - ms(1), false));
+        assert!(notices.should_go(now + MAX_HOLD, false));
+    }
+
+    #[test]
+    fn too_much_held_goes_at_once() {
+        let now = Instant::now();
+        let mut notices = Notices::new(Duration::from_secs(1));
+        let line = [b'x'; 1024];
+        for event in 0..=NOTICE_LIMIT / line.len() {
+            assert!(!notices.should_go(now, false));
+            let at = event * line.len();
+            notices.hold(1, at..at + line.len(), &line, now);
+        }
+        assert!(notices.should_go(now, false));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! durable change), close them, and start their offline mail.
 
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
@@ -45,7 +45,7 @@ pub enum Materialize {
 }
 
 /// The outbox range staged for each connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Staging {
     /// Per key, the range staged for it (empty if none).
     ranges: Vec<Range<usize>>,
@@ -56,6 +56,15 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Nothing staged; presence lines are held for `presence_delay`.
+    pub fn new(presence_delay: Duration) -> Staging {
+        Staging {
+            ranges: Vec::new(),
+            keys: Vec::new(),
+            notices: Notices::new(presence_delay),
+        }
+    }
+
     /// Stages `text` for `key`; returns a range staged earlier that `text`
     /// does not continue, which the caller must deliver first.
     #[inline]
@@ -106,20 +115,14 @@ impl Server {
         for sid in outbox.held() {
             self.conns.hold(sid.0);
         }
-        let mut due = None;
+        let mut now = None;
         for effect in outbox.effects() {
             match effect {
                 Effect::Notice { to, text } if self.may_hold_notice(to.0) => {
-                    let due = *due.get_or_insert_with(|| {
-                        let notices = &self.staging.notices;
-                        let delay = self.config.presence_delay;
-                        notices
-                            .due()
-                            .unwrap_or_else(|| notices.due_from(Instant::now(), delay))
-                    });
+                    let now = *now.get_or_insert_with(Instant::now);
                     let bytes = outbox.text(text.clone());
                     let notices = &mut self.staging.notices;
-                    if let Some(earlier) = notices.hold(to.0, text.clone(), bytes, due) {
+                    if let Some(earlier) = notices.hold(to.0, text.clone(), bytes, now) {
                         self.deliver_notices(to.0, earlier);
                     }
                 }
@@ -177,12 +180,12 @@ impl Server {
         self.staging.notices = notices;
     }
 
-    /// Lets every held notice go if the oldest is due at `now` or too
-    /// much is held: written straight to connections with nothing pending,
+    /// Lets every held notice go if they should at `now` (see
+    /// [`Notices::should_go`]; `idle`: the loop's last wait brought no
+    /// events): written straight to connections with nothing pending,
     /// copied to the others.
-    pub(super) fn release_notices(&mut self, now: Instant) {
-        let notices = &self.staging.notices;
-        if notices.due().is_none_or(|due| due > now) && !notices.is_full() {
+    pub(super) fn release_notices(&mut self, now: Instant, idle: bool) {
+        if !self.staging.notices.should_go(now, idle) {
             return;
         }
         let started = Instant::now();

@@ -8,6 +8,9 @@
 //! polls; and reads every readable client until `WouldBlock` into one
 //! shared scratch buffer, handling each complete line (prompts are
 //! recognised as the leftover partial line).
+//! Clients waiting for an answer (a login in progress, a churner) are read
+//! in the turn their readiness arrives, the others a few hundred a turn
+//! (see [`Unread`]).
 //!
 //! Flow control keeps the server out of its slow-reader limit: a sender may
 //! be at most `window` bytes of delivered lines ahead of its receiver (of
@@ -33,7 +36,9 @@ use super::ceiling::Progress;
 use super::client::{is_presence, parse_stamp, Client, Phase, Role};
 use super::report::{Latency, Report, ServerMemory};
 use super::storm;
-use super::wire::{self, find_newline, Broken, Dirty, LineTooLong, MAX_LINE, SCRATCH_SIZE};
+use super::wire::{
+    self, find_newline, Broken, Dirty, LineTooLong, Unread, MAX_LINE, READS_PER_TURN, SCRATCH_SIZE,
+};
 use super::{account_index, accounts, delivered_line, message_prefix, LoadConfig, Workload};
 
 /// Most bytes a sender queues before writing.
@@ -90,6 +95,8 @@ pub(super) struct Engine {
     events: Events,
     /// Tokens and readiness of the last poll: (client, readable, writable).
     ready: Vec<(usize, bool, bool)>,
+    /// Readable clients that wait for no answer, not read yet.
+    unread: Unread,
     clients: Vec<Client>,
     accounts: Vec<Account>,
     scratch: Vec<u8>,
@@ -233,6 +240,7 @@ impl Engine {
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS_CAPACITY),
             ready: Vec::new(),
+            unread: Unread::default(),
             initial: to_connect.len(),
             to_connect,
             clients,
@@ -534,7 +542,7 @@ impl Engine {
         for i in self.dirty.take() {
             self.flush(i)?;
         }
-        let timeout = if self.busy {
+        let timeout = if self.busy || !self.unread.is_empty() {
             Some(Duration::ZERO)
         } else {
             timeout
@@ -543,19 +551,35 @@ impl Engine {
         self.ready.clear();
         self.ready.extend(self.events.iter().map(wire::readiness));
         let mut ready = std::mem::take(&mut self.ready);
-        // Clients waiting for an answer (churners, logins in progress) go
-        // before the bulk of receivers, so that a batch of presence lines
-        // does not delay them.
-        let clients = &self.clients;
-        ready.retain(|&(i, _, _)| i < clients.len());
-        ready.sort_by_key(|&(i, _, _)| !clients[i].awaits_answer());
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = ready.iter().try_for_each(|&(i, readable, writable)| {
-            self.on_ready(i, readable, writable, &mut scratch)
-        });
+        let result = self.on_events(&ready, &mut scratch);
         self.scratch = scratch;
+        ready.clear();
         self.ready = ready;
         result
+    }
+
+    /// Handles the readiness of one poll: clients waiting for an answer are
+    /// read now, the others join the [`Unread`] queue; then reads up to
+    /// [`READS_PER_TURN`] of it.
+    fn on_events(&mut self, ready: &[(usize, bool, bool)], scratch: &mut [u8]) -> io::Result<()> {
+        for &(i, readable, writable) in ready {
+            let Some(client) = self.clients.get(i) else {
+                continue;
+            };
+            let now = readable && client.awaits_answer();
+            if readable && !now {
+                self.unread.defer(i);
+            }
+            self.on_ready(i, now, writable, scratch)?;
+        }
+        for _ in 0..READS_PER_TURN {
+            let Some(i) = self.unread.next() else {
+                break;
+            };
+            self.read(i, scratch)?;
+        }
+        Ok(())
     }
 
     /// Handles one poll event of client `i`, reading into `scratch`.

@@ -4,6 +4,7 @@
 //! arrived. The engines keep one [`Wire`] per client and decide themselves
 //! what a closed or failed connection means.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
@@ -67,6 +68,47 @@ impl Dirty {
     /// Empties the list; [`Wire::flush`] unlists each connection.
     pub(super) fn take(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.0)
+    }
+}
+
+/// Clients read per turn from an [`Unread`] queue (about 5 ms of a
+/// storm's presence lines).
+pub(super) const READS_PER_TURN: usize = 256;
+
+/// Readable connections whose reading may wait, oldest first, each listed
+/// once. A client waiting for an answer (a login in progress) is read in
+/// the turn its readiness arrives; the others join this queue, of which
+/// each turn reads at most [`READS_PER_TURN`] before polling again. The
+/// clients of a run stand for users on machines of their own: a login is
+/// answered as soon as its reply arrives, not after this one thread has
+/// read a burst of lines to thousands of others.
+#[derive(Debug, Default)]
+pub(super) struct Unread {
+    queue: VecDeque<usize>,
+    listed: Vec<bool>,
+}
+
+impl Unread {
+    /// Lists connection `i` unless it is listed.
+    pub(super) fn defer(&mut self, i: usize) {
+        if i >= self.listed.len() {
+            self.listed.resize(i + 1, false);
+        }
+        if !std::mem::replace(&mut self.listed[i], true) {
+            self.queue.push_back(i);
+        }
+    }
+
+    /// Whether no connection waits to be read.
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Unlists the connection listed longest ago, to be read now.
+    pub(super) fn next(&mut self) -> Option<usize> {
+        let i = self.queue.pop_front()?;
+        self.listed[i] = false;
+        Some(i)
     }
 }
 
@@ -250,6 +292,21 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
+
+    #[test]
+    fn unread_lists_each_connection_once_oldest_first() {
+        let mut unread = Unread::default();
+        for i in [3, 1, 3, 0] {
+            unread.defer(i);
+        }
+        assert_eq!(unread.next(), Some(3));
+        unread.defer(3);
+        assert_eq!(
+            std::iter::from_fn(|| unread.next()).collect::<Vec<_>>(),
+            [1, 0, 3]
+        );
+        assert!(unread.is_empty());
+    }
 
     #[test]
     fn finds_newlines() {

@@ -27,7 +27,9 @@ use super::report::PeerReport;
 use super::{PeerConfig, PeerWorkload};
 use crate::client::{parse_stamp, write_stamp};
 use crate::report::{Latency, ServerMemory};
-use crate::wire::{self, Broken, Dirty, LineTooLong, Wire, MAX_LINE, SCRATCH_SIZE};
+use crate::wire::{
+    self, Broken, Dirty, LineTooLong, Unread, Wire, MAX_LINE, READS_PER_TURN, SCRATCH_SIZE,
+};
 use crate::STAMP_LEN;
 
 /// Most bytes a sender queues before writing.
@@ -204,6 +206,8 @@ struct Driver<P> {
     events: Events,
     /// Tokens and readiness of the last poll: (client, readable, writable).
     ready: Vec<(usize, bool, bool)>,
+    /// Readable clients that wait for no answer, not read yet.
+    unread: Unread,
     clients: Vec<Client>,
     scratch: Vec<u8>,
     /// Where greetings, pongs and syncs are built before they are queued.
@@ -289,6 +293,7 @@ impl<P: Protocol> Driver<P> {
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS_CAPACITY),
             ready: Vec::new(),
+            unread: Unread::default(),
             to_connect: (0..clients.len()).rev().collect(),
             clients,
             scratch: vec![0; SCRATCH_SIZE],
@@ -504,13 +509,15 @@ impl<P: Protocol> Driver<P> {
     // ----- the loop -------------------------------------------------------
 
     /// One turn: let the senders queue, write what is queued, poll (not
-    /// longer than `timeout`), and read what is readable.
+    /// longer than `timeout`), and read what is readable: a client waiting
+    /// for the replies to its greeting or its announcement at once, the
+    /// others a few hundred a turn (see [`Unread`]), as `confab-load` does.
     fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.pump()?;
         for i in self.dirty.take() {
             self.flush(i)?;
         }
-        let timeout = if self.busy {
+        let timeout = if self.busy || !self.unread.is_empty() {
             Some(Duration::ZERO)
         } else {
             timeout
@@ -520,18 +527,33 @@ impl<P: Protocol> Driver<P> {
         self.ready.extend(self.events.iter().map(wire::readiness));
         let ready = std::mem::take(&mut self.ready);
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = ready.iter().try_for_each(|&(i, readable, writable)| {
-            if writable && self.clients[i].wire.pending() > 0 {
-                self.dirty.mark(i, &mut self.clients[i].wire);
-            }
-            if readable {
-                self.read(i, &mut scratch)?;
-            }
-            Ok(())
-        });
+        let result = self.on_events(&ready, &mut scratch);
         self.scratch = scratch;
         self.ready = ready;
         result
+    }
+
+    /// Handles the readiness of one poll, then reads up to
+    /// [`READS_PER_TURN`] clients of the [`Unread`] queue.
+    fn on_events(&mut self, ready: &[(usize, bool, bool)], scratch: &mut [u8]) -> io::Result<()> {
+        for &(i, readable, writable) in ready {
+            let client = &mut self.clients[i];
+            if writable && client.wire.pending() > 0 {
+                self.dirty.mark(i, &mut client.wire);
+            }
+            if readable && matches!(client.phase, Phase::Hello | Phase::Announcing) {
+                self.read(i, scratch)?;
+            } else if readable {
+                self.unread.defer(i);
+            }
+        }
+        for _ in 0..READS_PER_TURN {
+            let Some(i) = self.unread.next() else {
+                break;
+            };
+            self.read(i, scratch)?;
+        }
+        Ok(())
     }
 
     fn now_ns(&self) -> u64 {
