@@ -9,6 +9,7 @@ pub mod client;
 pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;
+pub mod identity;
 pub mod journal;
 pub mod net;
 pub mod protocol;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use confab::credentials::CredentialsError;
+use confab::identity::IdentitySource;
 use confab::journal::{Fsync, JournalOptions, OnDamage};
 use confab::rate::Rate;
 use confab::server::{defaults, Config, Server, Storage};
@@ -141,6 +142,22 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = defaults::PRESENCE_DELAY_MS,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     presence_delay: u64,
+    /// Speak TLS (1.2 and 1.3 only) on PORT. Without --tls-cert and
+    /// --tls-key the server makes a self-signed certificate at its first
+    /// start and keeps it in the data directory (a new one at each start
+    /// with --ephemeral); it prints the certificate's fingerprint at start.
+    #[arg(long)]
+    tls: bool,
+    /// The certificate chain to serve, PEM, leaf first (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also listen in plaintext on this port (at --bind), for `nc` on a
+    /// trusted network; with --tls only.
+    #[arg(long, value_name = "PORT")]
+    plain_port: Option<u16>,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -237,6 +254,14 @@ fn run(args: Args) -> Result<(), String> {
     config.rate = Rate::new(args.rate, args.burst);
     config.backlog = args.backlog;
     config.presence_delay = Duration::from_millis(args.presence_delay);
+    if (args.tls_cert.is_some() || args.plain_port.is_some()) && !args.tls {
+        return Err("--tls-cert, --tls-key and --plain-port go with --tls".into());
+    }
+    config.tls = args.tls.then_some(match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => IdentitySource::Files { cert, key },
+        _ => IdentitySource::Generated,
+    });
+    config.plain_port = args.plain_port;
     if !args.ephemeral {
         config.storage = Storage::Durable {
             dir: args.data_dir,
@@ -256,6 +281,13 @@ fn run(args: Args) -> Result<(), String> {
         .handle_signals()
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
+    if let Some(plain) = server.plain_addr() {
+        let plain = plain.map_err(|e| e.to_string())?;
+        eprintln!("listening in plaintext on {plain}");
+    }
+    if let Some(fingerprint) = server.tls_fingerprint() {
+        eprintln!("tls fingerprint {fingerprint}");
+    }
     eprintln!("listening on {addr}");
     server.run().map_err(|e| format!("poll loop failed: {e}"))
 }

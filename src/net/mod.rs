@@ -1,7 +1,11 @@
 //! Bytes on connections, below the protocol: cutting input into bounded
-//! lines ([`lines`]), the output waiting for a socket ([`outbuf`]), and the
-//! one write path every non-blocking connection shares ([`link`]).
+//! lines ([`lines`]), the output waiting for a socket ([`outbuf`]), the
+//! one write path every non-blocking connection shares ([`link`]), and
+//! what it writes to: a plain socket or a TLS session over one
+//! ([`stream`], [`tls`]).
 
 pub mod lines;
 pub mod link;
 pub mod outbuf;
+pub mod stream;
+pub mod tls;

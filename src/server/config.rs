@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::chat::ChatConfig;
+use crate::identity::IdentitySource;
 use crate::journal::{JournalOptions, OnDamage};
 use crate::rate::Rate;
 use crate::trust::Trust;
@@ -41,6 +42,11 @@ pub struct Config {
     /// How long presence lines may be held so that several reach a user
     /// in one write (zero: at once).
     pub presence_delay: Duration,
+    /// The certificate the listener speaks TLS with; `None`: plaintext.
+    pub tls: Option<IdentitySource>,
+    /// A plaintext listener beside the TLS one, on the same address with
+    /// this port (0 picks a free one); only with [`Config::tls`].
+    pub plain_port: Option<u16>,
 }
 
 impl Config {
@@ -60,6 +66,18 @@ impl Config {
             rate: Rate::new(defaults::RATE, defaults::BURST),
             backlog: defaults::BACKLOG,
             presence_delay: Duration::from_millis(defaults::PRESENCE_DELAY_MS),
+            tls: None,
+            plain_port: None,
+        }
+    }
+}
+
+impl Storage {
+    /// The data directory, unless the storage is ephemeral.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Storage::Ephemeral => None,
+            Storage::Durable { dir, .. } => Some(dir),
         }
     }
 }

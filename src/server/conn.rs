@@ -21,14 +21,16 @@ use super::conns::Schedule;
 use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
 use crate::net::outbuf::OutBuf;
+use crate::net::stream::Stream;
 use crate::rate::Pace;
 use crate::trust::IpKey;
 
 /// The state of one accepted connection.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket and the output waiting for it.
-    pub link: Link,
+    /// The socket (or the TLS session over it) and the output waiting
+    /// for it.
+    pub link: Link<Stream>,
     /// Distinguishes this connection from earlier ones in the same slab
     /// slot, for timers that refer to it.
     pub serial: u64,
@@ -66,7 +68,7 @@ impl Conn {
     /// Wraps a freshly accepted, registered link; `address` is what it
     /// counts against, `None` for a trusted one, which is not held to the
     /// rate.
-    pub fn new(link: Link, serial: u64, address: Option<IpKey>) -> Conn {
+    pub fn new(link: Link<Stream>, serial: u64, address: Option<IpKey>) -> Conn {
         Conn {
             link,
             serial,

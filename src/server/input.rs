@@ -117,7 +117,16 @@ impl Server {
                     self.consume(key, &scratch[..n], now);
                     self.input.scratch = scratch;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A TLS session may have answered the peer (handshake
+                    // messages, tickets) or have been unable to take its
+                    // output until the handshake was done: write it now.
+                    let tls = conn.link.transport().tls().is_some();
+                    if tls && conn.link.has_output() {
+                        self.conns.mark_dirty(key);
+                    }
+                    return;
+                }
                 Err(e) => {
                     debug!("#{key}: read: {e}");
                     self.conns.doom(key);

@@ -51,8 +51,11 @@ use signal_hook_mio::v1_0::Signals;
 use crate::chat::{Chat, SessionId};
 use crate::credentials::Account;
 use crate::deadlines::Deadlines;
+use crate::identity::Identity;
 use crate::journal::Journal;
 use crate::net::link::Link;
+use crate::net::stream::Stream;
+use crate::net::tls::TlsStream;
 use crate::protocol;
 use admission::{Admission, TooMany};
 use commit::{open_journal, Durability};
@@ -72,6 +75,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 /// The token of the SIGINT/SIGTERM source, once [`Server::handle_signals`]
 /// registered it.
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// The token of the plaintext listener beside a TLS one (`--plain-port`).
+const PLAIN_LISTENER: Token = Token(usize::MAX - 3);
 /// How long a connection being closed may take to accept its last output.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long to wait before accepting again after running out of file
@@ -151,6 +156,10 @@ impl ConnectionGauge {
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
+    /// The plaintext listener beside a TLS one, if asked for.
+    plain_listener: Option<TcpListener>,
+    /// The certificate the main listener speaks TLS with, if it does.
+    identity: Option<Identity>,
     config: Config,
     chat: Chat,
     conns: Conns,
@@ -166,7 +175,8 @@ pub struct Server {
 impl Server {
     /// Loads the accounts into the domain, opens the data directory (its
     /// lock, the replay of its journal, a compaction) unless the storage is
-    /// ephemeral, and binds the listener. Errors say which of these failed.
+    /// ephemeral, loads or makes the TLS certificate if the server speaks
+    /// TLS, and binds the listeners. Errors say which of these failed.
     pub fn bind(config: Config, accounts: Vec<Account>) -> io::Result<Server> {
         let mut chat = Chat::new(accounts, config.chat);
         let journal = match &config.storage {
@@ -182,13 +192,35 @@ impl Server {
                 Some(journal)
             }
         };
-        let bind = config.bind;
-        let listen_error =
-            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}"));
+        let identity = match &config.tls {
+            None => None,
+            Some(source) => Some(Identity::load(source, config.storage.dir()).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("TLS certificate: {e}"))
+            })?),
+        };
+        if config.plain_port.is_some() && identity.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a plaintext port is only for beside a TLS one",
+            ));
+        }
         let poll = Poll::new()?;
-        let mut listener = listener::bind(bind, config.backlog).map_err(listen_error)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listen = |bind: SocketAddr, token: Token| -> io::Result<TcpListener> {
+            let listen_error =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}"));
+            let mut listener = listener::bind(bind, config.backlog).map_err(listen_error)?;
+            poll.registry()
+                .register(&mut listener, token, Interest::READABLE)?;
+            Ok(listener)
+        };
+        let listener = listen(config.bind, LISTENER)?;
+        let plain_listener = match config.plain_port {
+            Some(port) => Some(listen(
+                SocketAddr::new(config.bind.ip(), port),
+                PLAIN_LISTENER,
+            )?),
+            None => None,
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let durability = journal.map(|journal| with_wake(journal, &waker));
         Ok(Server {
@@ -196,6 +228,8 @@ impl Server {
             staging: Staging::new(config.presence_delay),
             poll,
             listener,
+            plain_listener,
+            identity,
             chat,
             config,
             conns: Conns::default(),
@@ -215,6 +249,17 @@ impl Server {
     /// asked for).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of the plaintext listener beside the TLS one, if any.
+    pub fn plain_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.plain_listener.as_ref().map(TcpListener::local_addr)
+    }
+
+    /// The fingerprint of the certificate the server speaks TLS with, if
+    /// it does (see [`crate::identity::fingerprint`]).
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.identity.as_ref().map(Identity::fingerprint)
     }
 
     /// A handle that stops [`Server::run`] from another thread.
@@ -268,7 +313,8 @@ impl Server {
             let now = Instant::now();
             for event in &events {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.accept(LISTENER, now),
+                    PLAIN_LISTENER => self.accept(PLAIN_LISTENER, now),
                     WAKER => {}
                     SIGNALS => {
                         if self.signalled() {
@@ -329,10 +375,30 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    /// Accepts what waits on every listener (accepting was paused, and
+    /// their edges may have passed meanwhile).
+    fn accept_all(&mut self, now: Instant) {
+        self.accept(LISTENER, now);
+        if self.plain_listener.is_some() {
+            self.accept(PLAIN_LISTENER, now);
+        }
+    }
+
+    /// Accepts what waits on the listener of `token` until it would block.
+    fn accept(&mut self, token: Token, now: Instant) {
         while !self.timers.accept_paused {
-            match self.listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, now),
+            let listener = match token {
+                PLAIN_LISTENER => self.plain_listener.as_ref(),
+                _ => Some(&self.listener),
+            };
+            let Some(listener) = listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let tls = token == LISTENER && self.identity.is_some();
+                    self.admit(stream, peer, tls, now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -351,10 +417,15 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        // Best effort: a fresh socket's send buffer takes one line.
+    /// Takes a new connection (a TLS session if `tls`) unless the server
+    /// is full or its address has too many.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, tls: bool, now: Instant) {
+        // Best effort: a fresh socket's send buffer takes one line. Over
+        // TLS nothing can be said before a handshake: the close says it.
         let mut refuse = |line: &str| {
-            let _ = io::Write::write_all(&mut stream, format!("{line}\n").as_bytes());
+            if !tls {
+                let _ = io::Write::write_all(&mut stream, format!("{line}\n").as_bytes());
+            }
         };
         if self.conns.len() >= self.config.max_clients {
             debug!("{peer}: refused, server full");
@@ -370,6 +441,17 @@ impl Server {
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: set_nodelay: {e}");
         }
+        let stream = match (&self.identity, tls) {
+            (Some(identity), true) => match rustls::ServerConnection::new(identity.config()) {
+                Ok(session) => Stream::from(TlsStream::new(stream, session)),
+                Err(e) => {
+                    warn!("{peer}: TLS session: {e}");
+                    self.admission.release(address);
+                    return;
+                }
+            },
+            _ => Stream::from(stream),
+        };
         let key = self.conns.vacant_key();
         let mut link = Link::new(stream);
         if let Err(e) = link.register(self.poll.registry(), Token(key), false) {
@@ -400,7 +482,7 @@ impl Server {
                 }
                 LoopTimer::AcceptRetry => {
                     self.timers.accept_paused = false;
-                    self.accept(now);
+                    self.accept_all(now);
                 }
                 LoopTimer::ReleaseBuffers => {
                     self.timers.release_armed = false;
@@ -433,7 +515,7 @@ impl Server {
         self.apply_effects();
         if self.timers.accept_paused {
             self.timers.accept_paused = false;
-            self.accept(now);
+            self.accept_all(now);
         }
     }
 

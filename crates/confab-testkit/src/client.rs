@@ -1,10 +1,14 @@
-//! A line-oriented test client over a plain `TcpStream`: what it sends is
-//! exact bytes, what it expects is exact bytes, and every read is bounded
-//! by [`IO_TIMEOUT`], so a broken server fails a test instead of hanging it.
+//! A line-oriented test client over a `TcpStream`, plain or TLS: what it
+//! sends is exact bytes, what it expects is exact bytes, and every read is
+//! bounded by [`IO_TIMEOUT`], so a broken server fails a test instead of
+//! hanging it.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
 
 use crate::accounts::password;
 use crate::replies::{
@@ -37,6 +41,8 @@ fn is_timeout(e: &io::Error) -> bool {
 /// bytes, and every wait is bounded by [`IO_TIMEOUT`].
 pub struct Client {
     stream: TcpStream,
+    /// The TLS session over the stream, for a client of a TLS port.
+    tls: Option<Box<ClientConnection>>,
     /// Received and not yet consumed by an expectation.
     buf: Vec<u8>,
 }
@@ -71,7 +77,58 @@ impl Client {
             .expect("set_write_timeout");
         Client {
             stream,
+            tls: None,
             buf: Vec::new(),
+        }
+    }
+
+    /// A TLS connection to `addr` that trusts only the certificate of
+    /// `fingerprint`; the handshake runs as the first reads and writes go.
+    pub fn connect_tls(addr: SocketAddr, fingerprint: &str) -> Client {
+        let config = confab::net::tls::Pinned::client_config(fingerprint).expect("TLS config");
+        let name = ServerName::from(addr.ip());
+        let session = ClientConnection::new(config, name).expect("TLS session");
+        let mut client = Client::connect(addr);
+        client.tls = Some(Box::new(session));
+        client.write_records().expect("send the client hello");
+        client
+    }
+
+    /// The TLS session, for a client of a TLS port.
+    pub fn tls(&self) -> Option<&ClientConnection> {
+        self.tls.as_deref()
+    }
+
+    /// Writes every record the TLS session has ready.
+    fn write_records(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            while tls.wants_write() {
+                tls.write_tls(&mut self.stream)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what comes next, plain or through the TLS session, into
+    /// `chunk`; `Ok(0)` is the end of the stream.
+    fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.stream.read(chunk);
+        };
+        loop {
+            match tls.reader().read(chunk) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if tls.read_tls(&mut self.stream)? == 0 {
+                return Ok(0);
+            }
+            tls.process_new_packets().map_err(io::Error::other)?;
+            while tls.wants_write() {
+                tls.write_tls(&mut self.stream)?;
+            }
         }
     }
 
@@ -116,7 +173,11 @@ impl Client {
 
     /// Sends exactly `bytes`.
     pub fn send_bytes(&mut self, bytes: &[u8]) {
-        if let Err(e) = self.stream.write_all(bytes) {
+        let sent = match &mut self.tls {
+            Some(tls) => tls.writer().write_all(bytes),
+            None => self.stream.write_all(bytes),
+        };
+        if let Err(e) = sent.and_then(|()| self.write_records()) {
             panic!("sending {}: {e}", show(bytes));
         }
     }
@@ -132,7 +193,7 @@ impl Client {
         self.stream.set_read_timeout(Some(wait))?;
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(n);
@@ -291,7 +352,7 @@ impl Client {
         let mut total = 0;
         let mut chunk = [0u8; 16 * 1024];
         let result = loop {
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => break Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
@@ -304,6 +365,16 @@ impl Client {
         };
         self.stream.set_nonblocking(false).expect("set_nonblocking");
         result.unwrap_or_else(|e| panic!("reading after {}: {e}", show(&self.buf)))
+    }
+
+    /// Expects reading to fail (a TLS handshake that does not verify, for
+    /// instance) with nothing received first; returns the error.
+    pub fn expect_failure(&mut self) -> io::Error {
+        match self.fill(Instant::now() + IO_TIMEOUT) {
+            Err(e) if !is_timeout(&e) && self.buf.is_empty() => e,
+            Err(e) => panic!("expected a failure, got {} and {e}", show(&self.buf)),
+            Ok(_) => panic!("expected a failure, got {}", show(&self.buf)),
+        }
     }
 
     /// Expects the server to close the connection with nothing more sent.

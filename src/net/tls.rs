@@ -1,0 +1,267 @@
+//! A TLS session over a non-blocking socket, as a [`Transport`]: rustls
+//! does the protocol, this moves its records between it and the socket
+//! under edge-triggered readiness.
+//!
+//! Reading takes the plaintext rustls has already decrypted; when it has
+//! none, it reads records from the socket until the socket would block,
+//! decrypting as it goes, and writes whatever the session wants to send
+//! back (handshake messages, alerts, tickets) at once. Writing hands the
+//! protocol's bytes to rustls, which encrypts them into records (at most
+//! [`BUFFER_LIMIT`] waiting), and writes the records until the socket
+//! would block; what is left waits in rustls and goes out in
+//! [`Transport::flush_layer`]. A session whose peer sends something that
+//! is not TLS is broken: the read fails with `InvalidData`, after the
+//! alert rustls wrote for it was offered to the socket.
+//!
+//! The same type carries the server's sessions with its clients, the
+//! client's with its server, and private peers' with each other
+//! ([`rustls::Connection`] is either side).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use mio::event::Source;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{Connection, DigitallySignedStruct, SignatureScheme};
+
+use super::link::Transport;
+
+/// Most encrypted bytes that wait in a session for the socket; past it a
+/// write takes nothing more and the rest waits in the link's buffer, which
+/// is bounded by the server's backlog limit.
+pub const BUFFER_LIMIT: usize = 64 * 1024;
+
+/// A TLS session and its socket.
+pub struct TlsStream {
+    socket: TcpStream,
+    session: Connection,
+}
+
+impl fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("socket", &self.socket)
+            .field("handshaking", &self.session.is_handshaking())
+            .finish()
+    }
+}
+
+impl TlsStream {
+    /// Runs `session` over `socket`, a connected non-blocking stream.
+    pub fn new(socket: TcpStream, session: impl Into<Connection>) -> TlsStream {
+        let mut session = session.into();
+        session.set_buffer_limit(Some(BUFFER_LIMIT));
+        TlsStream { socket, session }
+    }
+
+    /// The socket under the session, for its options.
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// The session, for what it learnt (the peer's certificate).
+    pub fn session(&self) -> &Connection {
+        &self.session
+    }
+
+    /// Whether the handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        self.session.is_handshaking()
+    }
+
+    /// Reads what the socket has into the session and processes it; `Ok(0)`
+    /// is the end of the socket's stream.
+    fn read_records(&mut self) -> io::Result<usize> {
+        let n = loop {
+            match self.session.read_tls(&mut self.socket) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => break result?,
+            }
+        };
+        if let Err(e) = self.session.process_new_packets() {
+            // Offer the alert rustls queued; the session is over anyway.
+            let _ = self.flush_layer();
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        Ok(n)
+    }
+}
+
+impl Transport for TlsStream {
+    fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.session.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                // The peer closed the socket without a close_notify: for
+                // a line protocol that is an end like any other.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let n = self.read_records()?;
+            // Handshake messages and alerts go out as soon as they exist.
+            self.flush_layer()?;
+            if n == 0 {
+                return match self.session.reader().read(buf) {
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+    }
+
+    /// Encrypts `bytes` into records and writes them, as much as the
+    /// session's buffer takes at a time, until all are taken or the socket
+    /// would block. Less than all taken means the socket is full (or the
+    /// handshake is not done: then the first read that finishes it lets the
+    /// rest go), as a [`Link`](super::link::Link) expects.
+    fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut taken = 0;
+        while taken < bytes.len() {
+            let n = self.session.writer().write(&bytes[taken..])?;
+            taken += n;
+            if self.flush_layer()? || n == 0 {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+
+    fn flush_layer(&mut self) -> io::Result<bool> {
+        while self.session.wants_write() {
+            match self.session.write_tls(&mut self.socket) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    fn layer_pending(&self) -> bool {
+        self.session.wants_write()
+    }
+
+    /// Sends a close_notify, writes what it can of it, and ends the
+    /// socket's sending side.
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.session.send_close_notify();
+        self.flush_layer()?;
+        self.socket.shutdown(Shutdown::Write)
+    }
+}
+
+impl Source for TlsStream {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.socket.register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.socket.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.socket.deregister(registry)
+    }
+}
+
+/// A certificate's fingerprint as confab shows it: `SHA256:` and the
+/// base64 of the SHA-256 of its DER encoding, without padding, as OpenSSH
+/// writes a host key's.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
+    format!("SHA256:{encoded}")
+}
+
+/// Trusts exactly the certificate whose [`fingerprint`] it was given,
+/// whatever its names, issuer or dates: a self-signed certificate that a
+/// user checked by its fingerprint (ssh's host keys work the same way).
+/// The handshake's signatures are still verified against it.
+#[derive(Debug)]
+pub struct Pinned {
+    fingerprint: String,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl Pinned {
+    /// Trusts the certificate of `fingerprint` (`SHA256:<base64>`).
+    pub fn new(fingerprint: &str) -> Pinned {
+        Pinned {
+            fingerprint: fingerprint.to_string(),
+            algorithms: crate::identity::provider().signature_verification_algorithms,
+        }
+    }
+
+    /// A client configuration (TLS 1.3 and 1.2) that trusts only the
+    /// certificate of `fingerprint`.
+    pub fn client_config(fingerprint: &str) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        let config = rustls::ClientConfig::builder_with_provider(crate::identity::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned::new(fingerprint)))
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if fingerprint(end_entity) == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
