@@ -176,9 +176,16 @@ fn generate() -> Result<(String, String), IdentityError> {
         names.insert(0, host);
     }
     names.extend(["127.0.0.1".to_string(), "::1".to_string()]);
-    let made = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| error(None, format!("cannot make a certificate: {e}")))?;
-    Ok((made.cert.pem(), made.key_pair.serialize_pem()))
+    let made = || -> Result<(String, String), rcgen::Error> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(names)?;
+        let mut subject = rcgen::DistinguishedName::new();
+        subject.push(rcgen::DnType::CommonName, "confab-server");
+        params.distinguished_name = subject;
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    made().map_err(|e| error(None, format!("cannot make a certificate: {e}")))
 }
 
 /// The host's name, if it has one that is valid in a certificate.

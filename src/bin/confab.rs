@@ -1,8 +1,10 @@
 //! `confab`: the terminal client of the confab chat server.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use confab::client::TlsOptions;
 
 /// Terminal client for a confab chat server. Lines you type are sent to the
 /// server; everything it sends is shown as it arrives. Ctrl-D logs out and
@@ -15,10 +17,29 @@ struct Args {
     /// Server TCP port (1 to 65535)
     #[arg(value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
+    /// Speak TLS to the server. Its certificate must verify against the
+    /// system's roots or --ca; otherwise, on a terminal, you are shown its
+    /// fingerprint and asked whether to trust it (remembered in
+    /// $XDG_CONFIG_HOME/confab/known_servers), and without one it must be
+    /// known or given with --fingerprint.
+    #[arg(long)]
+    tls: bool,
+    /// PEM certificates to verify the server's against, besides the
+    /// system's (with --tls).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca: Option<PathBuf>,
+    /// The fingerprint of the server's certificate, `SHA256:<base64>` as
+    /// confab-server prints it at start (with --tls).
+    #[arg(long, value_name = "SHA256:...", requires = "tls")]
+    fingerprint: Option<String>,
 }
 
 fn main() -> ExitCode {
     env_logger::init();
     let args = Args::parse();
-    confab::client::run(&args.host, args.port)
+    let tls = args.tls.then(|| TlsOptions {
+        ca: args.ca.clone(),
+        fingerprint: args.fingerprint.clone(),
+    });
+    confab::client::run(&args.host, args.port, tls.as_ref())
 }

@@ -15,6 +15,9 @@ pub(super) enum Failure {
         what: &'static str,
         error: io::Error,
     },
+    /// The server could not be trusted, or TLS could not be set up: the
+    /// whole line to show.
+    Refused(String),
 }
 
 impl fmt::Display for Failure {
@@ -23,6 +26,7 @@ impl fmt::Display for Failure {
             Self::Resolve { host, error } => write!(f, "cannot resolve {host}: {error}"),
             Self::Connect { target, error } => write!(f, "cannot connect to {target}: {error}"),
             Self::Io { what, error } => write!(f, "{what}: {error}"),
+            Self::Refused(line) => write!(f, "{line}"),
         }
     }
 }

@@ -46,29 +46,51 @@
 mod display;
 mod failure;
 mod input;
+mod known;
 mod private;
 mod signals;
 mod terminal;
 mod typed;
 
-use std::io::ErrorKind;
+use std::io::{self, BufRead, ErrorKind, IsTerminal, Write};
 use std::mem;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libc::c_int;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
 use signal_hook_mio::v1_0::Signals;
 
 use crate::net::link::Link;
+use crate::net::stream::Stream;
+use crate::net::tls::TlsStream;
+use crate::net::trust::{Trust, Untrusted};
 use display::{Introductions, Sanitizer, ServerView};
 use failure::{is_disconnect, Context, Failure};
 use input::Input;
+pub use known::{known_servers_path, KnownServers};
 use private::Private;
 use terminal::{Output, Terminal};
 use typed::Router;
+
+/// How long the TLS handshake with the server may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS to the server (`confab --tls`), and what to trust besides the
+/// system's roots (see [`trust`]).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// `--ca`: PEM certificates to verify the server's against.
+    pub ca: Option<PathBuf>,
+    /// `--fingerprint`: the server's certificate, if it does not verify.
+    pub fingerprint: Option<String>,
+}
 
 /// Bytes typed but not yet accepted by the server past which standard input
 /// is no longer read until the socket drains.
@@ -100,8 +122,8 @@ const MAX_WAITING_NOTES: usize = 256;
 /// stderr, when the host cannot be resolved or reached or I/O fails; and
 /// 128 + the signal number after SIGINT, SIGTERM or SIGHUP. Terminal
 /// settings and standard input's flags are restored before it returns.
-pub fn run(host: &str, port: u16) -> ExitCode {
-    match connect(host, port).and_then(|server| Client::new(server)?.chat()) {
+pub fn run(host: &str, port: u16, tls: Option<&TlsOptions>) -> ExitCode {
+    match connect(host, port, tls).and_then(|server| Client::new(server)?.chat()) {
         Ok(End::Finished) => ExitCode::SUCCESS,
         Ok(End::Signalled(signal)) => {
             ExitCode::from(u8::try_from(signal.saturating_add(128)).unwrap_or(u8::MAX))
@@ -121,10 +143,33 @@ enum End {
     Signalled(c_int),
 }
 
-/// Resolves `host` and connects to the first address that accepts, then
-/// makes the socket non-blocking for the poll loop. Connecting blocks:
+/// Connects to `host`:`port` (over TLS with `tls`, the handshake done),
+/// then makes the socket non-blocking for the poll loop. Connecting blocks:
 /// there is nothing else to do until it is done.
-fn connect(host: &str, port: u16) -> Result<TcpStream, Failure> {
+fn connect(host: &str, port: u16, tls: Option<&TlsOptions>) -> Result<Stream, Failure> {
+    let stream = match tls {
+        None => Stream::from(TcpStream::from_std(dial(host, port)?)),
+        Some(options) => handshake(host, port, options)?,
+    };
+    stream
+        .socket()
+        .set_nodelay(true)
+        .context("cannot configure the connection")?;
+    Ok(stream)
+}
+
+/// `host:port` as the user would write it (an IPv6 address in brackets).
+fn target(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Resolves `host` and connects, blocking, to the first address that
+/// accepts; the socket is left non-blocking.
+fn dial(host: &str, port: u16) -> Result<std::net::TcpStream, Failure> {
     let addresses: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|error| Failure::Resolve {
@@ -132,21 +177,129 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, Failure> {
             error,
         })?
         .collect();
-    let stream = std::net::TcpStream::connect(&addresses[..]).map_err(|error| {
-        let target = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        Failure::Connect { target, error }
-    })?;
-    stream
-        .set_nodelay(true)
-        .context("cannot configure the connection")?;
+    let stream =
+        std::net::TcpStream::connect(&addresses[..]).map_err(|error| Failure::Connect {
+            target: target(host, port),
+            error,
+        })?;
     stream
         .set_nonblocking(true)
         .context("cannot configure the connection")?;
-    Ok(TcpStream::from_std(stream))
+    Ok(stream)
+}
+
+/// Connects and runs the TLS handshake (blocking, at most
+/// [`HANDSHAKE_TIMEOUT`]), trusting what [`Trust`] trusts; a certificate
+/// nothing vouches for is shown on a terminal for the user to accept
+/// (remembered in the known-servers file), refused otherwise.
+fn handshake(host: &str, port: u16, options: &TlsOptions) -> Result<Stream, Failure> {
+    let server = target(host, port);
+    let mut known = KnownServers::load(known_servers_path()).map_err(|error| Failure::Io {
+        what: "cannot read the known-servers file",
+        error,
+    })?;
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| Failure::Refused(format!("{host} is not a name TLS can verify")))?;
+    loop {
+        let remembered = known
+            .get(&server)
+            .map(|(print, line)| (print.to_owned(), line));
+        let trust = Trust::new(
+            options.ca.as_deref(),
+            options.fingerprint.clone(),
+            remembered,
+        )
+        .map_err(Failure::Refused)?;
+        let trust = Arc::new(trust);
+        let config = Trust::client_config(Arc::clone(&trust))
+            .map_err(|e| Failure::Refused(format!("TLS: {e}")))?;
+        let mut session = ClientConnection::new(config, name.clone())
+            .map_err(|e| Failure::Refused(format!("TLS: {e}")))?;
+        let mut socket = dial(host, port)?;
+        let error = match shake(&mut session, &mut socket) {
+            Ok(()) => {
+                let socket = TcpStream::from_std(socket);
+                return Ok(Stream::from(TlsStream::new(socket, session)));
+            }
+            Err(error) => error,
+        };
+        let fingerprint = match trust.refused() {
+            None => {
+                return Err(Failure::Refused(format!(
+                    "TLS handshake with {server} failed: {error}"
+                )))
+            }
+            Some(Untrusted::NotTheGiven { fingerprint }) => {
+                return Err(Failure::Refused(format!(
+                    "the certificate of {server} is {fingerprint}, not the one given with \
+                     --fingerprint"
+                )))
+            }
+            Some(Untrusted::Changed { fingerprint, line }) => {
+                let file = known
+                    .path()
+                    .map_or(String::new(), |p| p.display().to_string());
+                return Err(Failure::Refused(format!(
+                    "WARNING: the certificate of {server} has CHANGED to {fingerprint}; it may \
+                     be an impostor. If the change is expected, remove line {line} of {file}"
+                )));
+            }
+            Some(Untrusted::Unknown {
+                fingerprint,
+                reason,
+            }) => {
+                if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+                    return Err(Failure::Refused(format!(
+                        "the certificate of {server} is not trusted ({reason}); its \
+                         fingerprint is {fingerprint}: check it with the server's operator, \
+                         then give it with --fingerprint or accept it on a terminal"
+                    )));
+                }
+                if !ask_trust(&server, &fingerprint, &reason) {
+                    return Err(Failure::Refused(format!("{server} is not trusted")));
+                }
+                fingerprint
+            }
+        };
+        known
+            .remember(&server, &fingerprint)
+            .map_err(|error| Failure::Io {
+                what: "cannot remember the server",
+                error,
+            })?;
+    }
+}
+
+/// Runs `session`'s handshake over `socket`, blocking for at most
+/// [`HANDSHAKE_TIMEOUT`] at each step, and leaves the socket non-blocking.
+fn shake(session: &mut ClientConnection, socket: &mut std::net::TcpStream) -> io::Result<()> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    socket.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    while session.is_handshaking() {
+        session.complete_io(socket)?;
+    }
+    socket.set_read_timeout(None)?;
+    socket.set_write_timeout(None)?;
+    socket.set_nonblocking(true)
+}
+
+/// Shows the certificate nothing vouches for and asks whether to trust it;
+/// true for `y` or `yes`.
+fn ask_trust(server: &str, fingerprint: &str, reason: &str) -> bool {
+    let mut stderr = io::stderr();
+    let _ = write!(
+        stderr,
+        "The certificate of {server} is not verified ({reason}).\n\
+         Its fingerprint is {fingerprint}.\n\
+         Trust it for {server} from now on? [y/N] "
+    );
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    if io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// One session: the socket, standard input and output, and what is known
@@ -155,7 +308,7 @@ struct Client {
     poll: Poll,
     /// The connection to the server, with the typed bytes it has not
     /// accepted yet.
-    server: Link,
+    server: Link<Stream>,
     /// Half-close the connection once everything typed is sent.
     close_when_flushed: bool,
     /// Typed bytes not yet sent or handled: during login, lines wait here
@@ -186,7 +339,7 @@ struct Client {
 impl Client {
     /// Sets up the poll over the connected socket, the stopping signals and
     /// standard input.
-    fn new(server: TcpStream) -> Result<Self, Failure> {
+    fn new(server: Stream) -> Result<Self, Failure> {
         let poll = Poll::new().context("cannot create the event loop")?;
         let mut server = Link::new(server);
         server
@@ -200,6 +353,7 @@ impl Client {
         let stdout = Output::open().context("cannot use standard output")?;
         let private = server
             .transport()
+            .socket()
             .local_addr()
             .and_then(|local| Private::listen(local.ip(), poll.registry()))
             .map_err(|error| eprintln!("confab: private messaging is off: {error}"))
@@ -238,6 +392,11 @@ impl Client {
     /// Runs the poll loop until the session ends.
     fn converse(&mut self) -> Result<End, Failure> {
         let mut events = Events::with_capacity(16);
+        // A TLS handshake may have brought the first prompt with it, into
+        // the session rather than the socket: no edge announces it.
+        if let Some(end) = self.read_server()? {
+            return Ok(end);
+        }
         loop {
             self.register_private();
             self.route_typed();

@@ -2,10 +2,12 @@
 //! lines ([`lines`]), the output waiting for a socket ([`outbuf`]), the
 //! one write path every non-blocking connection shares ([`link`]), and
 //! what it writes to: a plain socket or a TLS session over one
-//! ([`stream`], [`tls`]).
+//! ([`stream`], [`tls`]), and which certificates a client trusts
+//! ([`trust`]).
 
 pub mod lines;
 pub mod link;
 pub mod outbuf;
 pub mod stream;
 pub mod tls;
+pub mod trust;

@@ -20,15 +20,13 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{Connection, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::CertificateDer;
+use rustls::Connection;
 
 use super::link::Transport;
 
@@ -192,76 +190,4 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
     format!("SHA256:{encoded}")
-}
-
-/// Trusts exactly the certificate whose [`fingerprint`] it was given,
-/// whatever its names, issuer or dates: a self-signed certificate that a
-/// user checked by its fingerprint (ssh's host keys work the same way).
-/// The handshake's signatures are still verified against it.
-#[derive(Debug)]
-pub struct Pinned {
-    fingerprint: String,
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl Pinned {
-    /// Trusts the certificate of `fingerprint` (`SHA256:<base64>`).
-    pub fn new(fingerprint: &str) -> Pinned {
-        Pinned {
-            fingerprint: fingerprint.to_string(),
-            algorithms: crate::identity::provider().signature_verification_algorithms,
-        }
-    }
-
-    /// A client configuration (TLS 1.3 and 1.2) that trusts only the
-    /// certificate of `fingerprint`.
-    pub fn client_config(fingerprint: &str) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-        let config = rustls::ClientConfig::builder_with_provider(crate::identity::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned::new(fingerprint)))
-            .with_no_client_auth();
-        Ok(Arc::new(config))
-    }
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

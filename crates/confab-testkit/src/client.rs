@@ -85,7 +85,8 @@ impl Client {
     /// A TLS connection to `addr` that trusts only the certificate of
     /// `fingerprint`; the handshake runs as the first reads and writes go.
     pub fn connect_tls(addr: SocketAddr, fingerprint: &str) -> Client {
-        let config = confab::net::tls::Pinned::client_config(fingerprint).expect("TLS config");
+        let trust = std::sync::Arc::new(confab::net::trust::Trust::pinned(fingerprint));
+        let config = confab::net::trust::Trust::client_config(trust).expect("TLS config");
         let name = ServerName::from(addr.ip());
         let session = ClientConnection::new(config, name).expect("TLS session");
         let mut client = Client::connect(addr);

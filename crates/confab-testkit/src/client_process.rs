@@ -3,7 +3,9 @@
 //! wait is bounded by [`TIMEOUT`] and a client that hangs fails its test
 //! instead of stalling the suite.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -138,7 +140,7 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
 pub struct ClientProcess {
     /// The process.
     pub child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Option<Box<dyn Write + Send>>,
     /// What it writes to standard output.
     pub stdout: Output,
     /// What it writes to standard error.
@@ -154,20 +156,75 @@ impl ClientProcess {
     /// Starts a client on `127.0.0.1:port` with `stdin` as its standard
     /// input.
     pub fn with_stdin(port: u16, stdin: Stdio) -> Self {
+        Self::spawn(&["127.0.0.1", &port.to_string()], &[], stdin)
+    }
+
+    /// Starts `confab ARGS` with `env` added to its environment and
+    /// `stdin` as its standard input.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Self {
         let mut child = Command::new(client_bin())
-            .args(["127.0.0.1", &port.to_string()])
+            .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start confab");
-        let stdin = child.stdin.take();
+        let stdin = child
+            .stdin
+            .take()
+            .map(|s: ChildStdin| Box::new(s) as Box<dyn Write + Send>);
         let stdout = Output::new(child.stdout.take().expect("client stdout"));
         let stderr = Output::new(child.stderr.take().expect("client stderr"));
         Self {
             child,
             stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts `confab ARGS` (with `env`) on a pseudo-terminal: standard
+    /// input, output and error are its terminal, so what it writes to
+    /// either comes out of [`ClientProcess::stdout`] (with `\r\n` line
+    /// ends) and [`ClientProcess::send`] types on its keyboard.
+    pub fn on_terminal(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two descriptors into the given integers
+        // and reads no name, termios or window size (all null).
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty returned two open descriptors that nothing else
+        // owns.
+        let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let terminal = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
+        let mut child = Command::new(client_bin())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(terminal(&slave))
+            .stdout(terminal(&slave))
+            .stderr(terminal(&slave))
+            .spawn()
+            .expect("start confab");
+        drop(slave);
+        let reader = master.try_clone().expect("dup the terminal");
+        let stdout = Output::new(reader);
+        // Nothing comes separately: the terminal carries both streams.
+        let stderr = Output::new(std::io::empty());
+        child.stdin = None;
+        Self {
+            child,
+            stdin: Some(Box::new(master)),
             stdout,
             stderr,
         }
