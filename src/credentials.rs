@@ -1,5 +1,7 @@
-//! The credentials file: one `username password` per line; blank lines and
-//! comments (lines whose first non-blank character is `#`) are skipped.
+//! The credentials file: one `username password` per line, the password in
+//! clear or as an Argon2 hash in PHC string format (see
+//! [`crate::passwords`]); blank lines and comments (lines whose first
+//! non-blank character is `#`) are skipped.
 //!
 //! It is read once at start; any problem stops the server with a one-line
 //! error naming the file and the line, because a server that silently
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 pub struct Account {
     /// The login name; unique, no spaces.
     pub username: String,
-    /// The password, compared exactly.
+    /// The password in clear (compared exactly, in constant time), or its
+    /// Argon2 hash as a PHC string (starting with `$argon2`).
     pub password: String,
 }
 
@@ -98,6 +101,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Account>, CredentialsError
         };
         if !seen.insert(username.to_owned()) {
             return Err(error(format!("duplicate username `{username}`")));
+        }
+        if crate::passwords::is_hashed(password) {
+            crate::passwords::check_hash(password).map_err(error)?;
         }
         accounts.push(Account {
             username: username.to_owned(),
@@ -184,6 +190,19 @@ mod tests {
         assert_eq!(err.to_string(), "c:1: not valid UTF-8");
         let err = parse_str("\n\n").expect_err("empty");
         assert_eq!(err.to_string(), "creds.txt: no accounts");
+    }
+
+    #[test]
+    fn hashed_passwords_are_read_and_broken_hashes_named() {
+        let good = "$argon2id$v=19$m=19456,t=2,p=1$LN2YTVnRQTYfR9Ij6Ris8A$0bVHE4Ql7y5WXr+ZVeQTkY6Q0eohOMfHYu5NPNOGJNg";
+        let accounts = parse_str(&format!("r2d2 {good}\nyoda wise\n")).expect("valid");
+        assert_eq!(accounts[0].password, good);
+        let err = parse_str("yoda wise\nr2d2 $argon2id$v=19$m=19456\n").expect_err("broken");
+        assert!(
+            err.to_string()
+                .starts_with("creds.txt:2: not an Argon2 PHC string"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod fdlimit;
 pub mod identity;
 pub mod journal;
 pub mod net;
+pub mod passwords;
 pub mod protocol;
 pub mod rate;
 pub mod server;
