@@ -91,7 +91,7 @@ use users::{UserId, Users};
 
 pub use clock::WallClock;
 pub use mailbox::{cost as message_cost, MESSAGE_OVERHEAD};
-pub use outbox::{Effect, Outbox};
+pub use outbox::{Effect, Outbox, Verification};
 pub use records::Replayed;
 pub use snapshot::SnapshotCursor;
 
@@ -252,6 +252,9 @@ impl Chat {
         match stage {
             Stage::Username => self.username(sid, line),
             Stage::Password(user) => self.password(sid, user, line, now),
+            // The server reads nothing more from a session whose password
+            // is being verified; a line that comes anyway waits for nobody.
+            Stage::Verifying(_) => {}
             Stage::LoggedIn(user) => match protocol::parse(line) {
                 Ok(command) => self.command(sid, user, command, now),
                 Err(error) => self.outbox.line(sid, error.text()),

@@ -94,10 +94,18 @@ fn start(timeout: &str, args: &[&str]) -> ServerProcess {
         timeout: Some(timeout.into()),
         ..ProcessOptions::default()
     });
+    // Only the warning about the clear passwords of CREDENTIALS comes
+    // before `listening on`.
     let early = server.lines_before_listening();
+    let clear = CREDENTIALS.lines().count();
     assert!(
-        early.is_empty(),
-        "expected `listening on 127.0.0.1:PORT` first, got {early:?}"
+        early.len() == 1
+            && early[0].contains(&format!(
+                "{clear} of {clear} passwords in {}",
+                server.credentials_path().display()
+            ))
+            && early[0].contains("are stored in clear; hash them with `confab-passwd upgrade "),
+        "expected the clear-password warning, then `listening on 127.0.0.1:PORT`, got {early:?}"
     );
     server
 }
@@ -134,13 +142,19 @@ impl Spawned {
         Spawned { child, stderr }
     }
 
-    /// The address of its first stderr line, which must be `listening on
-    /// ADDR`.
+    /// The address of its first stderr line after the warning about
+    /// clear passwords, which must be `listening on ADDR`.
     fn listening(&self) -> SocketAddr {
-        let first = self
+        let mut first = self
             .stderr
             .recv_timeout(IO_TIMEOUT)
             .expect("a first line on stderr");
+        if first.contains("are stored in clear; hash them with") {
+            first = self
+                .stderr
+                .recv_timeout(IO_TIMEOUT)
+                .expect("a line after the warning");
+        }
         first
             .strip_prefix("listening on ")
             .and_then(|addr| addr.parse().ok())

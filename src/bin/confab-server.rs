@@ -214,7 +214,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // Silent by default, except for damage found in the data directory:
     // an operator must hear about records cut off a journal.
-    let filter = env_logger::Env::default().default_filter_or("confab::journal=warn");
+    let filter = env_logger::Env::default()
+        .default_filter_or("confab::journal=warn,confab::credentials=warn");
     env_logger::Builder::from_env(filter).init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,10 +277,24 @@ fn run(args: Args) -> Result<(), String> {
             },
         };
     }
+    let total = accounts.len();
+    let clear = accounts
+        .iter()
+        .filter(|a| !confab::passwords::is_hashed(&a.password))
+        .count();
     let mut server = Server::bind(config, accounts).map_err(|e| e.to_string())?;
     server
         .handle_signals()
         .map_err(|e| format!("cannot handle signals: {e}"))?;
+    if clear > 0 {
+        let file = args.credentials.display();
+        warn!(
+            target: "confab::credentials",
+            "{clear} of {} passwords in {file} are stored in clear; hash them with \
+             `confab-passwd upgrade {file}`",
+            total
+        );
+    }
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     if let Some(plain) = server.plain_addr() {
         let plain = plain.map_err(|e| e.to_string())?;

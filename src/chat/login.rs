@@ -9,10 +9,12 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::outbox::Verification;
 use super::sessions::{Session, Stage};
 use super::users::UserId;
 use super::{Chat, SessionId, Timer};
 use crate::journal::record::Record;
+use crate::passwords;
 use crate::protocol::{self, Reply};
 use crate::trust::IpKey;
 
@@ -88,7 +90,7 @@ impl Chat {
         match stage {
             Stage::Username => self.outbox.prompt(sid, protocol::USERNAME_PROMPT),
             Stage::Password(_) => self.outbox.prompt(sid, protocol::PASSWORD_PROMPT),
-            Stage::LoggedIn(_) => {}
+            Stage::Verifying(_) | Stage::LoggedIn(_) => {}
         }
     }
 
@@ -107,33 +109,94 @@ impl Chat {
     }
 
     /// A line typed at the password prompt of `user`: the per-address
-    /// limit first, then the ban, the password, and whether the user is
-    /// already online.
+    /// limit first, then the ban; then a clear password is compared at
+    /// once, and a hashed one is handed to the server to verify off the
+    /// loop ([`Verification`]), the session waiting for [`Chat::verified`].
     pub(super) fn password(&mut self, sid: SessionId, user: UserId, line: &str, now: Instant) {
-        let address = self
-            .sessions
-            .get(sid)
-            .filter(|session| !session.trusted)
-            .map(|session| IpKey::of(session.ip));
-        if let Some(key) = address {
-            if self
-                .failures
-                .over_limit(key, self.config.max_failures_per_ip, now)
-            {
-                self.outbox.line(sid, protocol::TOO_MANY_FAILURES);
-                return self.close(sid, now);
-            }
+        if self.over_failure_limit(sid, now) {
+            return;
         }
         self.lift_ban_if_over(user, now);
-        let block_duration = self.config.block_duration;
-        let account = &mut self.users[user];
+        let account = &self.users[user];
         if account.banned_until.is_some() {
             self.outbox.line(sid, protocol::ACCOUNT_BANNED);
-            self.close(sid, now);
-        } else if account.password.as_deref() != Some(line) {
-            if let Some(key) = address {
-                self.failures.note_failure(key, block_duration, now);
+            return self.close(sid, now);
+        }
+        let Some(stored) = account.password.as_deref() else {
+            // Removed from the credentials file meanwhile: no password fits.
+            return self.password_checked(sid, user, false, now);
+        };
+        if !passwords::is_hashed(stored) {
+            let matches = passwords::clear_matches(stored, line);
+            return self.password_checked(sid, user, matches, now);
+        }
+        let Some(epoch) = self.sessions.get(sid).map(|s| s.epoch) else {
+            return;
+        };
+        self.outbox.verify(Verification {
+            session: sid,
+            epoch,
+            given: line.to_owned(),
+            stored: stored.into(),
+        });
+        self.set_stage(sid, Stage::Verifying(user));
+    }
+
+    /// The answer to a [`Verification`] of session `sid` (of `epoch`):
+    /// whether the password given matched its hash. The login goes on as
+    /// for a clear password; an answer for a session that has ended, or
+    /// for an earlier connection with the same id, is ignored.
+    pub fn verified(&mut self, sid: SessionId, epoch: u64, matches: bool, now: Instant) {
+        let Some(session) = self.sessions.get(sid).filter(|s| s.epoch == epoch) else {
+            return;
+        };
+        let Stage::Verifying(user) = session.stage else {
+            return;
+        };
+        // Banned by another connection's failures meanwhile.
+        self.lift_ban_if_over(user, now);
+        if self.users[user].banned_until.is_some() {
+            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
+            return self.close(sid, now);
+        }
+        self.password_checked(sid, user, matches, now);
+    }
+
+    /// Whether `sid`'s untrusted address is over its limit of failed
+    /// passwords, in which case it is told so and closed.
+    fn over_failure_limit(&mut self, sid: SessionId, now: Instant) -> bool {
+        let Some(key) = self.untrusted_address(sid) else {
+            return false;
+        };
+        if !self
+            .failures
+            .over_limit(key, self.config.max_failures_per_ip, now)
+        {
+            return false;
+        }
+        self.outbox.line(sid, protocol::TOO_MANY_FAILURES);
+        self.close(sid, now);
+        true
+    }
+
+    /// The address `sid`'s failures count against, unless it is trusted.
+    fn untrusted_address(&self, sid: SessionId) -> Option<IpKey> {
+        self.sessions
+            .get(sid)
+            .filter(|session| !session.trusted)
+            .map(|session| IpKey::of(session.ip))
+    }
+
+    /// The password given on `sid` for `user` was right or wrong: a
+    /// failure is counted (three in a row ban the username), a success
+    /// logs in unless the user is online already.
+    fn password_checked(&mut self, sid: SessionId, user: UserId, matches: bool, now: Instant) {
+        if !matches {
+            if let Some(key) = self.untrusted_address(sid) {
+                self.failures
+                    .note_failure(key, self.config.block_duration, now);
             }
+            let block_duration = self.config.block_duration;
             let account = &mut self.users[user];
             account.failures += 1;
             if account.failures >= MAX_FAILURES {
@@ -150,10 +213,11 @@ impl Chat {
                 self.outbox.line(sid, protocol::PASSWORD_BANNED);
                 self.close(sid, now);
             } else {
+                self.set_stage(sid, Stage::Password(user));
                 self.outbox.line(sid, protocol::INVALID_PASSWORD);
                 self.outbox.prompt(sid, protocol::PASSWORD_PROMPT);
             }
-        } else if account.session.is_some() {
+        } else if self.users[user].session.is_some() {
             self.set_stage(sid, Stage::Username);
             self.outbox.line(sid, protocol::ALREADY_LOGGED_IN);
             self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
@@ -189,7 +253,9 @@ impl Chat {
     fn idle_due(&self, session: &Session) -> Instant {
         let idle = session.last_activity + self.config.timeout;
         match (session.stage, session.login_by) {
-            (Stage::Username | Stage::Password(_), Some(login_by)) => idle.min(login_by),
+            (Stage::Username | Stage::Password(_) | Stage::Verifying(_), Some(login_by)) => {
+                idle.min(login_by)
+            }
             _ => idle,
         }
     }
@@ -213,7 +279,7 @@ impl Chat {
         }
         let message = match session.stage {
             Stage::LoggedIn(_) => protocol::INACTIVITY_LOGOUT,
-            Stage::Username | Stage::Password(_) => protocol::LOGIN_TIMED_OUT,
+            Stage::Username | Stage::Password(_) | Stage::Verifying(_) => protocol::LOGIN_TIMED_OUT,
         };
         self.outbox.line(sid, message);
         self.close(sid, now);

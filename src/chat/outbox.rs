@@ -48,6 +48,22 @@ pub enum Effect {
     Backlog(SessionId),
 }
 
+/// A password to check against its Argon2 hash, which the domain leaves to
+/// the server: verifying costs tens of milliseconds of CPU, too long for
+/// the loop. The server answers with [`Chat::verified`](super::Chat::verified);
+/// until then the session reads nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// The session that gave the password.
+    pub session: SessionId,
+    /// Which connection of that id it was (the answer must name it).
+    pub epoch: u64,
+    /// The password given.
+    pub given: String,
+    /// The hash it must match (a PHC string).
+    pub stored: Box<str>,
+}
+
 /// The effects of the calls since the server last drained it. The text of
 /// every `Send` lives in one shared buffer, so a line sent to a thousand
 /// users is rendered once and costs no allocation per recipient.
@@ -62,6 +78,8 @@ pub struct Outbox {
     records: Vec<u8>,
     /// Sessions whose output must wait until `records` are durable.
     held: Vec<SessionId>,
+    /// Passwords for the server to verify, oldest first.
+    verifications: Vec<Verification>,
 }
 
 impl Outbox {
@@ -87,6 +105,23 @@ impl Outbox {
     /// those records are durable. A session may be listed more than once.
     pub fn held(&self) -> &[SessionId] {
         &self.held
+    }
+
+    /// Whether passwords wait to be verified.
+    #[inline]
+    pub fn has_verifications(&self) -> bool {
+        !self.verifications.is_empty()
+    }
+
+    /// Takes the passwords to verify; each is answered with
+    /// [`Chat::verified`](super::Chat::verified).
+    pub fn take_verifications(&mut self) -> Vec<Verification> {
+        std::mem::take(&mut self.verifications)
+    }
+
+    /// Asks the server to verify a password.
+    pub(super) fn verify(&mut self, verification: Verification) {
+        self.verifications.push(verification);
     }
 
     /// Forgets every effect, its text, the records and the held sessions,

@@ -15,6 +15,9 @@ pub(super) enum Stage {
     Username,
     /// Asked for this user's password.
     Password(UserId),
+    /// Gave a password for this user whose hash is being verified off the
+    /// loop; nothing else is read until the answer comes.
+    Verifying(UserId),
     /// Logged in as this user.
     LoggedIn(UserId),
 }

@@ -434,6 +434,7 @@ fn leak(record: Record<'_>) -> Record<'static> {
 mod commands;
 mod durable;
 mod hardening;
+mod hashed;
 mod inactivity;
 mod login;
 mod mail;

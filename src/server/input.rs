@@ -84,6 +84,10 @@ impl Server {
     /// bytes from it and handles every complete line, as far as its rate
     /// allows.
     pub(super) fn read(&mut self, key: usize, now: Instant) {
+        // Nothing is read while its password is being verified.
+        if self.verifier.is_waiting(key) {
+            return;
+        }
         self.handle_stash(key, now);
         let mut budget = READ_BUDGET;
         loop {
@@ -203,11 +207,22 @@ impl Server {
                 Ok(Some(line)) => self.chat.line(sid, line, now),
                 Err(error) => self.chat.line_error(sid, error, now),
             }
+            if self.chat.outbox().has_verifications() {
+                return self.start_verifying(key, &data[pos..]);
+            }
             let outbox = self.chat.outbox();
             if outbox.effects().len() >= EFFECTS_BATCH || outbox.text_len() > STAGE_LIMIT {
                 self.apply_effects();
             }
         }
+    }
+
+    /// Handles what connection `key` sent after a password whose
+    /// verification is answered, then reads it again (its readiness edges
+    /// passed while it waited), unless another verification began.
+    pub(super) fn resume_after_verifying(&mut self, key: usize, rest: &[u8], now: Instant) {
+        self.consume(key, rest, now);
+        self.read(key, now);
     }
 
     /// Lets a connection that was ahead of its rate go on.

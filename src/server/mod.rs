@@ -35,6 +35,7 @@ mod listener;
 mod notices;
 mod output;
 mod staging;
+mod verify;
 
 use std::io;
 use std::net::SocketAddr;
@@ -65,6 +66,7 @@ use conns::Conns;
 use input::Input;
 pub use input::READ_BUDGET;
 use staging::Staging;
+use verify::Verifier;
 
 /// The listener's token; connections use their slab key, which is always
 /// smaller.
@@ -167,6 +169,8 @@ pub struct Server {
     input: Input,
     /// The data directory's journal, unless the server is ephemeral.
     durability: Option<Durability>,
+    /// Hashed passwords being verified off the loop.
+    verifier: Verifier,
     admission: Admission,
     timers: Timers,
     control: Control,
@@ -235,6 +239,7 @@ impl Server {
             conns: Conns::default(),
             input: Input::default(),
             durability,
+            verifier: Verifier::default(),
             timers: Timers::default(),
             control: Control {
                 stop: Arc::new(AtomicBool::new(false)),
@@ -331,6 +336,7 @@ impl Server {
                     ),
                 }
             }
+            self.take_answers(now);
             self.read_unread(now);
             self.fire_timers(now);
             self.finish_iteration(now, events.is_empty());
@@ -511,6 +517,7 @@ impl Server {
         // The key may be reused at once: nothing staged may reach the next
         // connection.
         self.forget_staged(key);
+        self.verifier.forget(key);
         self.chat.disconnect(SessionId(key), now);
         self.apply_effects();
         if self.timers.accept_paused {

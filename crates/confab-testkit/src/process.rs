@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, BufRead, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -211,6 +211,12 @@ impl ServerProcess {
         assert_ne!(port, 0, "{first:?}");
         server.addr.set_port(port);
         server
+    }
+
+    /// The credentials file the server was started with (written by
+    /// [`ServerProcess::start`]; a test may rewrite it and send SIGHUP).
+    pub fn credentials_path(&self) -> &Path {
+        &self.credentials
     }
 
     /// The process id.
