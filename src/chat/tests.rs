@@ -55,6 +55,17 @@ fn offline(user: &str) -> String {
     format!("{user} is offline. Your message will be delivered when they log in\n")
 }
 
+/// Accounts of these (username, password) pairs, in order.
+fn accounts(pairs: &[(&str, &str)]) -> Vec<Account> {
+    pairs
+        .iter()
+        .map(|&(u, p)| Account {
+            username: u.to_owned(),
+            password: p.to_owned(),
+        })
+        .collect()
+}
+
 /// The domain plus what every session received, drained after each call.
 struct Harness {
     chat: Chat,
@@ -77,18 +88,12 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let accounts = [
+        let accounts = accounts(&[
             ("yoda", "wise"),
             ("hans", "falcon"),
             ("vader", "sithlord"),
             ("luke", "lightsaber"),
-        ]
-        .into_iter()
-        .map(|(u, p)| Account {
-            username: u.to_owned(),
-            password: p.to_owned(),
-        })
-        .collect();
+        ]);
         let mut config = ChatConfig::new(BLOCK, TIMEOUT);
         // Tests of the login deadline set their own.
         config.login_timeout = secs(3600);

@@ -11,13 +11,7 @@ const R2D2_HASH: &str =
 const R: SessionId = SessionId(9);
 
 fn with_r2d2() -> Harness {
-    let accounts = [("yoda", "wise"), ("r2d2", R2D2_HASH)]
-        .into_iter()
-        .map(|(u, p)| Account {
-            username: u.to_owned(),
-            password: p.to_owned(),
-        })
-        .collect();
+    let accounts = accounts(&[("yoda", "wise"), ("r2d2", R2D2_HASH)]);
     let mut config = ChatConfig::new(BLOCK, TIMEOUT);
     config.login_timeout = secs(30);
     Harness::with(accounts, config)
