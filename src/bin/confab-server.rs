@@ -215,7 +215,7 @@ fn main() -> ExitCode {
     // Silent by default, except for damage found in the data directory:
     // an operator must hear about records cut off a journal.
     let filter = env_logger::Env::default()
-        .default_filter_or("confab::journal=warn,confab::credentials=warn");
+        .default_filter_or("confab::journal=warn,confab::credentials=warn,confab::reload=warn");
     env_logger::Builder::from_env(filter).init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -263,6 +263,7 @@ fn run(args: Args) -> Result<(), String> {
         _ => IdentitySource::Generated,
     });
     config.plain_port = args.plain_port;
+    config.credentials = Some(args.credentials.clone());
     if !args.ephemeral {
         config.storage = Storage::Durable {
             dir: args.data_dir,

@@ -13,6 +13,7 @@ use super::outbox::Verification;
 use super::sessions::{Session, Stage};
 use super::users::UserId;
 use super::{Chat, SessionId, Timer};
+use crate::credentials::Account;
 use crate::journal::record::Record;
 use crate::passwords;
 use crate::protocol::{self, Reply};
@@ -75,6 +76,20 @@ impl Chat {
             self.outbox.line(sid, protocol::SHUTTING_DOWN);
             self.end_session_quietly(sid, now);
             self.outbox.close(sid);
+        }
+    }
+
+    /// Makes `accounts` (a reloaded credentials file) the accounts: new
+    /// ones can log in at once, changed passwords apply from the next
+    /// login, and a removed account keeps its records (as at a start
+    /// without it); if it is online it is told, closed and announced as
+    /// leaving like any leaver.
+    pub fn reload_accounts(&mut self, accounts: Vec<Account>, now: Instant) {
+        for user in self.users.reload(accounts) {
+            if let Some(sid) = self.users[user].session {
+                self.outbox.line(sid, protocol::ACCOUNT_REMOVED);
+                self.close(sid, now);
+            }
         }
     }
 
@@ -191,6 +206,8 @@ impl Chat {
     /// failure is counted (three in a row ban the username), a success
     /// logs in unless the user is online already.
     fn password_checked(&mut self, sid: SessionId, user: UserId, matches: bool, now: Instant) {
+        // An account removed by a reload while its password was verified.
+        let matches = matches && self.users.is_account(user);
         if !matches {
             if let Some(key) = self.untrusted_address(sid) {
                 self.failures

@@ -445,4 +445,5 @@ mod login;
 mod mail;
 mod presence;
 mod private;
+mod reload;
 mod shutdown;

@@ -120,6 +120,29 @@ impl Users {
         id
     }
 
+    /// Makes `accounts` the accounts of the credentials file: their
+    /// passwords are set (a new one applies from the next login), users
+    /// not known before are added, and accounts no longer among them keep
+    /// only their records. Returns the ids of those removed.
+    pub(super) fn reload(&mut self, accounts: Vec<Account>) -> Vec<UserId> {
+        let mut listed = vec![false; self.list.len()];
+        for account in accounts {
+            let id = self.id_or_removed(&account.username);
+            self.list[id as usize].password = Some(account.password.into());
+            if let Some(seen) = listed.get_mut(id as usize) {
+                *seen = true;
+            }
+        }
+        let mut removed = Vec::new();
+        for (id, seen) in listed.into_iter().enumerate() {
+            let user = &mut self.list[id];
+            if !seen && user.password.take().is_some() {
+                removed.push(id as UserId);
+            }
+        }
+        removed
+    }
+
     /// The user at `index` in id order, if there is one.
     pub(super) fn get(&self, index: usize) -> Option<&User> {
         self.list.get(index)

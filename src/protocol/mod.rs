@@ -84,6 +84,9 @@ pub const STORAGE_FULL: &str = "Error. Server storage is full";
 pub const STORAGE_UNAVAILABLE: &str = "Error. Server storage is unavailable";
 /// Sent to every connection when the server stops.
 pub const SHUTTING_DOWN: &str = "Server is shutting down";
+/// To a logged-in user whose account the credentials file no longer has,
+/// when the server reloads it; the connection is closed.
+pub const ACCOUNT_REMOVED: &str = "Your account has been removed";
 /// The reply to `help`: one line per command with its arguments.
 pub const HELP: &[&str] = &[
     "message <user> <message>",

@@ -42,6 +42,9 @@ pub struct Config {
     /// How long presence lines may be held so that several reach a user
     /// in one write (zero: at once).
     pub presence_delay: Duration,
+    /// The credentials file the accounts came from, read again on SIGHUP;
+    /// `None`: the accounts are fixed.
+    pub credentials: Option<PathBuf>,
     /// The certificate the listener speaks TLS with; `None`: plaintext.
     pub tls: Option<IdentitySource>,
     /// A plaintext listener beside the TLS one, on the same address with
@@ -66,6 +69,7 @@ impl Config {
             rate: Rate::new(defaults::RATE, defaults::BURST),
             backlog: defaults::BACKLOG,
             presence_delay: Duration::from_millis(defaults::PRESENCE_DELAY_MS),
+            credentials: None,
             tls: None,
             plain_port: None,
         }

@@ -34,6 +34,7 @@ mod input;
 mod listener;
 mod notices;
 mod output;
+mod reload;
 mod staging;
 mod verify;
 
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::chat::{Chat, SessionId};
@@ -74,7 +75,7 @@ const LISTENER: Token = Token(usize::MAX);
 /// The token of the waker that [`ShutdownHandle`] and the compaction
 /// thread use.
 const WAKER: Token = Token(usize::MAX - 1);
-/// The token of the SIGINT/SIGTERM source, once [`Server::handle_signals`]
+/// The token of the SIGINT/SIGTERM/SIGHUP source, once [`Server::handle_signals`]
 /// registered it.
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The token of the plaintext listener beside a TLS one (`--plain-port`).
@@ -276,8 +277,10 @@ impl Server {
     }
 
     /// Makes SIGINT and SIGTERM shut the server down gracefully, as a
-    /// [`ShutdownHandle`] does; a second signal during the shutdown ends it
-    /// at once. The signals arrive through the same poll as the sockets.
+    /// [`ShutdownHandle`] does (a second one during the shutdown ends it at
+    /// once), and SIGHUP reload the certificate and the accounts
+    /// ([`reload`]). The signals arrive through the same poll as the
+    /// sockets.
     /// SIGXFSZ is ignored: a file-size limit then fails the write that
     /// passes it (`EFBIG`), which the journal survives like a full disk,
     /// instead of killing the process.
@@ -286,7 +289,7 @@ impl Server {
         if unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) } == libc::SIG_ERR {
             return Err(io::Error::last_os_error());
         }
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -294,12 +297,17 @@ impl Server {
         Ok(())
     }
 
-    /// Whether a signal arrived since the last call.
-    fn signalled(&mut self) -> bool {
-        self.control
-            .signals
-            .as_mut()
-            .is_some_and(|signals| signals.pending().count() > 0)
+    /// The signals that arrived since the last call: whether one asks to
+    /// stop (SIGINT, SIGTERM), and whether one asks to reload (SIGHUP).
+    fn signalled(&mut self) -> (bool, bool) {
+        let Some(signals) = self.control.signals.as_mut() else {
+            return (false, false);
+        };
+        signals
+            .pending()
+            .fold((false, false), |(stop, reload), signal| {
+                (stop || signal != SIGHUP, reload || signal == SIGHUP)
+            })
     }
 
     /// A gauge of how many connections are open, readable from any thread
@@ -322,7 +330,11 @@ impl Server {
                     PLAIN_LISTENER => self.accept(PLAIN_LISTENER, now),
                     WAKER => {}
                     SIGNALS => {
-                        if self.signalled() {
+                        let (stop, reload) = self.signalled();
+                        if reload {
+                            self.reload(now);
+                        }
+                        if stop {
                             info!("signal received");
                             self.control.stop.store(true, Ordering::SeqCst);
                         }
@@ -555,7 +567,7 @@ impl Server {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
-                if event.token() == SIGNALS && self.signalled() {
+                if event.token() == SIGNALS && self.signalled().0 {
                     warn!("second signal: exiting without flushing");
                     self.conns.clear();
                     return Ok(());
