@@ -10,9 +10,7 @@
 //! its fingerprint ([`fingerprint`]), which the server prints at start.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -107,8 +105,9 @@ impl Identity {
         let key = dir.join(KEY_FILE);
         if !(cert.exists() && key.exists()) {
             let (cert_pem, key_pem) = generate()?;
-            write_atomically(&key, key_pem.as_bytes(), 0o600).map_err(|e| error(Some(&key), e))?;
-            write_atomically(&cert, cert_pem.as_bytes(), 0o644)
+            crate::atomic::write(&key, key_pem.as_bytes(), 0o600)
+                .map_err(|e| error(Some(&key), e))?;
+            crate::atomic::write(&cert, cert_pem.as_bytes(), 0o644)
                 .map_err(|e| error(Some(&cert), e))?;
             log::info!("made a self-signed certificate in {}", cert.display());
         }
@@ -198,27 +197,6 @@ fn host_name() -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     valid.then(|| name.to_ascii_lowercase())
-}
-
-/// Writes `bytes` to `path` through a file beside it (created with `mode`,
-/// synced, renamed over `path`), so that `path` is whole or absent.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut beside = path.as_os_str().to_owned();
-    beside.push(".new");
-    let beside = PathBuf::from(beside);
-    let _ = fs::remove_file(&beside);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&beside)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&beside, path)?;
-    if let Some(parent) = path.parent() {
-        File::open(parent)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

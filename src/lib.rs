@@ -4,6 +4,7 @@
 //! pure domain ([`chat`]) that speaks the text protocol of [`protocol`].
 //! See `README.md` for how to run it and `protocol.md` for the contract.
 
+pub mod atomic;
 pub mod chat;
 pub mod client;
 pub mod credentials;

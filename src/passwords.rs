@@ -45,6 +45,19 @@ pub fn verify_hash(stored: &str, given: &str) -> bool {
     })
 }
 
+/// Checks that a new password is one a user can log in with: not empty,
+/// and without spaces at either end, which the server strips from every
+/// line it reads (so such a password could never be typed).
+pub fn check_new(password: &str) -> Result<(), String> {
+    if password.is_empty() {
+        Err("the password is empty".into())
+    } else if password.starts_with(' ') || password.ends_with(' ') {
+        Err("the password starts or ends with a space, which the server ignores".into())
+    } else {
+        Ok(())
+    }
+}
+
 /// Hashes `password` with Argon2id and the `argon2` crate's default
 /// parameters (m=19456 KiB, t=2, p=1, as OWASP recommends) and a random
 /// 16-byte salt, as a PHC string.
@@ -104,6 +117,14 @@ mod tests {
             assert!(check_hash(bad).is_err(), "{bad}");
             assert!(!verify_hash(bad, "x"), "{bad}");
         }
+    }
+
+    #[test]
+    fn new_passwords_must_be_typable() {
+        check_new("a b\tc").expect("inner blanks are kept");
+        assert!(check_new("").is_err());
+        assert!(check_new(" wise").is_err());
+        assert!(check_new("wise ").is_err());
     }
 
     #[test]

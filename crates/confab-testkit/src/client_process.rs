@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -190,6 +190,13 @@ impl ClientProcess {
     /// either comes out of [`ClientProcess::stdout`] (with `\r\n` line
     /// ends) and [`ClientProcess::send`] types on its keyboard.
     pub fn on_terminal(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::program_on_terminal(&client_bin(), args, env)
+    }
+
+    /// Starts `program ARGS` (with `env`) on a pseudo-terminal, as
+    /// [`ClientProcess::on_terminal`] starts `confab`: for the workspace's
+    /// other interactive binaries (`confab-passwd`).
+    pub fn program_on_terminal(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let (mut master, mut slave) = (-1, -1);
         // SAFETY: openpty writes two descriptors into the given integers
         // and reads no name, termios or window size (all null).
@@ -207,7 +214,7 @@ impl ClientProcess {
         // owns.
         let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let terminal = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
-        let mut child = Command::new(client_bin())
+        let mut child = Command::new(program)
             .args(args)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
@@ -215,7 +222,7 @@ impl ClientProcess {
             .stdout(terminal(&slave))
             .stderr(terminal(&slave))
             .spawn()
-            .expect("start confab");
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
         drop(slave);
         let reader = master.try_clone().expect("dup the terminal");
         let stdout = Output::new(reader);
