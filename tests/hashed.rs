@@ -142,3 +142,26 @@ fn a_client_that_leaves_while_its_password_is_verified_changes_nothing() {
     let mut client = server.login(&user, &pass);
     client.barrier();
 }
+
+#[test]
+fn a_password_hashed_by_confab_passwd_logs_in() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confab-passwd"))
+        .arg("hash")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run confab-passwd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"lightsaber\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).expect("utf-8");
+    let server = server(vec![("luke".into(), hash.trim().to_string())]);
+    server.login("luke", "lightsaber").barrier();
+}
