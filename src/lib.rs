@@ -10,6 +10,7 @@ pub mod client;
 pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;
+pub mod fingerprint;
 pub mod identity;
 pub mod journal;
 pub mod net;

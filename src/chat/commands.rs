@@ -34,7 +34,7 @@ impl Chat {
                 self.outbox.close(sid);
             }
             Command::Help => self.help(sid),
-            Command::PrivatePort { port } => self.private_port(sid, port),
+            Command::PrivatePort { port, fingerprint } => self.private_port(sid, port, fingerprint),
             Command::StartPrivate { user } => self.start_private(sid, me, user),
             Command::Private { to: user, .. } | Command::StopPrivate { user } => {
                 self.no_private_session(sid, user)

@@ -36,6 +36,7 @@ impl Chat {
             last_activity: now,
             ip: ip.to_canonical(),
             private_port: None,
+            private_print: None,
             trusted,
             login_by: now.checked_add(self.config.login_timeout),
             epoch,

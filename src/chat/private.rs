@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use super::users::UserId;
 use super::{Chat, SessionId};
+use crate::fingerprint::Fingerprint;
 use crate::protocol::{self, Reply};
 use crate::token::Hex;
 
@@ -24,10 +25,17 @@ impl Chat {
     }
 
     /// `privateport`: the session's client listens on `port` of the
-    /// connection's address; the last one counts.
-    pub(super) fn private_port(&mut self, sid: SessionId, port: u16) {
+    /// connection's address, over TLS with the certificate of
+    /// `fingerprint` if given; the last one counts.
+    pub(super) fn private_port(
+        &mut self,
+        sid: SessionId,
+        port: u16,
+        fingerprint: Option<Fingerprint>,
+    ) {
         if let Some(session) = self.sessions.get_mut(sid) {
             session.private_port = Some(port);
+            session.private_print = fingerprint.map(Box::new);
         }
     }
 
@@ -57,11 +65,19 @@ impl Chat {
         let Some(their_sid) = target.session else {
             return self.outbox.reply(sid, Reply::PrivateOffline { user: name });
         };
+        let print = |sid| {
+            self.sessions
+                .get(sid)
+                .and_then(|session| session.private_print.as_deref().copied())
+        };
+        let (mine, theirs) = (print(sid), print(their_sid));
         let listening = self
             .sessions
             .get(their_sid)
             .and_then(|session| Some(SocketAddr::new(session.ip, session.private_port?)));
-        let Some(address) = listening else {
+        // A client on a TLS link talks privately over TLS only, so both
+        // registered a certificate or neither did.
+        let Some(address) = listening.filter(|_| mine.is_some() == theirs.is_some()) else {
             return self
                 .outbox
                 .reply(sid, Reply::PrivateNotAccepted { user: name });
@@ -76,6 +92,7 @@ impl Chat {
             Reply::PrivateAccept {
                 user: starter,
                 token,
+                fingerprint: mine,
             },
         );
         self.outbox.reply(
@@ -84,6 +101,7 @@ impl Chat {
                 user: name,
                 address,
                 token,
+                fingerprint: theirs,
             },
         );
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::users::UserId;
 use super::SessionId;
+use crate::fingerprint::Fingerprint;
 
 /// Where a session is in the login dialogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,10 @@ pub(super) struct Session {
     /// Set by `privateport`: the session's client takes part in private
     /// messaging and listens on this port of `ip`.
     pub(super) private_port: Option<u16>,
+    /// Set by `privateport` with a fingerprint: the client's private
+    /// sessions are TLS with that certificate (boxed: most sessions have
+    /// none).
+    pub(super) private_print: Option<Box<Fingerprint>>,
     /// The connection comes from a trusted address: its failed passwords
     /// are not counted against the address.
     pub(super) trusted: bool,

@@ -21,7 +21,6 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
-use base64::Engine as _;
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -183,11 +182,8 @@ impl Source for TlsStream {
     }
 }
 
-/// A certificate's fingerprint as confab shows it: `SHA256:` and the
-/// base64 of the SHA-256 of its DER encoding, without padding, as OpenSSH
-/// writes a host key's.
+/// A certificate's fingerprint as confab shows it (see
+/// [`crate::fingerprint`]): `SHA256:<base64>`.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
-    format!("SHA256:{encoded}")
+    crate::fingerprint::Fingerprint::of(cert.as_ref()).to_string()
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::INVALID_COMMAND;
+use crate::fingerprint::Fingerprint;
 
 /// One command of a logged-in user, borrowing its arguments from the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +44,15 @@ pub enum Command<'a> {
     Logout,
     /// `help`: list the commands.
     Help,
-    /// `privateport <port>`: sent by the `confab` client, not typed: it
-    /// accepts private sessions on this TCP port of the address its
-    /// connection comes from.
+    /// `privateport <port> [<fingerprint>]`: sent by the `confab` client,
+    /// not typed: it accepts private sessions on this TCP port of the
+    /// address its connection comes from, over TLS with the certificate of
+    /// `fingerprint` if one is given (a client whose server link is TLS).
     PrivatePort {
         /// The port, 1 to 65535.
         port: u16,
+        /// Its private sessions' certificate, if they are TLS.
+        fingerprint: Option<Fingerprint>,
     },
     /// `startprivate <user>`: ask the server to introduce the two clients.
     StartPrivate {
@@ -221,10 +225,20 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError> {
         "logout" => usage(Keyword::Logout),
         "help" if rest.is_empty() => Ok(Command::Help),
         "help" => usage(Keyword::Help),
-        "privateport" => match parse_whole(rest).and_then(|n| u16::try_from(n).ok()) {
-            Some(port) if port != 0 => Ok(Command::PrivatePort { port }),
-            _ => usage(Keyword::PrivatePort),
-        },
+        "privateport" => {
+            let (port, print) = split_word(rest);
+            let port = parse_whole(port).and_then(|n| u16::try_from(n).ok());
+            let fingerprint = match print {
+                "" => Some(None),
+                print => Fingerprint::parse(print).map(Some),
+            };
+            match (port, fingerprint) {
+                (Some(port), Some(fingerprint)) if port != 0 => {
+                    Ok(Command::PrivatePort { port, fingerprint })
+                }
+                _ => usage(Keyword::PrivatePort),
+            }
+        }
         "startprivate" => match single_word(rest) {
             Some(user) => Ok(Command::StartPrivate { user }),
             None => usage(Keyword::StartPrivate),
@@ -381,7 +395,12 @@ mod tests {
             ("privateport   65535", 65535),
             ("privateport 0080", 80),
         ] {
-            assert_eq!(parse(line), Ok(Command::PrivatePort { port }), "{line}");
+            let fingerprint = None;
+            assert_eq!(
+                parse(line),
+                Ok(Command::PrivatePort { port, fingerprint }),
+                "{line}"
+            );
         }
         for bad in [
             "privateport",
@@ -394,9 +413,23 @@ mod tests {
             "privateport 0x50",
             "privateport 80 81",
             "privateport ８０",
+            "privateport 80 SHA256:short",
+            "privateport SHA256:0000000000000000000000000000000000000000000",
         ] {
             assert_eq!(parse(bad), usage(Keyword::PrivatePort), "{bad}");
         }
+        let print = Fingerprint([7; 32]);
+        assert_eq!(
+            parse(&format!("privateport 5000 {print}")),
+            Ok(Command::PrivatePort {
+                port: 5000,
+                fingerprint: Some(print)
+            })
+        );
+        assert_eq!(
+            parse(&format!("privateport 5000 {print} x")),
+            usage(Keyword::PrivatePort)
+        );
     }
 
     #[test]

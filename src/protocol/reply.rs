@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::{PRIVATE_ACCEPT, PRIVATE_CONNECT, PRIVATE_PREFIX};
+use crate::fingerprint::Fingerprint;
 use crate::token::Hex;
 
 /// A line the server sends that has arguments, borrowing them. Its
@@ -92,17 +93,22 @@ pub enum Reply<'a> {
         /// The user named.
         user: &'a str,
     },
-    /// `!private accept <user> <token>`: to the target of `startprivate`,
-    /// whose client is to expect `<user>` presenting `<token>`.
+    /// `!private accept <user> <token> [<fingerprint>]`: to the target of
+    /// `startprivate`, whose client is to expect `<user>` presenting
+    /// `<token>` (over TLS with the certificate of `<fingerprint>`, when
+    /// both clients registered one).
     PrivateAccept {
         /// The starter.
         user: &'a str,
         /// What the starter's client will present.
         token: Hex,
+        /// The starter's private certificate, for a TLS session.
+        fingerprint: Option<Fingerprint>,
     },
-    /// `!private connect <user> <ip>:<port> <token>`: to the starter, whose
-    /// client is to dial `<user>` there and present `<token>` (an IPv6
-    /// address in brackets).
+    /// `!private connect <user> <ip>:<port> <token> [<fingerprint>]`: to
+    /// the starter, whose client is to dial `<user>` there and present
+    /// `<token>` (an IPv6 address in brackets), over TLS pinned to
+    /// `<fingerprint>` when it is given.
     PrivateConnect {
         /// The target.
         user: &'a str,
@@ -110,6 +116,8 @@ pub enum Reply<'a> {
         address: SocketAddr,
         /// What to present.
         token: Hex,
+        /// The target's private certificate, for a TLS session.
+        fingerprint: Option<Fingerprint>,
     },
 }
 
@@ -185,17 +193,26 @@ impl<'a> Reply<'a> {
                 out.write_str(MESSAGE_SEPARATOR)?;
                 out.write_str(text)
             }
-            Reply::PrivateAccept { user, token } => {
-                write!(out, "{PRIVATE_PREFIX} {PRIVATE_ACCEPT} {user} {token}")
+            Reply::PrivateAccept {
+                user,
+                token,
+                fingerprint,
+            } => {
+                write!(out, "{PRIVATE_PREFIX} {PRIVATE_ACCEPT} {user} {token}")?;
+                fingerprint.map_or(Ok(()), |print| write!(out, " {print}"))
             }
             Reply::PrivateConnect {
                 user,
                 address,
                 token,
-            } => write!(
-                out,
-                "{PRIVATE_PREFIX} {PRIVATE_CONNECT} {user} {address} {token}"
-            ),
+                fingerprint,
+            } => {
+                write!(
+                    out,
+                    "{PRIVATE_PREFIX} {PRIVATE_CONNECT} {user} {address} {token}"
+                )?;
+                fingerprint.map_or(Ok(()), |print| write!(out, " {print}"))
+            }
             _ => {
                 // Every other variant names a user and nothing else.
                 let (before, user, after) = self.around_user().unwrap_or_default();
@@ -294,16 +311,29 @@ mod tests {
         let (from, text) = ("yoda", "hi  there: you");
         assert_renders(Reply::Message { from, text }, "yoda: hi  there: you");
         let token = Hex([0xab; 16]);
-        let accept = Reply::PrivateAccept { user: "u", token };
+        let accept = Reply::PrivateAccept {
+            user: "u",
+            token,
+            fingerprint: None,
+        };
         assert_renders(accept, "!private accept u abababababababababababababababab");
         let address = SocketAddr::new("2001:db8::7".parse().expect("ip"), 5000);
         let connect = Reply::PrivateConnect {
             user: "u",
             address,
             token,
+            fingerprint: None,
         };
         let line = "!private connect u [2001:db8::7]:5000 abababababababababababababababab";
         assert_renders(connect, line);
+        let print = Fingerprint([0; 32]);
+        let accept = Reply::PrivateAccept {
+            user: "u",
+            token,
+            fingerprint: Some(print),
+        };
+        let line = format!("!private accept u abababababababababababababababab {print}");
+        assert_renders(accept, &line);
     }
 
     #[test]

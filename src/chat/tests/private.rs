@@ -390,3 +390,35 @@ fn private_messaging_is_not_durable() {
     let snapshot: Vec<Record<'_>> = h.chat.snapshot(wall(t0)).collect();
     assert_eq!(snapshot, []);
 }
+
+#[test]
+fn registered_certificates_ride_along_and_tls_talks_only_to_tls() {
+    let t0 = Instant::now();
+    let mut h = counted_tokens();
+    let yoda_print = crate::fingerprint::Fingerprint([1; 32]);
+    let hans_print = crate::fingerprint::Fingerprint([2; 32]);
+    h.login(Y, "yoda", "wise", t0);
+    h.login(H, "hans", "falcon", t0);
+    h.login_private(V, "vader", "sithlord", 7000, t0);
+    h.discard();
+    assert_eq!(h.ask(Y, &format!("privateport 5000 {yoda_print}"), t0), "");
+    assert_eq!(h.ask(H, &format!("privateport 6000 {hans_print}"), t0), "");
+    assert_eq!(
+        h.ask(Y, "startprivate hans", t0),
+        format!("!private connect hans 127.0.0.1:6000 {TOKEN_1} {hans_print}\n")
+    );
+    assert_eq!(
+        h.take(H),
+        format!("!private accept yoda {TOKEN_1} {yoda_print}\n")
+    );
+    // A client on a TLS link and one on a plaintext link: neither way.
+    assert_eq!(
+        h.ask(Y, "startprivate vader", t0),
+        "Error. vader cannot accept private messaging\n"
+    );
+    assert_eq!(
+        h.ask(V, "startprivate yoda", t0),
+        "Error. yoda cannot accept private messaging\n"
+    );
+    assert_eq!(h.take(H), "");
+}
