@@ -192,3 +192,158 @@ fn a_certificate_from_the_given_ca_verifies_without_a_question() {
     let line = refusal(client(&server, &tmp.0, &[]));
     assert!(line.contains("is not trusted"), "{line}");
 }
+
+/// A `confab --tls --fingerprint` client logged in as `user`.
+fn tls_user(
+    server: &ServerProcess,
+    print: &str,
+    config: &Path,
+    user: &str,
+    pass: &str,
+) -> ClientProcess {
+    let mut client = client(server, config, &["--fingerprint", print]);
+    client.login(user, pass);
+    client
+}
+
+#[test]
+fn private_sessions_of_tls_clients_are_tls_and_work_both_ways() {
+    let tmp = TempDir::new("tls-private");
+    let (server, print) = tls_server(&[]);
+    let mut yoda = tls_user(&server, &print, &tmp.0, "yoda", "wise");
+    let mut hans = tls_user(&server, &print, &tmp.0, "hans", "falcon");
+    yoda.stdout.expect("hans logged in\n");
+    yoda.send("startprivate hans");
+    yoda.stdout.expect("Start private messaging with hans\n");
+    hans.stdout
+        .expect("yoda started private messaging with you\n");
+    yoda.send("private hans over TLS");
+    hans.stdout.expect("yoda(private): over TLS\n");
+    hans.send("private yoda and back");
+    yoda.stdout.expect("hans(private): and back\n");
+    // A plaintext client is never introduced to them.
+    let mut vader = Client::connect_tls(server.addr, &print);
+    vader.login("vader", "sithlord");
+    vader.send("privateport 5000\n");
+    vader.send("startprivate yoda\n");
+    vader.expect_line("Error. yoda cannot accept private messaging");
+}
+
+/// A raw TLS session to the server, logged in as `user`, registering
+/// `port` as its private port with the certificate of `print`.
+fn raw_user(
+    addr: std::net::SocketAddr,
+    server_print: &str,
+    user: &str,
+    pass: &str,
+    port: u16,
+    print: &str,
+) -> Client {
+    let mut raw = Client::connect_tls(addr, server_print);
+    raw.login(user, pass);
+    raw.send(&format!("privateport {port} {print}\n"));
+    raw
+}
+
+/// A certificate and key, made now.
+fn made_certificate() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let made = rcgen::generate_simple_self_signed(vec!["peer".to_string()]).expect("cert");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(made.key_pair.serialize_der()).expect("key");
+    (made.cert.der().clone(), key)
+}
+
+#[test]
+fn a_peer_that_shows_another_certificate_than_it_registered_is_refused() {
+    use std::io::Read;
+    let tmp = TempDir::new("tls-private-wrong");
+    let (server, print) = tls_server(&[]);
+    let mut yoda = tls_user(&server, &print, &tmp.0, "yoda", "wise");
+    // "hans" registers one certificate and serves another.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (registered, _) = made_certificate();
+    let registered = confab::identity::fingerprint(&registered);
+    let mut hans = raw_user(server.addr, &print, "hans", "falcon", port, &registered);
+    yoda.stdout.expect("hans logged in\n");
+    yoda.send("startprivate hans");
+    let line = hans.read_line();
+    assert!(line.starts_with("!private accept yoda "), "{line}");
+    let yoda_print = line.rsplit(' ').next().expect("fingerprint").to_string();
+    assert!(yoda_print.starts_with("SHA256:"), "{line}");
+    let (mut socket, _) = listener.accept().expect("yoda's client connects");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut first = [0u8; 1];
+    socket.read_exact(&mut first).expect("first byte");
+    assert_eq!(first[0], 0x16, "a TLS handshake, not `hello` in clear");
+    // Serve another certificate: yoda's client must not go on.
+    let (cert, key) = made_certificate();
+    let config = rustls::ServerConfig::builder_with_provider(confab::identity::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("config");
+    let mut session = rustls::ServerConnection::new(std::sync::Arc::new(config)).expect("session");
+    let mut replay = std::io::Cursor::new(first.to_vec()).chain(socket.try_clone().expect("clone"));
+    let _ = session.read_tls(&mut replay);
+    let mut io = rustls::StreamOwned::new(session, socket);
+    let mut buf = [0u8; 64];
+    assert!(
+        !matches!(io.read(&mut buf), Ok(n) if n > 0),
+        "yoda's client sent something to the wrong certificate"
+    );
+    yoda.stdout
+        .expect("Error. Private messaging with hans could not be started\n");
+}
+
+#[test]
+fn a_connecting_peer_without_the_registered_certificate_is_not_let_in() {
+    use std::io::{Read, Write};
+    let tmp = TempDir::new("tls-private-client-cert");
+    let (server, print) = tls_server(&[]);
+    let mut yoda = tls_user(&server, &print, &tmp.0, "yoda", "wise");
+    let (registered, _) = made_certificate();
+    let registered = confab::identity::fingerprint(&registered);
+    let mut hans = raw_user(server.addr, &print, "hans", "falcon", 9, &registered);
+    yoda.stdout.expect("hans logged in\n");
+    hans.send("startprivate yoda\n");
+    let line = hans.read_line();
+    let fields: Vec<&str> = line.split(' ').collect();
+    let ["!private", "connect", "yoda", address, token, yoda_print] = fields[..] else {
+        panic!("unexpected introduction {line:?}");
+    };
+    // Connect as hans would, pinning yoda's certificate, but showing a
+    // certificate other than the one registered.
+    let (cert, key) = made_certificate();
+    let trust = std::sync::Arc::new(confab::net::trust::Trust::pinned(yoda_print));
+    let config =
+        confab::net::trust::Trust::client_config_with_cert(trust, vec![cert], key).expect("config");
+    let address: std::net::SocketAddr = address.parse().expect("address");
+    let session = rustls::ClientConnection::new(config, address.ip().into()).expect("session");
+    let socket = std::net::TcpStream::connect(address).expect("connect");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut io = rustls::StreamOwned::new(session, socket);
+    io.write_all(format!("hello {token}\n").as_bytes())
+        .expect("hello over TLS");
+    let mut reply = Vec::new();
+    let _ = io.read_to_end(&mut reply);
+    assert!(
+        !String::from_utf8_lossy(&reply).contains("ok"),
+        "let in with the wrong certificate: {reply:?}"
+    );
+    yoda.send("whoelse");
+    yoda.stdout.expect("hans\n");
+    assert!(
+        !yoda.stdout.text().contains("started private messaging"),
+        "{}",
+        yoda.stdout.text()
+    );
+}

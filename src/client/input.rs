@@ -124,7 +124,7 @@ impl Client {
             return;
         }
         if let Some(private) = &self.private {
-            let line = format!("privateport {}\n", private.port());
+            let line = private.registration();
             self.server.queue(line.as_bytes());
             self.registered = true;
         }

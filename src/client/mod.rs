@@ -341,6 +341,7 @@ impl Client {
     /// standard input.
     fn new(server: Stream) -> Result<Self, Failure> {
         let poll = Poll::new().context("cannot create the event loop")?;
+        let tls = server.tls().is_some();
         let mut server = Link::new(server);
         server
             .register(poll.registry(), SERVER, false)
@@ -355,7 +356,7 @@ impl Client {
             .transport()
             .socket()
             .local_addr()
-            .and_then(|local| Private::listen(local.ip(), poll.registry()))
+            .and_then(|local| Private::listen(local.ip(), tls, poll.registry()))
             .map_err(|error| eprintln!("confab: private messaging is off: {error}"))
             .ok();
         Ok(Self {

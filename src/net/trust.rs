@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::identity::provider;
@@ -114,6 +114,22 @@ impl Trust {
             .dangerous()
             .with_custom_certificate_verifier(trust)
             .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    /// A client configuration verifying with `trust` that shows the
+    /// certificate `chain` (with `key`) when the server asks for one: a
+    /// private session's connecting side.
+    pub fn client_config_with_cert(
+        trust: Arc<Trust>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .dangerous()
+            .with_custom_certificate_verifier(trust)
+            .with_client_auth_cert(chain, key)?;
         Ok(Arc::new(config))
     }
 

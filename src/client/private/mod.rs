@@ -16,6 +16,7 @@
 //! notes, lines that the caller shows.
 
 mod peer;
+mod tls;
 mod wire;
 
 use std::collections::{HashMap, VecDeque};
@@ -28,8 +29,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+use crate::fingerprint::Fingerprint;
 use crate::net::link::Link;
+use crate::net::stream::Stream;
 use peer::{close, connection_status, says_stop, Peer, Stage};
+use tls::PrivateTls;
 pub(super) use wire::Introduction;
 use wire::{hello_line, message_line, PeerLine, BUSY_LINE, OK_LINE, STOP_LINE};
 
@@ -64,10 +68,12 @@ const READ_BUDGET: usize = 64 * 1024;
 /// the last line sent.
 pub(super) const DRAIN_LIMIT: usize = 64 * 1024;
 
-/// A token the server gave for a user who is about to connect.
+/// A token the server gave for a user who is about to connect, and the
+/// certificate that user must show over TLS.
 struct Expected {
     user: String,
     token: String,
+    fingerprint: Option<Fingerprint>,
     until: Instant,
 }
 
@@ -106,16 +112,26 @@ pub(super) struct Private {
     /// Peers whose input was left unread when their budget ran out; the
     /// poll will not report them again, so [`Private::resume`] must.
     unfinished: Vec<usize>,
+    /// This client's certificate, when its server link is TLS: then every
+    /// private session is TLS too.
+    tls: Option<PrivateTls>,
 }
 
 impl Private {
     /// Listens on a fresh port of `ip`, the address this client reaches the
-    /// server from, which is the address the server gives peers.
-    pub(super) fn listen(ip: IpAddr, registry: &Registry) -> io::Result<Self> {
+    /// server from, which is the address the server gives peers; with
+    /// `tls` (the server link is TLS), makes a certificate for sessions
+    /// over TLS.
+    pub(super) fn listen(ip: IpAddr, tls: bool, registry: &Registry) -> io::Result<Self> {
+        let tls = match tls {
+            true => Some(PrivateTls::new().map_err(io::Error::other)?),
+            false => None,
+        };
         let mut listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
         let port = listener.local_addr()?.port();
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Self {
+            tls,
             listener,
             port,
             peers: Slab::new(),
@@ -125,9 +141,13 @@ impl Private {
         })
     }
 
-    /// The listening port, for `privateport`.
-    pub(super) fn port(&self) -> u16 {
-        self.port
+    /// The `privateport` line registering the listening port, and the
+    /// certificate's fingerprint when sessions are TLS.
+    pub(super) fn registration(&self) -> String {
+        match &self.tls {
+            Some(tls) => format!("privateport {} {}\n", self.port, tls.fingerprint()),
+            None => format!("privateport {}\n", self.port),
+        }
     }
 
     /// Whether a poll token belongs to private messaging.
@@ -150,16 +170,27 @@ impl Private {
         notes: &mut Vec<String>,
     ) -> bool {
         match Introduction::parse(line) {
-            Some(Introduction::Accept { user, token }) => {
-                self.expect(user, token, registry, now, notes);
+            Some(Introduction::Accept {
+                user,
+                token,
+                fingerprint,
+            }) => {
+                self.expect(user, token, fingerprint, registry, now, notes);
                 true
             }
             Some(Introduction::Connect {
                 user,
                 address,
                 token,
+                fingerprint,
             }) => {
-                self.connect(user, address, token, registry, now, notes);
+                let peer = Target {
+                    user,
+                    address,
+                    token,
+                    fingerprint,
+                };
+                self.connect(peer, registry, now, notes);
                 true
             }
             None => false,
@@ -269,12 +300,14 @@ impl Private {
         }
     }
 
-    /// Remembers the token of a user who is about to connect, or admits
-    /// that user at once if their connection came first.
+    /// Remembers the token of a user who is about to connect (and the
+    /// certificate they must show), or admits that user at once if their
+    /// connection came first.
     fn expect(
         &mut self,
         user: &str,
         token: &str,
+        fingerprint: Option<Fingerprint>,
         registry: &Registry,
         now: Instant,
         notes: &mut Vec<String>,
@@ -285,6 +318,10 @@ impl Private {
             .find(|(_, peer)| peer.stage == Stage::AwaitToken && peer.token == token)
             .map(|(key, _)| key);
         if let Some(key) = early {
+            if !tls::shows(self.peers[key].link.transport(), fingerprint) {
+                log::debug!("private connection #{key}: not {user}'s certificate");
+                return self.end(key, Ending::Quiet, registry, notes);
+            }
             if self.admit(key, user.to_owned(), registry, notes) == Flow::Go {
                 self.service(key, registry, now, notes);
             }
@@ -296,6 +333,7 @@ impl Private {
         self.expected.push_back(Expected {
             user: user.to_owned(),
             token: token.to_owned(),
+            fingerprint,
             until: now + TOKEN_LIFETIME,
         });
     }
@@ -303,22 +341,40 @@ impl Private {
     /// Starts the session the user asked for with `startprivate`.
     fn connect(
         &mut self,
-        user: &str,
-        address: SocketAddr,
-        token: &str,
+        target: Target<'_>,
         registry: &Registry,
         now: Instant,
         notes: &mut Vec<String>,
     ) {
+        let Target {
+            user,
+            address,
+            token,
+            fingerprint,
+        } = target;
         if self.sessions.contains_key(user) {
             // The other user started one with us meanwhile; it stands.
             log::debug!("already in a private session with {user}");
             return;
         }
-        let stream = match TcpStream::connect(address) {
-            Ok(stream) => stream,
+        let socket = match TcpStream::connect(address) {
+            Ok(socket) => socket,
             Err(error) => {
                 log::debug!("private connection to {user} at {address}: {error}");
+                return notes.push(could_not_start(user));
+            }
+        };
+        let stream = match (&self.tls, fingerprint) {
+            (None, None) => Ok(Stream::from(socket)),
+            (Some(tls), Some(print)) => tls
+                .connect(socket, print, address.ip())
+                .map_err(|e| e.to_string()),
+            _ => Err("the server's introduction does not match this link".to_string()),
+        };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                log::debug!("private connection to {user}: {error}");
                 return notes.push(could_not_start(user));
             }
         };
@@ -353,6 +409,16 @@ impl Private {
                         log::debug!("private connection from {from}: refused, too many waiting");
                         continue;
                     }
+                    let stream = match &self.tls {
+                        None => Stream::from(stream),
+                        Some(tls) => match tls.accept(stream) {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                log::debug!("private connection from {from}: {error}");
+                                continue;
+                            }
+                        },
+                    };
                     let entry = self.peers.vacant_entry();
                     let key = entry.key();
                     let mut link = Link::new(stream);
@@ -379,7 +445,7 @@ impl Private {
     fn service(&mut self, key: usize, registry: &Registry, now: Instant, notes: &mut Vec<String>) {
         let peer = &mut self.peers[key];
         if peer.stage == Stage::Connecting {
-            match connection_status(peer.link.transport()) {
+            match connection_status(peer.link.transport().socket()) {
                 Ok(true) => peer.stage = Stage::AwaitOk,
                 Ok(false) => return,
                 Err(error) => {
@@ -481,6 +547,14 @@ impl Private {
                     .iter()
                     .position(|e| e.token == token && e.until > now);
                 return match given.and_then(|at| self.expected.remove(at)) {
+                    Some(expected) if !tls::shows(peer.link.transport(), expected.fingerprint) => {
+                        log::debug!(
+                            "private connection #{key}: not {}'s certificate",
+                            expected.user
+                        );
+                        self.end(key, Ending::Quiet, registry, notes);
+                        Flow::Ended
+                    }
                     Some(expected) => self.admit(key, expected.user, registry, notes),
                     None => {
                         peer.stage = Stage::AwaitToken;
@@ -584,6 +658,14 @@ impl Private {
         }
         close(peer, registry);
     }
+}
+
+/// Where `startprivate` says to connect: the server's `!private connect`.
+struct Target<'a> {
+    user: &'a str,
+    address: SocketAddr,
+    token: &'a str,
+    fingerprint: Option<Fingerprint>,
 }
 
 /// The poll token of the peer connection with slab key `key`.

@@ -11,6 +11,7 @@ use mio::Registry;
 use super::{DRAIN_LIMIT, READ_CHUNK};
 use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
+use crate::net::stream::Stream;
 
 /// Where a peer connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +31,9 @@ pub(super) enum Stage {
 
 /// One connection with another client.
 pub(super) struct Peer {
-    /// The connection and what waits to be written to it.
-    pub(super) link: Link,
+    /// The connection (plain, or TLS when the server link is) and what
+    /// waits to be written to it.
+    pub(super) link: Link<Stream>,
     pub(super) stage: Stage,
     /// The other user: known from the start when connecting, once the
     /// token is checked when accepting.
@@ -50,7 +52,7 @@ pub(super) struct Peer {
 impl Peer {
     /// A connection in `stage` that must finish its handshake by
     /// `deadline`.
-    pub(super) fn new(link: Link, stage: Stage, deadline: Instant) -> Self {
+    pub(super) fn new(link: Link<Stream>, stage: Stage, deadline: Instant) -> Self {
         Self {
             link,
             stage,
@@ -105,7 +107,7 @@ pub(super) fn close(mut peer: Peer, registry: &Registry) {
             _ => break,
         }
     }
-    if let Err(error) = peer.link.transport().shutdown(Shutdown::Both) {
+    if let Err(error) = peer.link.transport().socket().shutdown(Shutdown::Both) {
         log::debug!("private connection: shutdown: {error}");
     }
 }

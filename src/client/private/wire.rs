@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use crate::fingerprint::Fingerprint;
 use crate::protocol::{PRIVATE_ACCEPT, PRIVATE_CONNECT, PRIVATE_PREFIX};
 
 /// Length of a session token in hex digits (128 random bits).
@@ -12,16 +13,20 @@ const TOKEN_DIGITS: usize = 32;
 /// What the server says when it introduces this client to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(in crate::client) enum Introduction<'a> {
-    /// `!private accept <user> <token>`: `user` will connect and present
-    /// `token`.
+    /// `!private accept <user> <token> [<fingerprint>]`: `user` will
+    /// connect and present `token` (over TLS, showing the certificate of
+    /// `fingerprint`, if given).
     Accept {
         /// Who will connect.
         user: &'a str,
         /// What they must present first.
         token: &'a str,
+        /// The certificate they must show, for a TLS session.
+        fingerprint: Option<Fingerprint>,
     },
-    /// `!private connect <user> <address> <token>`: connect to `user`'s
-    /// client at `address` and present `token`.
+    /// `!private connect <user> <address> <token> [<fingerprint>]`:
+    /// connect to `user`'s client at `address` and present `token` (over
+    /// TLS, pinned to `fingerprint`, if given).
     Connect {
         /// Whom to connect to.
         user: &'a str,
@@ -29,6 +34,8 @@ pub(in crate::client) enum Introduction<'a> {
         address: SocketAddr,
         /// What to present first.
         token: &'a str,
+        /// Their certificate, for a TLS session.
+        fingerprint: Option<Fingerprint>,
     },
 }
 
@@ -47,10 +54,19 @@ impl<'a> Introduction<'a> {
             return None;
         }
         let verb = fields.next()?;
-        let rest: Vec<&str> = fields.collect();
+        let mut rest: Vec<&str> = fields.collect();
+        // A trailing fingerprint is the certificate of a TLS session.
+        let fingerprint = match rest.last().and_then(|last| last.strip_prefix("SHA256:")) {
+            Some(_) => Some(Fingerprint::parse(rest.pop()?)?),
+            None => None,
+        };
         match rest.as_slice() {
             [user, token] if verb == PRIVATE_ACCEPT && is_name(user) && is_token(token) => {
-                Some(Introduction::Accept { user, token })
+                Some(Introduction::Accept {
+                    user,
+                    token,
+                    fingerprint,
+                })
             }
             [user, address, token]
                 if verb == PRIVATE_CONNECT && is_name(user) && is_token(token) =>
@@ -59,6 +75,7 @@ impl<'a> Introduction<'a> {
                     user,
                     address: address.parse().ok()?,
                     token,
+                    fingerprint,
                 })
             }
             _ => None,
@@ -151,7 +168,8 @@ mod tests {
             Introduction::parse(format!("!private accept hans {TOKEN}").as_bytes()),
             Some(Introduction::Accept {
                 user: "hans",
-                token: TOKEN
+                token: TOKEN,
+                fingerprint: None
             })
         );
         let line = format!("!private connect yoda 127.0.0.1:4567 {TOKEN}\r");
@@ -160,10 +178,24 @@ mod tests {
             Some(Introduction::Connect {
                 user: "yoda",
                 address: "127.0.0.1:4567".parse().expect("address"),
-                token: TOKEN
+                token: TOKEN,
+                fingerprint: None
             })
         );
         let line = format!("!private connect yoda [::1]:80 {TOKEN}");
+        assert!(Introduction::parse(line.as_bytes()).is_some());
+        let print = Fingerprint([3; 32]);
+        let line = format!("!private connect yoda 127.0.0.1:4567 {TOKEN} {print}");
+        assert_eq!(
+            Introduction::parse(line.as_bytes()),
+            Some(Introduction::Connect {
+                user: "yoda",
+                address: "127.0.0.1:4567".parse().expect("address"),
+                token: TOKEN,
+                fingerprint: Some(print)
+            })
+        );
+        let line = format!("!private accept hans {TOKEN} {print}");
         assert!(Introduction::parse(line.as_bytes()).is_some());
     }
 
@@ -181,6 +213,8 @@ mod tests {
             "!private is offline. Your message will be delivered when they log in".to_owned(),
             format!("hans: !private accept vader {TOKEN}"),
             "!private".to_owned(),
+            format!("!private accept hans {TOKEN} SHA256:short"),
+            format!("!private accept hans SHA256:{}", "A".repeat(43)),
         ] {
             assert_eq!(Introduction::parse(line.as_bytes()), None, "{line}");
         }
