@@ -36,7 +36,9 @@ pub trait Transport: Source {
 
     /// Takes what it can of `bytes` without blocking and returns how many
     /// (0 when it takes nothing now); an error means the connection is
-    /// broken. A layer that buffers takes them all.
+    /// broken. A layer that buffers (TLS) may take more than the socket
+    /// did: it writes what it made of them until the socket would block,
+    /// and keeps the rest ([`Transport::layer_pending`]).
     fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<usize>;
 
     /// Writes the layer's own waiting bytes (records, frames) until the
@@ -159,22 +161,19 @@ impl<T: Transport> Link<T> {
     }
 
     /// Writes what waits until it is all written or the socket would
-    /// block. An error means the connection is broken (a write of nothing
-    /// is reported as `WriteZero`).
+    /// block: the layer's own bytes first, then the queue in one
+    /// [`Transport::write_bytes`] (which writes until the socket would
+    /// block; a TLS session makes records of as much of it at once as its
+    /// buffer takes). An error means the connection is broken (a write of
+    /// nothing is reported as `WriteZero`).
     #[inline]
     pub fn flush(&mut self) -> io::Result<()> {
         if self.transport.flush_layer()? {
             return Ok(());
         }
-        while self.out.pending() > 0 {
-            let waiting = self.out.pending();
+        if self.out.pending() > 0 {
             let n = self.transport.write_bytes(self.out.unwritten())?;
             self.out.consume(n);
-            // Less than all taken: the socket is full (another attempt
-            // would only be told so again).
-            if n < waiting || self.transport.flush_layer()? {
-                break;
-            }
         }
         Ok(())
     }
@@ -182,13 +181,13 @@ impl<T: Transport> Link<T> {
     /// Writes `bytes` straight from the caller's buffer, bypassing the
     /// queue, and returns how many the stream took; the caller queues the
     /// rest. Only when nothing waits, so that the order of the output is
-    /// kept.
+    /// kept. A layer that buffers takes everything and may keep some of it
+    /// for the socket: then [`Link::has_output`] is true afterwards, and
+    /// the caller must see that [`Link::update_interest`] follows.
     #[inline]
     pub fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
         debug_assert!(!self.has_output());
-        let n = self.transport.write_bytes(bytes)?;
-        self.transport.flush_layer()?;
-        Ok(n)
+        self.transport.write_bytes(bytes)
     }
 
     /// Reads protocol bytes into `buf`, retrying interruptions: `Ok(0)` is

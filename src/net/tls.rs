@@ -187,3 +187,113 @@ impl Source for TlsStream {
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     crate::fingerprint::Fingerprint::of(cert.as_ref()).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, ServerConnection};
+
+    use super::*;
+    use crate::identity::{Identity, IdentitySource};
+    use crate::net::link::Link;
+    use crate::net::trust::Trust;
+
+    /// Whether `e` says only that nothing is there yet.
+    fn would_block(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    }
+
+    /// A server's link over a TLS session whose handshake is done, its
+    /// socket's send buffer `send_buffer` bytes, and the client's session
+    /// over a blocking socket that waits at most 10 ms for a read.
+    fn handshaken(send_buffer: usize) -> (Link<TlsStream>, ClientConnection, std::net::TcpStream) {
+        let identity = Identity::load(&IdentitySource::Generated, None).expect("identity");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .expect("read timeout");
+        let (accepted, _) = listener.accept().expect("accept");
+        socket2::SockRef::from(&accepted)
+            .set_send_buffer_size(send_buffer)
+            .expect("send buffer");
+        accepted.set_nonblocking(true).expect("nonblocking");
+        let session = ServerConnection::new(identity.config()).expect("server session");
+        let mut link = Link::new(TlsStream::new(TcpStream::from_std(accepted), session));
+        let trust = Arc::new(Trust::pinned(&identity.fingerprint()));
+        let config = Trust::client_config(trust).expect("client config");
+        let mut client =
+            ClientConnection::new(config, ServerName::from(addr.ip())).expect("client");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut scratch = [0u8; 256];
+        while client.is_handshaking() || link.transport().is_handshaking() {
+            assert!(Instant::now() < deadline, "the handshake did not finish");
+            while client.wants_write() {
+                client.write_tls(&mut socket).expect("client write");
+            }
+            match link.read(&mut scratch) {
+                Ok(_) => {}
+                Err(e) if would_block(&e) => {}
+                Err(e) => panic!("server read: {e}"),
+            }
+            if client.is_handshaking() {
+                match client.read_tls(&mut socket) {
+                    Ok(_) => {
+                        client.process_new_packets().expect("client handshake");
+                    }
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => panic!("client read: {e}"),
+                }
+            }
+        }
+        (link, client, socket)
+    }
+
+    #[test]
+    fn a_session_that_keeps_records_the_socket_did_not_take_wants_writable() {
+        let (mut link, mut client, mut socket) = handshaken(4096);
+        // Far more than the socket and the peer's buffers hold while the
+        // peer reads nothing.
+        let bytes = vec![b'x'; 4 << 20];
+        let taken = link.write_now(&bytes).expect("write");
+        assert!(taken > 0 && taken < bytes.len(), "took {taken}");
+        assert!(link.has_output(), "the records the socket refused are lost");
+        assert_eq!(link.interest(), Interest::READABLE | Interest::WRITABLE);
+        // Once the peer reads, everything the session took arrives.
+        let reader = std::thread::spawn(move || {
+            let mut got = 0;
+            let mut buf = vec![0u8; 1 << 16];
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while got < taken && Instant::now() < deadline {
+                match client.reader().read(&mut buf) {
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        match client.read_tls(&mut socket) {
+                            Ok(_) => {
+                                client.process_new_packets().expect("records");
+                            }
+                            Err(e) if would_block(&e) => {}
+                            Err(e) => panic!("client read: {e}"),
+                        }
+                    }
+                    Err(e) => panic!("plaintext: {e}"),
+                }
+            }
+            got
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while link.has_output() {
+            assert!(Instant::now() < deadline, "the records never left");
+            link.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(reader.join().expect("reader"), taken);
+    }
+}

@@ -12,6 +12,14 @@
 //! outbox grows past [`STAGE_LIMIT`] in the middle of an iteration, the
 //! ranges are copied instead, so that the outbox stays small.
 //!
+//! Over TLS the same range goes to the connection's session in one write,
+//! which encrypts it into records of at most 16 KiB (the TLS maximum), so
+//! that an iteration costs a connection one pass of the cipher over its
+//! lines and one system call however many lines it got; a session keeps
+//! what the socket did not take, and the connection is then flushed like
+//! one with output queued. Copied output goes to the session the same way,
+//! all of it at once, when the connection is flushed.
+//!
 //! Presence lines ([`Effect::Notice`]) may instead be held for
 //! `--presence-delay` ([`super::notices`]), so that a storm of logins
 //! reaches each user in one write per delay; anything else sent to a user
@@ -241,7 +249,9 @@ impl Server {
     /// has nothing pending, is not held for a commit and is not behind its
     /// offline mail, saving the copy into its buffer; returns what the
     /// socket did not take (all of it for a connection that cannot be
-    /// written now, none for one that is gone).
+    /// written now, none for one that is gone). A TLS connection's range is
+    /// handed to its session in one write: encrypted into as few records
+    /// as the record size allows, written with one system call.
     fn write_through<'b>(&mut self, key: usize, bytes: &'b [u8]) -> &'b [u8] {
         let held = self.conns.is_held(key);
         let Some(conn) = self.conns.live(key) else {
@@ -251,7 +261,16 @@ impl Server {
             return bytes;
         }
         match conn.write_direct(bytes) {
-            Ok(n) => &bytes[n..],
+            Ok(n) => {
+                // A TLS session takes everything and keeps the records the
+                // socket did not: the connection must want WRITABLE, which
+                // its flush sees to (the rest of a plain write is queued,
+                // which marks it).
+                if n == bytes.len() && conn.has_output() {
+                    self.conns.mark_dirty(key);
+                }
+                &bytes[n..]
+            }
             Err(e) => {
                 debug!("#{key}: write: {e}");
                 self.conns.doom(key);
