@@ -1,10 +1,14 @@
 //! `cargo bench [FILTER]`: every load workload against a fresh confab
 //! server, three runs each, one table row per workload with the median
-//! run's figure, then the `fanout / ceiling` ratio. The storm has three
-//! rows, `storm-10`, `storm-100` and `storm-1000`: 5,000 users logging in
-//! with that many logins in flight, the figure the seconds until the last
-//! presence line arrived; a storm that loses, duplicates or misorders a
-//! presence line fails the bench.
+//! run's figure, then the ratios: `fanout / ceiling`, and each TLS row
+//! over its plaintext twin. The storm has three rows, `storm-10`,
+//! `storm-100` and `storm-1000`: 5,000 users logging in with that many
+//! logins in flight, the figure the seconds until the last presence line
+//! arrived; a storm that loses, duplicates or misorders a presence line
+//! fails the bench. `fanout`, `direct` and `handshakes` each have a twin
+//! over TLS (`fanout-tls`, ...): the server speaks TLS with a certificate
+//! made in memory, and every load client pins it and makes a full
+//! handshake.
 //!
 //! The server runs on one thread of this process (the testkit's
 //! `TestServer`; `idle` starts the real `confab-server` binary instead, so
@@ -41,41 +45,62 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The logins in flight of the storm rows.
 const STORM_IN_FLIGHT: [usize; 3] = [10, 100, 1000];
+/// The workloads that also run over TLS, each in a row beside its
+/// plaintext twin.
+const OVER_TLS: [Workload; 3] = [Workload::Fanout, Workload::Direct, Workload::Handshakes];
+/// The ratios printed under the table: a row's figure over another's.
+const RATIOS: [(&str, &str); 4] = [
+    ("fanout", "ceiling"),
+    ("fanout-tls", "fanout"),
+    ("direct-tls", "direct"),
+    ("handshakes-tls", "handshakes"),
+];
 
-/// One row of the table: a workload, and for the storm how many logins
-/// are in flight.
+/// One row of the table: a workload, for the storm how many logins are in
+/// flight, and whether the clients speak TLS.
 #[derive(Debug, Clone, Copy)]
 struct Row {
     workload: Workload,
     in_flight: Option<usize>,
+    tls: bool,
 }
 
 impl Row {
-    /// Every row, in the order of [`Workload::ALL`].
+    /// Every row, in the order of [`Workload::ALL`], a TLS twin right
+    /// after its plaintext row.
     fn all() -> Vec<Row> {
         let mut rows = Vec::new();
         for workload in Workload::ALL {
+            let row = Row {
+                workload,
+                in_flight: None,
+                tls: false,
+            };
             if workload == Workload::Storm {
                 rows.extend(STORM_IN_FLIGHT.map(|n| Row {
-                    workload,
                     in_flight: Some(n),
+                    ..row
                 }));
             } else {
-                rows.push(Row {
-                    workload,
-                    in_flight: None,
-                });
+                rows.push(row);
+            }
+            if OVER_TLS.contains(&workload) {
+                rows.push(Row { tls: true, ..row });
             }
         }
         rows
     }
 
-    /// The row's name: the workload's, and the logins in flight.
+    /// The row's name: the workload's, the logins in flight, `-tls`.
     fn name(&self) -> String {
-        match self.in_flight {
-            Some(n) => format!("{}-{n}", self.workload.name()),
-            None => self.workload.name().to_string(),
+        let mut name = self.workload.name().to_string();
+        if let Some(n) = self.in_flight {
+            name.push_str(&format!("-{n}"));
         }
+        if self.tls {
+            name.push_str("-tls");
+        }
+        name
     }
 }
 
@@ -94,7 +119,7 @@ fn main() -> ExitCode {
         SECONDS.as_secs_f64()
     );
     println!(
-        "{:<10} {:>13}  {:<13} extra (of the median run)",
+        "{:<14} {:>13}  {:<13} extra (of the median run)",
         "workload", "figure", "unit"
     );
     let started = Instant::now();
@@ -116,25 +141,27 @@ fn main() -> ExitCode {
                 let report = &reports[middle];
                 let figure = report.figure().unwrap_or(f64::NAN);
                 println!(
-                    "{:<10} {:>13}  {:<13} {}",
+                    "{:<14} {:>13}  {:<13} {}",
                     row.name(),
                     show_figure(report),
                     report.unit(),
                     extra(report, &reports)
                 );
-                medians.push((row.workload, figure));
+                medians.push((row.name(), figure, report.unit()));
             }
-            None => println!("{:<10} {:>13}", row.name(), "failed"),
+            None => println!("{:<14} {:>13}", row.name(), "failed"),
         }
     }
-    let figure = |w: Workload| medians.iter().find(|(m, _)| *m == w).map(|(_, f)| *f);
-    if let (Some(fanout), Some(ceiling)) = (figure(Workload::Fanout), figure(Workload::Ceiling)) {
-        println!(
-            "fanout / ceiling = {:.2}  ({} / {} deliveries/s)",
-            fanout / ceiling,
-            thousands(fanout),
-            thousands(ceiling)
-        );
+    let median_of = |name: &str| medians.iter().find(|(row, _, _)| row == name);
+    for (over, under) in RATIOS {
+        if let (Some((_, a, unit)), Some((_, b, _))) = (median_of(over), median_of(under)) {
+            println!(
+                "{over} / {under} = {:.2}  ({} / {} {unit})",
+                a / b,
+                thousands(*a),
+                thousands(*b)
+            );
+        }
     }
     println!("total {:.0} s", started.elapsed().as_secs_f64());
     if failed {
@@ -197,9 +224,12 @@ fn run_once(row: Row) -> io::Result<Report> {
             Ok(report)
         }
         _ => {
-            let server =
-                TestServer::try_with(Options::for_accounts(load::accounts(config.users_needed())))?;
+            let server = TestServer::try_with(Options {
+                tls: row.tls,
+                ..Options::for_accounts(load::accounts(config.users_needed()))
+            })?;
             config.target = server.addr;
+            config.tls = server.fingerprint.clone();
             let report = load::run(&config);
             server.stop()?;
             report
@@ -231,10 +261,10 @@ fn extra(report: &Report, all: &[Report]) -> String {
         parts.push(format!("{} logins/s", thousands(rate)));
     }
     if let Some(l) = &report.latency {
-        let what = if matches!(report.workload, Workload::Logins | Workload::Storm) {
-            "login "
-        } else {
-            ""
+        let what = match report.workload {
+            Workload::Logins | Workload::Storm => "login ",
+            Workload::Handshakes => "prompt ",
+            _ => "",
         };
         parts.push(format!("{what}p50 {} p99 {}", short(l.p50), short(l.p99)));
     }

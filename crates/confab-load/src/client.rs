@@ -34,6 +34,9 @@ pub(super) enum Role {
     /// Pipelines `message` to a user who never logs in, and counts the
     /// server's acknowledgements (offline).
     OfflineSender,
+    /// Connects, waits for the username prompt and closes, over and over
+    /// (handshakes).
+    Handshaker,
 }
 
 /// Where a client's connection is in its life.
@@ -71,11 +74,12 @@ pub(super) struct Client {
     /// queued at `stamp_at`; empty if it sends none.
     pub(super) template: Vec<u8>,
     pub(super) stamp_at: usize,
-    /// Messages (or logins) this client started.
+    /// Messages (or logins, or connections) this client started.
     pub(super) sent: u64,
-    /// Deliveries this client received.
+    /// Deliveries (or prompts) this client received.
     pub(super) received: u64,
-    /// When the current connection attempt started (churners).
+    /// When the current connection attempt started (churners,
+    /// handshakers).
     pub(super) since: Instant,
     /// The local port of the connection (ceiling readers report their
     /// progress under it).

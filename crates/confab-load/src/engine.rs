@@ -8,9 +8,11 @@
 //! polls; and reads every readable client until `WouldBlock` into one
 //! shared scratch buffer, handling each complete line (prompts are
 //! recognised as the leftover partial line).
-//! Clients waiting for an answer (a login in progress, a churner) are read
-//! in the turn their readiness arrives, the others a few hundred a turn
-//! (see [`Unread`]).
+//! Clients waiting for an answer (a login in progress, a churner, a
+//! handshake) are read in the turn their readiness arrives, the others a
+//! few hundred a turn (see [`Unread`]). Over TLS a client is written
+//! whenever its session has output (its client hello at connect, its
+//! handshake's last flight after a read), not only when it queued a line.
 //!
 //! Flow control keeps the server out of its slow-reader limit: a sender may
 //! be at most `window` bytes of delivered lines ahead of its receiver (of
@@ -36,6 +38,7 @@ use super::ceiling::Progress;
 use super::client::{is_presence, parse_stamp, Client, Phase, Role};
 use super::report::{Latency, Report, ServerMemory};
 use super::storm;
+use super::tls::TlsClient;
 use super::wire::{
     self, find_newline, Broken, Dirty, LineTooLong, Unread, MAX_LINE, READS_PER_TURN, SCRATCH_SIZE,
 };
@@ -91,6 +94,9 @@ impl Stats {
 pub(super) struct Engine {
     workload: Workload,
     target: SocketAddr,
+    /// The client side of every connection's TLS session, if the run
+    /// speaks TLS.
+    tls: Option<TlsClient>,
     poll: Poll,
     events: Events,
     /// Tokens and readiness of the last poll: (client, readable, writable).
@@ -213,12 +219,16 @@ impl Engine {
                 }
             }
             Workload::Idle => clients.extend((0..n).map(|i| Client::new(Role::Idle, i, now))),
+            Workload::Handshakes => {
+                clients.extend((0..n).map(|i| Client::new(Role::Handshaker, i, now)));
+            }
             Workload::Storm => clients.extend((0..n).map(|i| Client::new(Role::Arrival, i, now))),
         }
         let n_clients = clients.len();
+        // Churners and handshakers connect while the run measures.
         let to_connect: Vec<usize> = (0..clients.len())
             .rev()
-            .filter(|&i| clients[i].role != Role::Churner)
+            .filter(|&i| !matches!(clients[i].role, Role::Churner | Role::Handshaker))
             .collect();
         let line_len = match workload {
             Workload::Logins => Reply::LoggedOut { user: name(0) }.to_string().len() + 1,
@@ -234,9 +244,14 @@ impl Engine {
             (MAX_CONNECTING, Vec::new())
         };
         let logged_in_suffix = Reply::LoggedIn { user: "" }.to_string().into_bytes();
+        let tls = match &config.tls {
+            Some(fingerprint) => Some(TlsClient::new(fingerprint, target)?),
+            None => None,
+        };
         Ok(Engine {
             workload,
             target,
+            tls,
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS_CAPACITY),
             ready: Vec::new(),
@@ -435,6 +450,10 @@ impl Engine {
                 let sent = sent_by(|r| r == Role::OfflineSender);
                 (sent, sent, received(|r| r == Role::OfflineSender))
             }
+            Workload::Handshakes => {
+                let sent = sent_by(|r| r == Role::Handshaker);
+                (sent, sent, received(|r| r == Role::Handshaker))
+            }
             Workload::Logins => {
                 let watchers = self.count(|r| r == Role::Watcher) as u64;
                 let events = self.stats.logins + self.stats.leaves;
@@ -527,6 +546,11 @@ impl Engine {
                     _ => c.received >= events,
                 })
             }
+            Workload::Handshakes => self
+                .clients
+                .iter()
+                .filter(open)
+                .all(|c| c.phase == Phase::Offline),
             Workload::Storm => self.heard_total >= self.heard_expected,
             Workload::Idle => true,
             Workload::Ceiling => self.clients.iter().all(|c| c.phase == Phase::Closed),
@@ -593,7 +617,7 @@ impl Engine {
         if self.clients[i].phase == Phase::Connecting {
             self.finish_connect(i)?;
         }
-        if writable && self.clients[i].wire.pending() > 0 {
+        if writable && self.clients[i].wire.has_output() {
             self.dirty.mark(i, &mut self.clients[i].wire);
         }
         if readable {
@@ -622,10 +646,16 @@ impl Engine {
 
     // ----- connections ----------------------------------------------------
 
+    /// Starts client `i`'s connection (a TLS session, if the run speaks
+    /// TLS, whose client hello goes at the next flush).
     fn connect(&mut self, i: usize) -> io::Result<()> {
-        let stream = TcpStream::connect(self.target)
+        let socket = TcpStream::connect(self.target)
             .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", self.target)))?;
-        let port = stream.local_addr()?.port();
+        let port = socket.local_addr()?.port();
+        let stream = match &self.tls {
+            Some(tls) => tls.open(socket)?,
+            None => socket.into(),
+        };
         // Ceiling readers speak no protocol: `WRITABLE` tells when the
         // connect completed.
         let ceiling = self.workload == Workload::Ceiling;
@@ -633,6 +663,9 @@ impl Engine {
         client
             .wire
             .open(stream, self.poll.registry(), Token(i), ceiling)?;
+        if client.wire.has_output() {
+            self.dirty.mark(i, &mut client.wire);
+        }
         client.port = port;
         client.phase = if ceiling {
             Phase::Connecting
@@ -710,6 +743,9 @@ impl Engine {
         loop {
             let received = match self.clients[i].wire.read(scratch) {
                 Ok(Some(received)) => received,
+                // A TLS session may have answered what it read (its
+                // handshake's last flight) and the socket not taken it all.
+                Ok(None) if self.clients[i].wire.has_output() => return self.flush(i),
                 Ok(None) => return Ok(()),
                 Err(Broken::Closed) => return self.on_end(i),
                 Err(Broken::Failed(e)) => return self.lost(i, format!("read: {e}")),
@@ -723,7 +759,7 @@ impl Engine {
             // Answer now (a prompt, a welcome, an echo) rather than after
             // the rest of this poll's events: the reply's latency is part
             // of what is measured.
-            if self.clients[i].wire.pending() > 0 {
+            if self.clients[i].wire.has_output() {
                 self.flush(i)?;
             }
         }
@@ -753,6 +789,12 @@ impl Engine {
         })?;
         let account = &self.accounts[client.account];
         let reply = match client.phase {
+            Phase::UserPrompt
+                if client.role == Role::Handshaker
+                    && partial == protocol::USERNAME_PROMPT.as_bytes() =>
+            {
+                return self.handshake_done(i);
+            }
             Phase::UserPrompt if partial == protocol::USERNAME_PROMPT.as_bytes() => {
                 if let Some(stream) = client.wire.stream() {
                     stream.set_nodelay(true)?;
@@ -953,6 +995,7 @@ impl Engine {
                 Ok(())
             }
             Workload::Logins => self.start_churners(),
+            Workload::Handshakes => self.start_handshakes(),
             Workload::Pingpong | Workload::Idle | Workload::Ceiling | Workload::Storm => Ok(()),
         }
     }
@@ -1011,7 +1054,7 @@ impl Engine {
                 budget -= len;
             }
             self.flush(i)?;
-            if self.clients[i].wire.pending() > 0 {
+            if self.clients[i].wire.has_output() {
                 // Its WRITABLE edge comes when the socket drains.
                 return Ok(());
             }
@@ -1044,6 +1087,35 @@ impl Engine {
             self.total_sent += 1;
         }
         Ok(())
+    }
+
+    /// Connects every handshaker that is between connections, while the
+    /// message limit allows.
+    fn start_handshakes(&mut self) -> io::Result<()> {
+        for i in 0..self.clients.len() {
+            if self.remaining() == 0 {
+                return Ok(());
+            }
+            if self.clients[i].phase != Phase::Offline {
+                continue;
+            }
+            self.connect(i)?;
+            self.clients[i].sent += 1;
+            self.total_sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Handshaker `i` got its prompt: the connection is made; it closes.
+    fn handshake_done(&mut self, i: usize) -> io::Result<()> {
+        let now = Instant::now();
+        let client = &mut self.clients[i];
+        client.received += 1;
+        let took = now.saturating_duration_since(client.since);
+        let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.stats.latency.saturating_record(took_ns);
+        self.stats.progress(now);
+        self.close(i, Phase::Offline)
     }
 
     // ----- writing --------------------------------------------------------

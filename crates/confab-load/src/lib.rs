@@ -11,7 +11,9 @@
 //! [`LoadConfig::messages`]), stops sending, and drains for at most
 //! [`LoadConfig::drain`]. In [`Workload::Storm`] the logins and their
 //! chatter are what is measured, and the `storm` module checks what every
-//! client heard. Every message carries its send time (nanoseconds
+//! client heard; in [`Workload::Handshakes`], connections themselves. With
+//! [`LoadConfig::tls`] every client speaks TLS (the `tls` module), pinning
+//! the server's certificate. Every message carries its send time (nanoseconds
 //! since the run started, 16 hex digits at the start of the text), so the
 //! receiver of each delivery records its latency. Senders keep a bounded
 //! number of bytes in flight ([`LoadConfig::window`]), far below the
@@ -31,6 +33,7 @@ pub mod peers;
 mod report;
 pub mod soak;
 mod storm;
+mod tls;
 mod wire;
 
 use std::fs::File;
@@ -129,6 +132,12 @@ pub enum Workload {
     /// presence line arrived (and logins/s up to the last welcome); latency
     /// is connect to welcome. Needs CLIENTS accounts.
     Storm,
+    /// CLIENTS clients (default 50) each connect, wait for the
+    /// `Username: ` prompt (with --tls-fingerprint, after a full TLS
+    /// handshake) and close, over and over: CLIENTS connections in
+    /// progress at once. Figure: connections/s (prompts received);
+    /// latency is connect to prompt. Needs no accounts.
+    Handshakes,
     /// CLIENTS logged-in connections that do nothing (default 10,000),
     /// held for DURATION once their login chatter settled. Figure: growth
     /// of the server's resident memory per connection over the empty
@@ -145,13 +154,14 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order the benchmark prints them.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Fanout,
         Workload::Storm,
         Workload::Direct,
         Workload::Pingpong,
         Workload::Offline,
         Workload::Logins,
+        Workload::Handshakes,
         Workload::Idle,
         Workload::Ceiling,
     ];
@@ -165,19 +175,20 @@ impl Workload {
             Workload::Offline => "offline",
             Workload::Logins => "logins",
             Workload::Storm => "storm",
+            Workload::Handshakes => "handshakes",
             Workload::Idle => "idle",
             Workload::Ceiling => "ceiling",
         }
     }
 
     /// The default of [`LoadConfig::clients`]: listeners, pairs, clients,
-    /// senders, online users, users logging in or idle connections, as the
-    /// workload counts them.
+    /// senders, online users, users logging in, connections in progress or
+    /// idle connections, as the workload counts them.
     pub fn default_clients(self) -> usize {
         match self {
             Workload::Fanout | Workload::Logins | Workload::Ceiling => 1000,
             Workload::Direct | Workload::Offline => 100,
-            Workload::Pingpong => 50,
+            Workload::Pingpong | Workload::Handshakes => 50,
             Workload::Storm => 5000,
             Workload::Idle => 10_000,
         }
@@ -202,8 +213,8 @@ pub struct LoadConfig {
     /// How long to send (for [`Workload::Idle`]: how long to hold the
     /// connections before reading the server's memory).
     pub duration: Duration,
-    /// Stop sending after this many messages (or logins) in total, if
-    /// that comes before `duration`.
+    /// Stop sending after this many messages (or logins, or connections)
+    /// in total, if that comes before `duration`.
     pub messages: Option<u64>,
     /// Bytes of each message text, the timestamp included; at least
     /// [`STAMP_LEN`], at most [`MAX_MESSAGE_SIZE`].
@@ -220,13 +231,17 @@ pub struct LoadConfig {
     pub setup_timeout: Duration,
     /// The server's process id, to report its memory (`/proc/PID/status`).
     pub server_pid: Option<u32>,
+    /// Speak TLS, trusting only the server certificate of this
+    /// fingerprint (`SHA256:...`, as the server prints it); `None`:
+    /// plaintext. Every connection makes a full handshake.
+    pub tls: Option<String>,
 }
 
 impl LoadConfig {
     /// The defaults for `workload` against `target`: the workload's default
     /// clients, 10 churners, 100 logins in flight, 5 s, 64-byte messages, a
-    /// 64 KiB window, 2 s of drain, 60 s to set up, no message limit and no
-    /// server memory.
+    /// 64 KiB window, 2 s of drain, 60 s to set up, no message limit, no
+    /// server memory, plaintext.
     pub fn new(workload: Workload, target: SocketAddr) -> LoadConfig {
         LoadConfig {
             workload,
@@ -241,6 +256,7 @@ impl LoadConfig {
             drain: Duration::from_secs(2),
             setup_timeout: Duration::from_secs(60),
             server_pid: None,
+            tls: None,
         }
     }
 
@@ -253,7 +269,7 @@ impl LoadConfig {
             Workload::Pingpong => self.clients / 2 * 2,
             Workload::Logins => self.clients + self.churners,
             Workload::Idle | Workload::Storm => self.clients,
-            Workload::Ceiling => 0,
+            Workload::Handshakes | Workload::Ceiling => 0,
         }
     }
 
@@ -280,6 +296,9 @@ impl LoadConfig {
         }
         if self.workload == Workload::Storm && u32::try_from(self.clients).is_err() {
             return invalid(format!("storm cannot count {} clients", self.clients));
+        }
+        if self.workload == Workload::Ceiling && self.tls.is_some() {
+            return invalid("ceiling speaks no TLS: its writer is a bare socket loop".into());
         }
         Ok(())
     }
@@ -387,8 +406,9 @@ pub fn run(config: &LoadConfig) -> io::Result<Report> {
         start
     } else {
         engine.log_in_all(setup_deadline)?;
-        if config.workload != Workload::Ceiling {
-            // The ceiling's writer starts at once; there is no chatter to wait for.
+        // The ceiling's writer starts at once, and handshakes log nobody
+        // in: there is no chatter to wait for.
+        if !matches!(config.workload, Workload::Ceiling | Workload::Handshakes) {
             engine.settle(QUIET, setup_deadline)?;
         }
         let start = engine.measure()?;

@@ -91,7 +91,7 @@ pub struct Report {
 
 impl Report {
     /// The workload's headline figure in [`Report::unit`]: deliveries,
-    /// messages or logins per second, or for `idle` the server's memory
+    /// messages, logins or connections per second, or for `idle` the server's memory
     /// growth per connection (`None` without the server's memory).
     pub fn figure(&self) -> Option<f64> {
         match self.workload {
@@ -108,6 +108,7 @@ impl Report {
             Workload::Fanout | Workload::Ceiling => "deliveries/s",
             Workload::Direct | Workload::Pingpong | Workload::Offline => "messages/s",
             Workload::Logins => "logins/s",
+            Workload::Handshakes => "connections/s",
             Workload::Storm => "s",
             Workload::Idle => "bytes/conn",
         }

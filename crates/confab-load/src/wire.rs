@@ -1,14 +1,21 @@
 //! One client connection of a load or soak run, as its engine's `mio` loop
-//! sees it: the link (the socket and the output not written yet, see
-//! [`confab::net::link`]) and the start of a line whose `\n` has not
-//! arrived. The engines keep one [`Wire`] per client and decide themselves
-//! what a closed or failed connection means.
+//! sees it: the link (the socket, or a TLS session over it, and the output
+//! not written yet, see [`confab::net::link`]) and the start of a line
+//! whose `\n` has not arrived. The engines keep one [`Wire`] per client and
+//! decide themselves what a closed or failed connection means.
+//!
+//! A TLS session has output of its own (handshake messages, records the
+//! socket did not take yet), so an engine asks [`Wire::has_output`], not
+//! [`Wire::pending`], whether a connection needs writing; reading a session
+//! until `WouldBlock` also takes the plaintext it decrypted along with its
+//! handshake, which no readiness edge would announce again.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
 use confab::net::link::Link;
+use confab::net::stream::Stream;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Registry, Token};
@@ -46,7 +53,7 @@ pub(super) struct LineTooLong;
 /// One connection's link and unfinished line.
 #[derive(Debug, Default)]
 pub(super) struct Wire {
-    link: Option<Link>,
+    link: Option<Link<Stream>>,
     /// The start of a line whose `\n` has not arrived.
     partial: Vec<u8>,
     /// Listed in its engine's [`Dirty`] list.
@@ -113,18 +120,19 @@ impl Unread {
 }
 
 impl Wire {
-    /// Takes `stream`, a new connection, and registers it under `token`:
+    /// Takes `stream`, a new connection (plain, or a TLS session whose
+    /// client hello waits to be flushed), and registers it under `token`:
     /// for `READABLE`, and for `WRITABLE` too if `writable` (to learn when
     /// a connect completes). Anything left from an earlier connection is
     /// dropped.
     pub(super) fn open(
         &mut self,
-        stream: TcpStream,
+        stream: impl Into<Stream>,
         registry: &Registry,
         token: Token,
         writable: bool,
     ) -> io::Result<()> {
-        let mut link = Link::new(stream);
+        let mut link = Link::new(stream.into());
         link.register(registry, token, writable)?;
         self.link = Some(link);
         self.partial.clear();
@@ -133,7 +141,7 @@ impl Wire {
 
     /// Deregisters the socket and frees the buffers; returns the socket,
     /// which closes when dropped.
-    pub(super) fn close(&mut self, registry: &Registry) -> io::Result<Option<Link>> {
+    pub(super) fn close(&mut self, registry: &Registry) -> io::Result<Option<Link<Stream>>> {
         self.partial = Vec::new();
         match self.link.take() {
             Some(mut link) => {
@@ -148,8 +156,9 @@ impl Wire {
         self.link.is_some()
     }
 
+    /// The socket (under the TLS session, if there is one).
     pub(super) fn stream(&self) -> Option<&TcpStream> {
-        self.link.as_ref().map(Link::transport)
+        self.link.as_ref().map(|link| link.transport().socket())
     }
 
     /// The start of a line whose `\n` has not arrived.
@@ -160,6 +169,12 @@ impl Wire {
     /// Bytes queued and not written yet.
     pub(super) fn pending(&self) -> usize {
         self.link.as_ref().map_or(0, Link::pending)
+    }
+
+    /// Whether anything waits for the socket: queued bytes, or a TLS
+    /// session's own records.
+    pub(super) fn has_output(&self) -> bool {
+        self.link.as_ref().is_some_and(Link::has_output)
     }
 
     /// Queues `bytes` for [`Wire::flush`].

@@ -1,7 +1,8 @@
 //! Smoke tests of the load engine: every workload at a tiny scale against
-//! an in-process server (the testkit's [`TestServer`]). They check
-//! behaviour — everything sent arrives, nothing unexpected is said — never
-//! speed.
+//! an in-process server (the testkit's [`TestServer`]), and those that
+//! `cargo bench` also runs over TLS against one speaking TLS
+//! ([`Options::tls`]). They check behaviour — everything sent arrives,
+//! nothing unexpected is said — never speed.
 
 use std::time::Duration;
 
@@ -11,6 +12,22 @@ use confab_testkit::{journal_in, Options, TestServer};
 /// Runs `workload` briefly with `clients` clients against a fresh server
 /// (or, for the ceiling, none), after `adjust` tweaks the configuration.
 fn run_small(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadConfig)) -> Report {
+    run_small_on(false, workload, clients, adjust)
+}
+
+/// [`run_small`] against a server speaking TLS, every client pinning its
+/// certificate.
+fn run_tls(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadConfig)) -> Report {
+    run_small_on(true, workload, clients, adjust)
+}
+
+/// [`run_small`], over TLS if `tls`.
+fn run_small_on(
+    tls: bool,
+    workload: Workload,
+    clients: usize,
+    adjust: impl FnOnce(&mut LoadConfig),
+) -> Report {
     let placeholder = "127.0.0.1:9".parse().expect("address");
     let mut config = LoadConfig::new(workload, placeholder);
     config.clients = clients;
@@ -22,9 +39,14 @@ fn run_small(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadCo
     if workload == Workload::Ceiling {
         return load::run(&config).expect("ceiling run");
     }
-    let server = TestServer::try_with(Options::for_accounts(load::accounts(config.users_needed())))
-        .expect("server starts");
+    let server = TestServer::try_with(Options {
+        tls,
+        ..Options::for_accounts(load::accounts(config.users_needed()))
+    })
+    .expect("server starts");
     config.target = server.addr;
+    config.tls = server.fingerprint.clone();
+    assert_eq!(config.tls.is_some(), tls, "a TLS server has a fingerprint");
     let report = load::run(&config).expect("load run");
     server.stop().expect("server stops cleanly");
     report
@@ -176,4 +198,58 @@ fn storm_tells_everyone_of_every_later_login() {
     assert_eq!(report.logins, 5, "{report}");
     assert_eq!(report.expected, 5 * 4 / 2, "{report}");
     assert_eq!(report.duplicated + report.misordered, 0, "{report}");
+}
+
+#[test]
+fn every_connection_reaches_the_prompt() {
+    let report = run_small(Workload::Handshakes, 4, |c| c.messages = Some(40));
+    assert_clean(&report);
+    assert_eq!(report.sent, 40, "{report}");
+    assert!(report.latency.is_some(), "{report}");
+}
+
+#[test]
+fn every_tls_handshake_reaches_the_prompt() {
+    let report = run_tls(Workload::Handshakes, 4, |c| c.messages = Some(40));
+    assert_clean(&report);
+    assert_eq!(report.sent, 40, "{report}");
+    assert!(report.latency.is_some(), "{report}");
+}
+
+#[test]
+fn fanout_over_tls_delivers_every_broadcast_to_every_listener() {
+    let report = run_tls(Workload::Fanout, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.sent > 0, "{report}");
+    assert_eq!(report.expected, report.sent * 5, "{report}");
+}
+
+#[test]
+fn fanout_over_tls_with_one_line_in_flight_still_delivers_everything() {
+    let report = run_tls(Workload::Fanout, 3, |c| c.window = 1);
+    assert_clean(&report);
+    assert!(report.sent > 0, "{report}");
+}
+
+#[test]
+fn direct_over_tls_delivers_every_message() {
+    let report = run_tls(Workload::Direct, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.delivered > 0, "{report}");
+}
+
+#[test]
+fn a_certificate_of_another_fingerprint_fails_the_setup() {
+    let server = TestServer::try_with(Options {
+        tls: true,
+        ..Options::for_accounts(load::accounts(2))
+    })
+    .expect("server starts");
+    let mut config = LoadConfig::new(Workload::Direct, server.addr);
+    config.clients = 1;
+    config.setup_timeout = Duration::from_secs(10);
+    config.tls = Some(format!("SHA256:{}", "A".repeat(43)));
+    let err = load::run(&config).expect_err("certificate refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    server.stop().expect("server stops cleanly");
 }

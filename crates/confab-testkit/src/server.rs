@@ -2,7 +2,7 @@
 //! the bench's) process, on `127.0.0.1` and a free port. The tests use it
 //! with the test accounts and short bans; the load tests and the throughput
 //! bench with generated accounts and timeouts no run meets
-//! ([`Options::for_accounts`]).
+//! ([`Options::for_accounts`]), in plaintext or over TLS ([`Options::tls`]).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,6 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use confab::credentials::Account;
+use confab::identity::IdentitySource;
 use confab::journal::{Fsync, JournalOptions, OnDamage};
 use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, Storage};
 
@@ -53,6 +54,10 @@ pub struct Options {
     pub presence_delay: Duration,
     /// Ephemeral unless a test asks for a data directory.
     pub storage: Storage,
+    /// `--tls`: the port speaks TLS with a certificate the server makes
+    /// (in memory, for ephemeral storage), whose fingerprint
+    /// [`TestServer::fingerprint`] gives clients to pin.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -69,6 +74,7 @@ impl Default for Options {
             backlog: defaults::BACKLOG,
             presence_delay: Duration::from_millis(defaults::PRESENCE_DELAY_MS),
             storage: Storage::Ephemeral,
+            tls: false,
         }
     }
 }
@@ -110,6 +116,9 @@ pub struct TestServer {
     /// How many connections the server holds (updated once per loop
     /// iteration).
     pub gauge: ConnectionGauge,
+    /// The fingerprint of the server's certificate if it speaks TLS
+    /// ([`Options::tls`]), for clients to pin.
+    pub fingerprint: Option<String>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -137,8 +146,10 @@ impl TestServer {
         config.backlog = options.backlog;
         config.presence_delay = options.presence_delay;
         config.storage = options.storage;
+        config.tls = options.tls.then_some(IdentitySource::Generated);
         let mut server = Server::bind(config, options.accounts)?;
         let addr = server.local_addr()?;
+        let fingerprint = server.tls_fingerprint();
         let handle = server.shutdown_handle();
         let gauge = server.connection_gauge();
         let thread = thread::Builder::new()
@@ -147,14 +158,19 @@ impl TestServer {
         Ok(TestServer {
             addr,
             gauge,
+            fingerprint,
             handle,
             thread: Some(thread),
         })
     }
 
-    /// A new connection; nothing read yet.
+    /// A new connection, a TLS session pinning the server's certificate
+    /// if it speaks TLS; nothing read yet.
     pub fn connect(&self) -> Client {
-        Client::connect(self.addr)
+        match &self.fingerprint {
+            Some(fingerprint) => Client::connect_tls(self.addr, fingerprint),
+            None => Client::connect(self.addr),
+        }
     }
 
     /// A new connection logged in as `user` (a test account).

@@ -36,6 +36,14 @@ send time, so each delivery is timed. Senders keep at most WINDOW bytes in
 flight per receiver, so the server never cuts a client off as a slow reader.
 Only loopback targets are accepted, and every phase has a deadline.
 
+With --tls-fingerprint every client speaks TLS to a server started with
+--tls, trusting only the certificate of that fingerprint (the one the
+server prints at start as `tls fingerprint SHA256:...`). No session is
+resumed: each connection makes a full handshake. --workload handshakes
+measures connections themselves: CLIENTS clients each connect, wait for
+the username prompt (over TLS: after the handshake) and close, over and
+over; its figure is connections per second, in plaintext or over TLS.
+
 A storm measures the logins themselves: at most IN_FLIGHT at a time, it
 ends when the last presence line arrived (within SETUP_TIMEOUT), and exits
 with 1 if any client heard of a login never, twice or out of the server's
@@ -56,10 +64,11 @@ struct Args {
     /// What to do.
     #[arg(long, value_enum, required_unless_present = "write_credentials")]
     workload: Option<Workload>,
-    /// Listeners, pairs, clients, online users, users logging in or idle
-    /// connections, as the workload counts them [default: 1000 for fanout,
-    /// logins and ceiling; 100 pairs for direct; 50 for pingpong; 5000 for
-    /// storm; 10000 for idle].
+    /// Listeners, pairs, clients, online users, users logging in,
+    /// connections in progress or idle connections, as the workload counts
+    /// them [default: 1000 for fanout, logins and ceiling; 100 pairs for
+    /// direct; 50 for pingpong and handshakes; 5000 for storm; 10000 for
+    /// idle].
     #[arg(long, value_name = "N")]
     clients: Option<usize>,
     /// Clients logging in and out in a loop (logins).
@@ -72,7 +81,8 @@ struct Args {
     /// Seconds to send (idle: to hold the connections); fractions allowed.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     duration: Duration,
-    /// Stop after this many messages (or logins) if that comes first.
+    /// Stop after this many messages (or logins, or connections) if that
+    /// comes first.
     #[arg(long, value_name = "N")]
     messages: Option<u64>,
     /// Bytes of each message text, its 16-digit timestamp included.
@@ -92,6 +102,11 @@ struct Args {
     /// the idle figure).
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// Speak TLS to a server started with --tls, trusting only its
+    /// certificate of this fingerprint (as it prints it at start); every
+    /// connection makes a full handshake. Not for ceiling.
+    #[arg(long, value_name = "SHA256:...")]
+    tls_fingerprint: Option<String>,
     /// Write a credentials file of generated accounts and exit.
     #[arg(
         long,
@@ -157,7 +172,8 @@ fn run(args: Args) -> Result<(), String> {
     config.drain = args.drain;
     config.setup_timeout = args.setup_timeout;
     config.server_pid = args.server_pid;
-    if workload != Workload::Ceiling {
+    config.tls = args.tls_fingerprint;
+    if !matches!(workload, Workload::Ceiling | Workload::Handshakes) {
         eprintln!(
             "{}: {} accounts needed (user0001 ...)",
             workload.name(),

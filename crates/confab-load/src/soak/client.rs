@@ -194,7 +194,7 @@ impl Soak {
     pub(super) fn hang_up(&mut self, i: usize, reset: bool) -> io::Result<()> {
         let link = self.clients[i].wire.close(self.poll.registry())?;
         if let Some(link) = link.filter(|_| reset) {
-            set_linger_zero(link.transport())?;
+            set_linger_zero(link.transport().socket())?;
         }
         Ok(())
     }
