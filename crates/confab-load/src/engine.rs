@@ -40,7 +40,8 @@ use super::report::{Latency, Report, ServerMemory};
 use super::storm;
 use super::tls::TlsClient;
 use super::wire::{
-    self, find_newline, Broken, Dirty, LineTooLong, Unread, MAX_LINE, READS_PER_TURN, SCRATCH_SIZE,
+    self, find_newline, set_linger_zero, Broken, Dirty, LineTooLong, Unread, MAX_LINE,
+    READS_PER_TURN, SCRATCH_SIZE,
 };
 use super::{account_index, accounts, delivered_line, message_prefix, LoadConfig, Workload};
 
@@ -1106,10 +1107,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Handshaker `i` got its prompt: the connection is made; it closes.
+    /// Handshaker `i` got its prompt: the connection is made; it closes
+    /// with a reset, as a client that has what it came for, so that its
+    /// port is free at once (closed the usual way, a run's connections
+    /// would hold the ephemeral ports in TIME_WAIT for a minute, and the
+    /// runs after it would find few).
     fn handshake_done(&mut self, i: usize) -> io::Result<()> {
         let now = Instant::now();
         let client = &mut self.clients[i];
+        if let Some(socket) = client.wire.stream() {
+            set_linger_zero(socket)?;
+        }
         client.received += 1;
         let took = now.saturating_duration_since(client.since);
         let took_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);

@@ -134,9 +134,11 @@ pub enum Workload {
     Storm,
     /// CLIENTS clients (default 50) each connect, wait for the
     /// `Username: ` prompt (with --tls-fingerprint, after a full TLS
-    /// handshake) and close, over and over: CLIENTS connections in
-    /// progress at once. Figure: connections/s (prompts received);
-    /// latency is connect to prompt. Needs no accounts.
+    /// handshake) and reset the connection, over and over: CLIENTS
+    /// connections in progress at once. Figure: connections/s (prompts
+    /// received); latency is connect to prompt. The reset leaves no port
+    /// in TIME_WAIT, where a minute of closed connections would hold the
+    /// ephemeral range. Needs no accounts.
     Handshakes,
     /// CLIENTS logged-in connections that do nothing (default 10,000),
     /// held for DURATION once their login chatter settled. Figure: growth

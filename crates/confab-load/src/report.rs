@@ -51,13 +51,14 @@ pub struct Report {
     /// end of sending if nothing arrived; for `storm`, from the first
     /// connect to the last expected presence line.
     pub elapsed: Duration,
-    /// Messages sent: broadcasts, direct messages, logins started, or (for
-    /// `ceiling`) whole lines written.
+    /// Messages sent: broadcasts, direct messages, logins or connections
+    /// started, or (for `ceiling`) whole lines written.
     pub sent: u64,
     /// Deliveries the clients should have received: a broadcast counts once
     /// per listener, a login or logout once per online user.
     pub expected: u64,
-    /// Deliveries received (`storm`: expected ones, each counted once).
+    /// Deliveries received (`storm`: expected ones, each counted once;
+    /// `handshakes`: prompts).
     pub delivered: u64,
     /// Expected deliveries not received by the end of the drain.
     pub lost: u64,
@@ -83,7 +84,8 @@ pub struct Report {
     /// How many notices there were in all.
     pub notice_count: u64,
     /// Message latency (send to receipt) or, for `logins`, connect to
-    /// welcome; `None` when nothing was timed.
+    /// welcome, for `handshakes` connect to prompt; `None` when nothing was
+    /// timed.
     pub latency: Option<Latency>,
     /// The server's memory, when its process id was given.
     pub server_memory: Option<ServerMemory>,

@@ -41,8 +41,9 @@ With --tls-fingerprint every client speaks TLS to a server started with
 server prints at start as `tls fingerprint SHA256:...`). No session is
 resumed: each connection makes a full handshake. --workload handshakes
 measures connections themselves: CLIENTS clients each connect, wait for
-the username prompt (over TLS: after the handshake) and close, over and
-over; its figure is connections per second, in plaintext or over TLS.
+the username prompt (over TLS: after the handshake) and close with a
+reset (which leaves no port in TIME_WAIT), over and over; its figure is
+connections per second, in plaintext or over TLS.
 
 A storm measures the logins themselves: at most IN_FLIGHT at a time, it
 ends when the last presence line arrived (within SETUP_TIMEOUT), and exits

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -14,7 +13,7 @@ use super::model::{Expect, Mail, Ref};
 use super::{Soak, Stage, AWAY_MS, GAP_MS, SESSION_MS, WAIT_LIMIT};
 use confab::protocol::{self, AboutUser, Reply};
 
-use crate::wire::{find_newline, Broken, Wire};
+use crate::wire::{find_newline, set_linger_zero, Broken, Wire};
 
 /// How a churner leaves a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,30 +131,6 @@ pub(super) struct Client {
     pub(super) goodbye: bool,
     /// Garbage lines not answered yet.
     pub(super) garbage_pending: u64,
-}
-
-/// Makes closing `stream` reset the connection.
-fn set_linger_zero(stream: &TcpStream) -> io::Result<()> {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a valid
-    // `linger` for the duration of the call; the descriptor is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            std::ptr::from_ref(&linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 impl Soak {
