@@ -713,8 +713,11 @@ impl Engine {
     /// Client `i` lost its connection for `reason`: fatal during setup, a
     /// counted disconnect afterwards.
     fn lost(&mut self, i: usize, reason: String) -> io::Result<()> {
-        let what = format!("{}: {reason}", self.name(i));
+        let mut what = format!("{}: {reason}", self.name(i));
         if !self.started {
+            if let Some(refused) = self.tls.as_ref().and_then(TlsClient::refused) {
+                what.push_str(&format!(" ({refused})"));
+            }
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, what));
         }
         let client = &self.clients[i];
