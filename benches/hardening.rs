@@ -21,6 +21,23 @@
 //!   100 online users, with 10,000 accounts and with 110 (two servers,
 //!   bursts taking turns): commands per second and the server's CPU time
 //!   per command.
+//! - `hashed`: 500 clients, each on a thread of its own, released at
+//!   once to connect and log in with passwords hashed by
+//!   `confab::passwords::hash` (Argon2id, m=19456 KiB t=2 p=1, what
+//!   `confab-passwd` writes): logins per second from the first connect to
+//!   the last welcome and the server's CPU time per login, beside the same
+//!   accounts in clear on another server, and the ratio; median of 3 runs,
+//!   hashed and clear taking turns. Throughout, a logged-in bystander
+//!   sends a `message` to its logged-in partner and waits for its
+//!   delivery, a round trip starting every millisecond (a bystander in a
+//!   loop would take a core of two from the verification worker): p50,
+//!   p99 and max within the storm (the target: p99 under 10 ms), the p99
+//!   in each quarter of it, in the 0.5 s before it, and within the clear
+//!   storm; the run with the median p99 of 3. The 502 hashes (the
+//!   bystander pair's too) are made once on two threads and kept in
+//!   `bench-cache/hashed-500.txt` under Cargo's target tmp directory,
+//!   made again if it does not load, holds other names, has other
+//!   parameters than a hash made now, or its first hash does not verify.
 //!
 //! Each row starts the server (`env!("CARGO_BIN_EXE_confab-server")`) as
 //! a child process on 127.0.0.1 port 0 with generated accounts and its
@@ -30,8 +47,9 @@
 //! kills and reaps it at the end. Every loop is bounded in count and every
 //! read in time. `--bench` (passed by cargo) is ignored; a positional
 //! FILTER runs only the rows whose name contains it. With
-//! `HARDENING_DEBUG` set, `compaction` also prints each run's ten slowest
-//! round trips and the server's log lines to stderr.
+//! `HARDENING_DEBUG` set, `compaction` and `hashed` also print each run's
+//! ten slowest round trips to stderr, and `compaction` the server's log
+//! lines.
 
 use std::ffi::OsString;
 use std::fs;
@@ -40,7 +58,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -117,16 +135,36 @@ const WHOELSE_COMMANDS: usize = 5_000;
 /// burst is only a few).
 const WHOELSE_BURSTS: usize = 20;
 
+/// `hashed`: accounts that log in at once in the storm.
+const STORM_USERS: usize = 500;
+/// `hashed`: the bystander, who messages [`PARTNER`] throughout.
+const BYSTANDER: &str = "bystander";
+/// `hashed`: the bystander's partner, who receives its messages.
+const PARTNER: &str = "partner";
+/// `hashed`: how long the bystander measures before the storm.
+const IDLE: Duration = Duration::from_millis(500);
+/// `hashed`: the bystander's pace: a round trip starts this long after
+/// the previous one did, or at once if that one took longer. Not as fast
+/// as it can: a bystander in a loop would take a whole core of the two
+/// from the verification worker.
+const PACE: Duration = Duration::from_millis(1);
+/// `hashed`: how long one storm may take, and any one read of a storm
+/// client (the last in the verification queue waits for all the others).
+const STORM_DEADLINE: Duration = Duration::from_secs(90);
+/// `hashed`: the bystander's round-trip target during the storm.
+const STORM_P99_TARGET: Duration = Duration::from_millis(10);
+
 /// One row: its name, and what measures it (the table cells of each of its
 /// lines after the name).
 type Row = (&'static str, fn() -> io::Result<Vec<String>>);
 
 /// Every row, in the order they run.
-const ROWS: [Row; 4] = [
+const ROWS: [Row; 5] = [
     ("mailbox", mailbox),
     ("compaction", compaction),
     ("store-rss", store_rss),
     ("whoelse", whoelse),
+    ("hashed", hashed),
 ];
 
 /// Runs the rows FILTER selects (all without one), one after the other;
@@ -250,6 +288,51 @@ struct RoundTrip {
     took: Duration,
 }
 
+impl RoundTrip {
+    /// Whether it overlaps the window from `from` to `to`.
+    fn overlaps(&self, from: Duration, to: Duration) -> bool {
+        self.start < to && self.start + self.took > from
+    }
+}
+
+/// How long the round trips that `keep` selects took, sorted.
+fn took_where(trips: &[RoundTrip], keep: impl Fn(&RoundTrip) -> bool) -> Vec<Duration> {
+    let mut took: Vec<Duration> = trips.iter().filter(|t| keep(t)).map(|t| t.took).collect();
+    took.sort();
+    took
+}
+
+/// `p50 … p99 … max … (count)` of sorted round trips.
+fn trip_stats(trips: &[Duration]) -> String {
+    format!(
+        "p50 {} p99 {} max {} ({})",
+        short(percentile(trips, 0.5)),
+        short(percentile(trips, 0.99)),
+        short(percentile(trips, 1.0)),
+        thousands(trips.len() as f64)
+    )
+}
+
+/// With `HARDENING_DEBUG` set, prints the ten slowest of `trips` and the
+/// window from `from` to `to` to stderr; whether it is set.
+fn debug_slowest(trips: &[RoundTrip], from: Duration, to: Duration) -> bool {
+    if std::env::var_os("HARDENING_DEBUG").is_none() {
+        return false;
+    }
+    let mut slow: Vec<&RoundTrip> = trips.iter().collect();
+    slow.sort_by_key(|t| std::cmp::Reverse(t.took));
+    for t in slow.iter().take(10) {
+        eprintln!(
+            "slow round trip: {:?} at {:.3} s (window {:.3} - {:.3} s)",
+            t.took,
+            t.start.as_secs_f64(),
+            from.as_secs_f64(),
+            to.as_secs_f64()
+        );
+    }
+    true
+}
+
 /// What one `compaction` run measured.
 struct CompactionRun {
     /// Round trips that overlap the compaction's window, sorted.
@@ -291,15 +374,6 @@ fn compaction() -> io::Result<Vec<String>> {
         .map(|run| short(percentile(&run.during, 0.99)))
         .collect();
     let run = &runs[runs.len() / 2];
-    let stats = |trips: &[Duration]| {
-        format!(
-            "p50 {} p99 {} max {} ({})",
-            short(percentile(trips, 0.5)),
-            short(percentile(trips, 0.99)),
-            short(percentile(trips, 1.0)),
-            thousands(trips.len() as f64)
-        )
-    };
     let mut outside = [run.before.as_slice(), &run.after].concat();
     outside.sort();
     Ok(vec![cells(
@@ -311,16 +385,16 @@ fn compaction() -> io::Result<Vec<String>> {
              {:.2} GB stored in {:.1} s, compaction from {:.1} s in; server: {}; VmHWM {:.2} \
              GiB; p99 during of {COMPACTION_RUNS} runs: {}",
             run.window.as_secs_f64(),
-            stats(&run.during),
+            trip_stats(&run.during),
             run.worst_at,
             if run.started_after.as_secs_f64() + run.worst_at < run.fill.as_secs_f64() {
                 "still storing"
             } else {
                 "after storing"
             },
-            stats(&outside),
-            stats(&run.before),
-            stats(&run.after),
+            trip_stats(&outside),
+            trip_stats(&run.before),
+            trip_stats(&run.after),
             run.stored as f64 / 1e9,
             run.fill.as_secs_f64(),
             run.started_after.as_secs_f64(),
@@ -507,29 +581,12 @@ fn compaction_run() -> io::Result<CompactionRun> {
     let server_lines = server.lines().clone();
     server.finish()?;
     let (from, to) = (started - base, ended - base);
-    let sorted = |keep: &dyn Fn(&RoundTrip) -> bool| {
-        let mut took: Vec<Duration> = trips.iter().filter(|t| keep(t)).map(|t| t.took).collect();
-        took.sort();
-        took
-    };
-    let overlaps = |t: &RoundTrip| t.start < to && t.start + t.took > from;
     let worst_at = trips
         .iter()
-        .filter(|t| overlaps(t))
+        .filter(|t| t.overlaps(from, to))
         .max_by_key(|t| t.took)
         .map_or(0.0, |t| t.start.as_secs_f64() - from.as_secs_f64());
-    if std::env::var_os("HARDENING_DEBUG").is_some() {
-        let mut slow: Vec<&RoundTrip> = trips.iter().collect();
-        slow.sort_by_key(|t| std::cmp::Reverse(t.took));
-        for t in slow.iter().take(10) {
-            eprintln!(
-                "slow round trip: {:?} at {:.3} s (window {:.3} - {:.3} s)",
-                t.took,
-                t.start.as_secs_f64(),
-                from.as_secs_f64(),
-                to.as_secs_f64()
-            );
-        }
+    if debug_slowest(&trips, from, to) {
         for (at, line) in server_lines.iter() {
             eprintln!(
                 "{:.3} s: {line}",
@@ -539,9 +596,9 @@ fn compaction_run() -> io::Result<CompactionRun> {
     }
     Ok(CompactionRun {
         worst_at,
-        during: sorted(&overlaps),
-        before: sorted(&|t| t.start + t.took <= from),
-        after: sorted(&|t| t.start >= to),
+        during: took_where(&trips, |t| t.overlaps(from, to)),
+        before: took_where(&trips, |t| t.start + t.took <= from),
+        after: took_where(&trips, |t| t.start >= to),
         window: to.saturating_sub(from),
         fill,
         stored,
@@ -912,6 +969,315 @@ impl Crowd {
     }
 }
 
+// ----------------------------------------------------------------- hashed
+
+/// What one storm measured.
+struct Storm {
+    /// From the first connect to the last welcome.
+    window: Duration,
+    /// The server's CPU time (every thread) from opening the gate to the
+    /// last welcome.
+    cpu: Duration,
+    /// The bystander's round trips that ended before the storm, sorted.
+    idle: Vec<Duration>,
+    /// Its round trips that overlap the storm, sorted.
+    during: Vec<Duration>,
+    /// The p99 of those that overlap each quarter of the storm.
+    quarters: Vec<Duration>,
+}
+
+impl Storm {
+    /// Logins per second, first connect to last welcome.
+    fn rate(&self) -> f64 {
+        STORM_USERS as f64 / self.window.as_secs_f64()
+    }
+
+    /// The bystander's p99 during the storm.
+    fn p99(&self) -> Duration {
+        percentile(&self.during, 0.99)
+    }
+
+    /// The server's CPU time per login.
+    fn cpu_per_login(&self) -> Duration {
+        self.cpu / STORM_USERS as u32
+    }
+}
+
+/// [`STORM_USERS`] logins at once with hashed passwords and, on another
+/// server, with the same accounts in clear, taking turns [`RUNS`] times;
+/// a bystander messages its partner throughout. One line for the logins
+/// per second, one for the bystander's round trips.
+fn hashed() -> io::Result<Vec<String>> {
+    confab::fdlimit::raise_to_hard_limit()?;
+    let users: Vec<String> = (0..STORM_USERS).map(|i| format!("user{i:03}")).collect();
+    let mut names = vec![BYSTANDER.to_string(), PARTNER.to_string()];
+    names.extend(users.iter().cloned());
+    let hashes = hashed_credentials(&names)?;
+    let dir = Scratch::new("hashed")?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let clear = write_credentials(dir.path(), &refs)?;
+    let (mut on_hashed, mut on_clear): (Vec<Storm>, Vec<Storm>) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        on_hashed.push(storm(&hashes.path, &users)?);
+        on_clear.push(storm(&clear, &users)?);
+    }
+    let list = |runs: &[Storm], show: &dyn Fn(&Storm) -> String| {
+        runs.iter().map(show).collect::<Vec<_>>().join(" / ")
+    };
+    let hashed_list = list(&on_hashed, &|run| format!("{:.1}", run.rate()));
+    let clear_list = list(&on_clear, &|run| thousands(run.rate()));
+    let p99s = list(&on_hashed, &|run| short(run.p99()));
+    // Line one from the runs of median rate, line two from those of
+    // median p99.
+    let (hashed_rate, clear_rate) = (
+        median_run(&on_hashed, |run| run.window),
+        median_run(&on_clear, |run| run.window),
+    );
+    let (hashed_run, clear_run) = (
+        median_run(&on_hashed, Storm::p99),
+        median_run(&on_clear, Storm::p99),
+    );
+    let p99 = hashed_run.p99();
+    Ok(vec![
+        cells(
+            format!("{:.1}", hashed_rate.rate()),
+            "logins/s",
+            format!(
+                "{STORM_USERS} clients connecting at once, passwords hashed {} ({}), first \
+                 connect to last welcome: {:.1} s, server CPU {} a login; the same accounts in \
+                 clear: {} logins/s ({}, CPU {} a login), clear / hashed x{:.0}; median run of \
+                 {RUNS}, runs {hashed_list} hashed, {clear_list} clear",
+                hashes.params,
+                hashes.made.map_or_else(
+                    || "cached".to_string(),
+                    |took| format!("made now in {:.1} s on 2 threads", took.as_secs_f64())
+                ),
+                hashed_rate.window.as_secs_f64(),
+                short(hashed_rate.cpu_per_login()),
+                thousands(clear_rate.rate()),
+                short(clear_rate.window),
+                short(clear_rate.cpu_per_login()),
+                clear_rate.rate() / hashed_rate.rate(),
+            ),
+        ),
+        cells(
+            format!("{:.2}", ms(p99)),
+            "ms p99",
+            format!(
+                "bystander `message` round trips to its online partner during the hashed storm: \
+                 {} (target p99 < {}: {}), p99 by quarter of the storm {}; idle before it: {}; \
+                 during the clear storm: {}; median-p99 run of {RUNS}, p99s {p99s}",
+                trip_stats(&hashed_run.during),
+                short(STORM_P99_TARGET),
+                if p99 < STORM_P99_TARGET {
+                    "held"
+                } else {
+                    "MISSED"
+                },
+                hashed_run
+                    .quarters
+                    .iter()
+                    .map(|p| short(*p))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                trip_stats(&hashed_run.idle),
+                trip_stats(&clear_run.during),
+            ),
+        ),
+    ])
+}
+
+/// The run in the middle when `runs` (not empty) are ordered by `key`.
+fn median_run(runs: &[Storm], key: impl Fn(&Storm) -> Duration) -> &Storm {
+    let mut sorted: Vec<&Storm> = runs.iter().collect();
+    sorted.sort_by_key(|run| key(run));
+    sorted[sorted.len() / 2]
+}
+
+/// The cached credentials file of the `hashed` row.
+struct Hashes {
+    /// The file.
+    path: PathBuf,
+    /// The Argon2 parameters of its hashes (`$argon2id$v=19$m=…,t=…,p=…`).
+    params: String,
+    /// How long making it took; `None` if it was cached.
+    made: Option<Duration>,
+}
+
+/// The credentials file of `names` with their [`password`]s hashed by
+/// `confab::passwords::hash`, kept under Cargo's target directory for the
+/// next run: made anew, on two threads, unless it loads, holds exactly
+/// `names` in order, every hash has the parameters of a hash made now,
+/// and the first one verifies.
+fn hashed_credentials(names: &[String]) -> io::Result<Hashes> {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("bench-cache")
+        .join(format!("hashed-{STORM_USERS}.txt"));
+    let fresh = confab::passwords::hash("parameters").map_err(io::Error::other)?;
+    let params = phc_params(&fresh)
+        .ok_or_else(|| io::Error::other(format!("not a PHC string: {fresh}")))?
+        .to_string();
+    let cached = confab::credentials::load(&path).is_ok_and(|accounts| {
+        accounts.len() == names.len()
+            && accounts.iter().zip(names).all(|(account, name)| {
+                account.username == *name && phc_params(&account.password) == Some(&params)
+            })
+            && accounts.first().is_some_and(|account| {
+                confab::passwords::verify_hash(&account.password, &password(&account.username))
+            })
+    });
+    if cached {
+        return Ok(Hashes {
+            path,
+            params,
+            made: None,
+        });
+    }
+    let started = Instant::now();
+    let half = names.len().div_ceil(2).max(1);
+    let lines: Vec<Vec<String>> = thread::scope(|scope| {
+        let halves: Vec<_> = names
+            .chunks(half)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|name| {
+                            confab::passwords::hash(&password(name))
+                                .map(|hash| format!("{name} {hash}\n"))
+                        })
+                        .collect::<Result<Vec<String>, String>>()
+                })
+            })
+            .collect();
+        halves
+            .into_iter()
+            .map(|half| {
+                half.join()
+                    .unwrap_or_else(|_| Err("a hashing thread panicked".into()))
+            })
+            .collect::<Result<_, String>>()
+    })
+    .map_err(io::Error::other)?;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    // Written whole, then renamed: an interrupted run leaves no half file.
+    let partial = path.with_extension("partial");
+    fs::write(&partial, lines.concat().concat())?;
+    fs::rename(&partial, &path)?;
+    Ok(Hashes {
+        path,
+        params,
+        made: Some(started.elapsed()),
+    })
+}
+
+/// The algorithm, version and parameters of a PHC string: what comes
+/// before its salt.
+fn phc_params(stored: &str) -> Option<&str> {
+    stored.rsplitn(3, '$').nth(2)
+}
+
+/// Starts a server on `credentials`, logs the bystander and its partner
+/// in, lets the bystander message its partner and wait for each delivery
+/// for [`IDLE`], then logs every one of `users` in at once (each on a
+/// thread of its own, all released together), the bystander going on
+/// until the last welcome.
+fn storm(credentials: &Path, users: &[String]) -> io::Result<Storm> {
+    let server = Server::start(credentials, &["--ephemeral".into()])?;
+    let mut bystander = Client::login(server.addr, BYSTANDER)?;
+    let mut partner = Client::login(server.addr, PARTNER)?;
+    bystander.expect_line(&format!("{PARTNER} logged in"))?;
+
+    // Every login thread waits for the write lock to go; if this returns
+    // early, the lock goes and they fail against the killed server.
+    let gate = Arc::new(RwLock::new(()));
+    let closed = gate.write().unwrap_or_else(PoisonError::into_inner);
+    let mut logins = Vec::with_capacity(users.len());
+    for user in users {
+        let (gate, user, addr) = (Arc::clone(&gate), user.clone(), server.addr);
+        logins.push(thread::Builder::new().spawn(
+            move || -> io::Result<(Client, Instant, Instant)> {
+                drop(gate.read().unwrap_or_else(PoisonError::into_inner));
+                let connected = Instant::now();
+                let mut client = Client::connect(addr)?;
+                // The last of the queue waits for every other verification.
+                client
+                    .reader
+                    .get_ref()
+                    .set_read_timeout(Some(STORM_DEADLINE))?;
+                client.log_in(&user)?;
+                Ok((client, connected, Instant::now()))
+            },
+        )?);
+    }
+
+    let base = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || -> io::Result<Vec<RoundTrip>> {
+            let deadline = base + IDLE + STORM_DEADLINE;
+            let mut trips: Vec<RoundTrip> = Vec::new();
+            for seq in 0..MAX_ROUND_TRIPS {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                let line = format!("message {PARTNER} {seq}\n");
+                let want = format!("{BYSTANDER}: {seq}");
+                if let Some(last) = trips.last() {
+                    let next = base + last.start + PACE;
+                    thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                let start = Instant::now();
+                bystander.send(&line)?;
+                partner.expect_line_after_logins(&want, STORM_USERS)?;
+                trips.push(RoundTrip {
+                    start: start - base,
+                    took: start.elapsed(),
+                });
+            }
+            Ok(trips)
+        })
+    };
+    thread::sleep(IDLE);
+    let cpu_before = procfs::cpu_time(server.pid())?;
+    drop(closed);
+    let logged: io::Result<Vec<_>> = logins.into_iter().map(joined).collect();
+    let cpu = procfs::cpu_time(server.pid())?.saturating_sub(cpu_before);
+    stop.store(true, Ordering::Relaxed);
+    let trips = joined(measuring)?;
+    let logged = logged?;
+    server.finish()?;
+    let from = logged
+        .iter()
+        .map(|(_, connected, _)| connected.saturating_duration_since(base))
+        .min()
+        .unwrap_or_default();
+    let to = logged
+        .iter()
+        .map(|(_, _, welcomed)| welcomed.saturating_duration_since(base))
+        .max()
+        .unwrap_or_default();
+    debug_slowest(&trips, from, to);
+    let quarter = to.saturating_sub(from) / 4;
+    let quarters = (0..4)
+        .map(|q| {
+            let start = from + quarter * q;
+            let took = took_where(&trips, |t| t.overlaps(start, start + quarter));
+            percentile(&took, 0.99)
+        })
+        .collect();
+    Ok(Storm {
+        window: to.saturating_sub(from),
+        cpu,
+        idle: took_where(&trips, |t| t.start + t.took <= from),
+        during: took_where(&trips, |t| t.overlaps(from, to)),
+        quarters,
+    })
+}
+
 // ----------------------------------------------------------------- server
 
 /// The `confab-server` binary as a child process, with `RUST_LOG=info`;
@@ -1134,14 +1500,19 @@ impl Client {
     /// Connects and logs in as `user`, up to the welcome line.
     fn login(addr: SocketAddr, user: &str) -> io::Result<Client> {
         let mut client = Client::connect(addr)?;
-        client.expect_bytes("Username: ")?;
-        client.send(&format!("{user}\n"))?;
-        client.expect_bytes("Password: ")?;
-        client.send(&format!("{}\n", password(user)))?;
-        client
-            .expect_line(WELCOME)
-            .map_err(|e| context(e, &format!("logging in {user}")))?;
+        client.log_in(user)?;
         Ok(client)
+    }
+
+    /// Logs in as `user` with its [`password`], from the first prompt to
+    /// the welcome line.
+    fn log_in(&mut self, user: &str) -> io::Result<()> {
+        self.expect_bytes("Username: ")?;
+        self.send(&format!("{user}\n"))?;
+        self.expect_bytes("Password: ")?;
+        self.send(&format!("{}\n", password(user)))?;
+        self.expect_line(WELCOME)
+            .map_err(|e| context(e, &format!("logging in {user}")))
     }
 
     /// `logout`, up to `Goodbye`.
@@ -1191,6 +1562,28 @@ impl Client {
             ));
         }
         std::str::from_utf8(&self.line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Reads lines until `want`, skipping at most `most` presence lines
+    /// (`<user> logged in`); an error on any other line.
+    fn expect_line_after_logins(&mut self, want: &str, most: usize) -> io::Result<()> {
+        for _ in 0..=most {
+            let got = self.read_line()?;
+            if got == want {
+                return Ok(());
+            }
+            if !got.ends_with(" logged in") {
+                return Err(io::Error::other(format!(
+                    "expected `{}`, got `{}`",
+                    clip(want),
+                    clip(got)
+                )));
+            }
+        }
+        Err(io::Error::other(format!(
+            "more than {most} presence lines before `{}`",
+            clip(want)
+        )))
     }
 
     /// Reads the next line, an error unless it is `want`.
