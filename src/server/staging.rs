@@ -36,6 +36,7 @@ use log::debug;
 use super::notices::Notices;
 use super::Server;
 use crate::chat::{Effect, Outbox};
+use crate::net::link::Transport;
 
 /// Outbox text held for coalescing before it is copied to the connections.
 pub const STAGE_LIMIT: usize = 256 * 1024;
@@ -265,8 +266,9 @@ impl Server {
                 // A TLS session takes everything and keeps the records the
                 // socket did not: the connection must want WRITABLE, which
                 // its flush sees to (the rest of a plain write is queued,
-                // which marks it).
-                if n == bytes.len() && conn.has_output() {
+                // which marks it). Nothing was queued before the write, so
+                // the session's records are all there is to look at.
+                if n == bytes.len() && conn.link.transport().layer_pending() {
                     self.conns.mark_dirty(key);
                 }
                 &bytes[n..]
