@@ -149,6 +149,10 @@ impl Identity {
     }
 }
 
+/// The TLS versions confab speaks with a server or a client: 1.3 and 1.2.
+pub static VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
 /// The crypto of every TLS session confab makes: rustls' *ring* provider
 /// (it builds with a C compiler alone).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -162,7 +166,7 @@ fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     Ok(Arc::new(config))

@@ -17,7 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::identity::provider;
+use crate::identity::{provider, VERSIONS};
 use crate::net::tls::fingerprint;
 
 /// Why a certificate was not trusted, as the verifier saw it.
@@ -109,12 +109,7 @@ impl Trust {
 
     /// A client configuration (TLS 1.3 and 1.2) verifying with `trust`.
     pub fn client_config(trust: Arc<Trust>) -> Result<Arc<ClientConfig>, rustls::Error> {
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .dangerous()
-            .with_custom_certificate_verifier(trust)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        Ok(Arc::new(builder(trust)?.with_no_client_auth()))
     }
 
     /// A client configuration verifying with `trust` that shows the
@@ -125,12 +120,7 @@ impl Trust {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Arc<ClientConfig>, rustls::Error> {
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .dangerous()
-            .with_custom_certificate_verifier(trust)
-            .with_client_auth_cert(chain, key)?;
-        Ok(Arc::new(config))
+        Ok(Arc::new(builder(trust)?.with_client_auth_cert(chain, key)?))
     }
 
     /// Why the last handshake's certificate was refused, if it was.
@@ -144,6 +134,17 @@ impl Trust {
         }
         rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
     }
+}
+
+/// A client configuration's versions, crypto and verifier, before its own
+/// certificate (or none) is chosen.
+fn builder(
+    trust: Arc<Trust>,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, rustls::Error> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(trust))
 }
 
 impl ServerCertVerifier for Trust {

@@ -23,11 +23,11 @@ impl Server {
     /// the credentials file again.
     pub(super) fn reload(&mut self, now: Instant) {
         info!(target: "confab::reload", "SIGHUP: reloading");
-        let regenerable = matches!(
+        let in_memory = matches!(
             (&self.config.tls, &self.config.storage),
             (Some(IdentitySource::Generated), Storage::Ephemeral)
         );
-        if let Some(source) = self.config.tls.as_ref().filter(|_| !regenerable) {
+        if let Some(source) = self.config.tls.as_ref().filter(|_| !in_memory) {
             match Identity::load(source, self.config.storage.dir()) {
                 Ok(identity) => {
                     info!(
