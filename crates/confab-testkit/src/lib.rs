@@ -1,7 +1,8 @@
 //! What confab's tests, benches, fuzz targets and load tools share, so that
 //! each exists once: an in-process server ([`TestServer`]), a line client
 //! whose every wait is bounded ([`Client`]), the server and the terminal
-//! client as child processes ([`ServerProcess`], [`client_process`]), one
+//! client as child processes ([`ServerProcess`], [`client_process`]), a
+//! program on a pseudo-terminal whose screen a test reads ([`pty`]), one
 //! reader of `/proc` ([`procfs`]), one seeded random number generator
 //! ([`Rng`]), temporary directories ([`TempDir`]), and the reference model
 //! and checker of the chat domain ([`chat_model`]).
@@ -21,6 +22,7 @@ pub mod isolated;
 pub mod probe;
 pub mod process;
 pub mod procfs;
+pub mod pty;
 pub mod replies;
 pub mod rng;
 pub mod server;
