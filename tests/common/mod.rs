@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub use confab_testkit::client_process;
+pub use confab_testkit::pty;
 pub use confab_testkit::{
     accounts, exit_within, isolated, open_descriptors, password, run_to_end, show, status_kib,
     three_users, two_users, wait_until, Client, FailOnPanic, Options, ProcessOptions, Rng,

@@ -481,6 +481,7 @@ impl Terminal {
     }
 
     /// Types `bytes` as they are: keys (see [`keys`]) or text.
+    #[track_caller]
     pub fn send(&mut self, bytes: &[u8]) {
         if let Err(error) = self
             .master
@@ -496,6 +497,7 @@ impl Terminal {
     }
 
     /// Types `text`.
+    #[track_caller]
     pub fn type_text(&mut self, text: &str) {
         self.send(text.as_bytes());
     }
@@ -503,6 +505,7 @@ impl Terminal {
     /// Resizes the window to `rows` × `cols`: the emulator first, then the
     /// terminal, whose kernel side then sends `SIGWINCH` to the foreground
     /// process group.
+    #[track_caller]
     pub fn resize(&mut self, rows: u16, cols: u16) {
         let sizes = nonzero(rows, cols);
         let result = sizes.and_then(|(parser_rows, parser_cols)| {
@@ -518,6 +521,7 @@ impl Terminal {
     /// and returns that screen; panics naming `what`, with the whole
     /// screen, if it does not (at once if the program's side of the
     /// terminal closed first, as nothing more can change).
+    #[track_caller]
     pub fn wait_until(
         &self,
         what: &str,
@@ -547,6 +551,7 @@ impl Terminal {
     }
 
     /// Waits, at most [`SCREEN_TIMEOUT`], until some row shows `text`.
+    #[track_caller]
     pub fn wait_for_text(&self, text: &str) -> Screen {
         self.wait_until(
             &format!("a row showing {text:?}"),
@@ -557,6 +562,7 @@ impl Terminal {
 
     /// Waits, at most [`SCREEN_TIMEOUT`], until the bottom row is
     /// `expected` (trailing blanks aside).
+    #[track_caller]
     pub fn wait_bottom_row(&self, expected: &str) -> Screen {
         let expected = expected.trim_end();
         self.wait_until(
@@ -567,6 +573,7 @@ impl Terminal {
     }
 
     /// The program's exit status if it has exited, without waiting.
+    #[track_caller]
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         if self.reaped.is_none() {
             match self.child.try_wait() {
@@ -581,6 +588,7 @@ impl Terminal {
     /// what is left of `timeout`) for the reader to take everything
     /// written, so that the screen is final; panics with the screen if it
     /// does not exit in time.
+    #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         let status = loop {

@@ -1,0 +1,683 @@
+//! The terminal client's line editor, read off the screen: the real
+//! `confab` runs on a pseudo-terminal (`confab_testkit::pty`) against the
+//! real `confab-server`, keys are typed as a terminal sends them, and the
+//! screen a `vt100` emulator keeps is checked: the bottom row is the input
+//! line, everything above it is stamped with the time, and what the server
+//! gets (read by plain TCP clients) is the ground truth of an edit.
+//!
+//! The client runs with `TZ=UTC` and `NO_COLOR=1`. Every wait is bounded
+//! (a few seconds) and a failed one shows the whole screen.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::pty::{keys, Modes, Screen, Terminal, SCREEN_TIMEOUT};
+use common::{password, Client, ProcessOptions, ServerProcess, TempDir};
+
+/// The client's binary.
+const CONFAB: &str = env!("CARGO_BIN_EXE_confab");
+
+/// The window of most tests.
+const ROWS: u16 = 24;
+const COLS: u16 = 80;
+
+/// The bottom row's index.
+const BOTTOM: usize = ROWS as usize - 1;
+
+/// The server's welcome, as it appears in the welcome line.
+const WELCOME: &str = "Welcome to the greatest messaging application ever!";
+
+/// The bottom row once the server has closed the connection.
+const RECONNECT: &str = "Press Enter to reconnect, Ctrl-D to quit";
+
+/// `confab-server` on a free port with the test accounts, a 0.5 s ban and
+/// an inactivity timeout of `timeout` seconds.
+fn server(timeout: &str) -> ServerProcess {
+    ServerProcess::start(ProcessOptions {
+        timeout: Some(timeout.into()),
+        ..ProcessOptions::default()
+    })
+}
+
+/// The environment every client gets: UTC, no colour, an xterm, UTF-8.
+fn client_environment(command: &mut Command) -> &mut Command {
+    command
+        .env_remove("RUST_LOG")
+        .env("TZ", "UTC")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env("LC_ALL", "C.UTF-8")
+}
+
+/// `confab 127.0.0.1 PORT` on a terminal of `rows` × `cols`.
+fn confab_sized(server: &ServerProcess, rows: u16, cols: u16) -> Terminal {
+    let mut command = Command::new(CONFAB);
+    command.args(["127.0.0.1", &server.addr.port().to_string()]);
+    client_environment(&mut command);
+    Terminal::spawn(command, rows, cols).expect("start confab on a terminal")
+}
+
+/// `confab 127.0.0.1 PORT` on a terminal of [`ROWS`] × [`COLS`].
+fn confab(server: &ServerProcess) -> Terminal {
+    confab_sized(server, ROWS, COLS)
+}
+
+/// `sh -c SCRIPT` with `$1` the client's binary, `$2` the server's port
+/// and `$3` `dir`, on a terminal of [`ROWS`] × [`COLS`].
+fn confab_under_sh(script: &str, server: &ServerProcess, dir: &TempDir) -> Terminal {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", script, "sh", CONFAB])
+        .arg(server.addr.port().to_string())
+        .arg(&dir.0);
+    client_environment(&mut command);
+    Terminal::spawn(command, ROWS, COLS).expect("start sh on a terminal")
+}
+
+/// Answers the prompts on the bottom row as `user` and waits for the
+/// welcome and the `> ` prompt.
+fn login(terminal: &mut Terminal, user: &str) {
+    terminal.wait_bottom_row("Username: ");
+    terminal.type_text(user);
+    terminal.send(keys::ENTER);
+    terminal.wait_bottom_row("Password: ");
+    terminal.type_text(password(user));
+    terminal.send(keys::ENTER);
+    terminal.wait_until("the welcome and the > prompt", SCREEN_TIMEOUT, |s| {
+        s.contains(WELCOME) && s.bottom_row() == ">"
+    });
+}
+
+/// A plain TCP client logged in as `user`.
+fn tcp_user(server: &ServerProcess, user: &str) -> Client {
+    let mut client = Client::connect(server.addr);
+    client.login(user, password(user));
+    client
+}
+
+/// Seconds since the epoch of `time`.
+fn epoch_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_secs()
+}
+
+/// The UTC date of day `days` since the epoch, as `YYYY-MM-DD` (Howard
+/// Hinnant's civil_from_days).
+fn utc_date(days: u64) -> String {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// A moment the test noted, to check the stamps of lines shown after it.
+struct Since(u64);
+
+impl Since {
+    fn now() -> Since {
+        Since(epoch_seconds(SystemTime::now()))
+    }
+
+    /// Every stamp a line of a moment between this one and now may have,
+    /// as the client shows it now: `HH:MM` for today (UTC), `YYYY-MM-DD
+    /// HH:MM` for an earlier day (a test that ran across midnight).
+    fn stamps(&self) -> Vec<String> {
+        let now = epoch_seconds(SystemTime::now());
+        let today = now / 86_400;
+        (self.0 / 60..=now / 60)
+            .map(|minute| {
+                let time = format!("{:02}:{:02}", minute / 60 % 24, minute % 60);
+                let day = minute / (24 * 60);
+                if day == today {
+                    time
+                } else {
+                    format!("{} {time}", utc_date(day))
+                }
+            })
+            .collect()
+    }
+
+    /// Whether `row` is `<stamp> <text>` with a stamp of a moment since
+    /// this one.
+    fn stamped(&self, row: &str, text: &str) -> bool {
+        self.stamps()
+            .iter()
+            .any(|stamp| row == format!("{stamp} {text}"))
+    }
+}
+
+/// Whether `row` starts with an `HH:MM ` stamp.
+fn has_stamp(row: &str) -> bool {
+    let bytes = row.as_bytes();
+    bytes.len() > 6
+        && bytes[..5].iter().enumerate().all(|(i, b)| {
+            if i == 2 {
+                *b == b':'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+        && bytes[5] == b' '
+}
+
+/// Fails unless every non-empty row above the bottom one is stamped.
+fn assert_every_line_stamped(screen: &Screen) {
+    for (i, row) in screen.rows()[..screen.height() - 1].iter().enumerate() {
+        assert!(
+            row.is_empty() || has_stamp(row),
+            "row {i} has no HH:MM stamp\n{screen}"
+        );
+    }
+}
+
+/// Waits until the input line is the bottom row with `before` left of the
+/// cursor and `after` from the cursor on, the line's tail and head as far
+/// as they are in view, and every row above it is still `above`: the input
+/// line never takes a second row.
+fn wait_edit(terminal: &Terminal, above: &[String], before: &str, after: &str) -> Screen {
+    terminal.wait_until(
+        &format!("the input line ...{before:?}|{after:?}... on the bottom row alone"),
+        SCREEN_TIMEOUT,
+        |screen| {
+            usize::from(screen.cursor().0) == screen.height() - 1
+                && screen.left_of_cursor().ends_with(before)
+                && screen.right_of_cursor().starts_with(after)
+                && screen.rows()[..screen.height() - 1] == *above
+        },
+    )
+}
+
+#[test]
+fn the_stamp_helpers_read_utc() {
+    assert_eq!(utc_date(0), "1970-01-01");
+    assert_eq!(utc_date(19_723), "2024-01-01");
+    assert_eq!(utc_date(19_782), "2024-02-29");
+    assert!(has_stamp("09:05 hans: hi"));
+    assert!(!has_stamp("9:05 hans: hi"));
+    assert!(!has_stamp("09:05"));
+    let since = Since::now();
+    let stamps = since.stamps();
+    assert!((1..=2).contains(&stamps.len()), "{stamps:?}");
+    assert!(since.stamped(&format!("{} * x", stamps[0]), "* x"));
+    assert!(!since.stamped("25:00 * x", "* x"));
+}
+
+#[test]
+fn a_half_typed_line_survives_an_incoming_message() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    let mut hans = tcp_user(&server, "hans");
+    yoda.wait_for_text("hans logged in");
+
+    let typed = "message hans I was typing";
+    yoda.type_text(typed);
+    yoda.wait_bottom_row(&format!("> {typed}"));
+    let since = Since::now();
+    hans.send("message yoda hello\n");
+
+    let input = format!("> {typed}");
+    let end = u16::try_from(input.len()).expect("a short line");
+    yoda.wait_until(
+        "hans's message above the input line, the input line intact",
+        SCREEN_TIMEOUT,
+        |screen| {
+            since.stamped(&screen.row(BOTTOM - 1), "hans: hello")
+                && screen.bottom_row() == input
+                && screen.cursor() == (ROWS - 1, end)
+        },
+    );
+
+    // The line is still whole underneath: Enter sends all of it.
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: I was typing");
+}
+
+#[test]
+fn up_recalls_the_previous_commands_and_never_the_login_answers() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    let mut hans = tcp_user(&server, "hans");
+    yoda.wait_for_text("hans logged in");
+    for text in ["one", "two"] {
+        yoda.type_text(&format!("message hans {text}"));
+        yoda.send(keys::ENTER);
+        hans.expect_line(&format!("yoda: {text}"));
+    }
+    yoda.wait_bottom_row(">");
+
+    yoda.send(keys::UP);
+    yoda.wait_bottom_row("> message hans two");
+    yoda.send(keys::UP);
+    yoda.wait_bottom_row("> message hans one");
+    // Nothing is older: had the password (or username) been kept, this Up
+    // would show it and the Down after it `message hans one`.
+    yoda.send(keys::UP);
+    yoda.send(keys::DOWN);
+    yoda.wait_bottom_row("> message hans two");
+    yoda.send(keys::DOWN);
+    yoda.wait_bottom_row(">");
+    assert!(!yoda.screen().contains("> wise"), "{}", yoda.dump());
+
+    yoda.send(keys::UP);
+    yoda.send(keys::UP);
+    yoda.wait_bottom_row("> message hans one");
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: one");
+    yoda.send(keys::UP);
+    yoda.wait_bottom_row("> message hans one");
+}
+
+#[test]
+fn tab_completes_a_username_the_client_has_seen() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    let mut hans = tcp_user(&server, "hans");
+    yoda.wait_for_text("hans logged in");
+
+    yoda.type_text("message ha");
+    yoda.send(keys::TAB);
+    let screen = yoda.wait_bottom_row("> message hans ");
+    assert_eq!(
+        screen.left_of_cursor(),
+        "> message hans ",
+        "completed with a trailing space, the cursor after it\n{screen}"
+    );
+    yoda.type_text("completed");
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: completed");
+
+    // vader is an account but the client has never seen the name.
+    yoda.type_text("message va");
+    yoda.send(keys::TAB);
+    yoda.type_text("x");
+    yoda.wait_bottom_row("> message vax");
+}
+
+#[test]
+fn tab_completes_a_command_on_the_first_word() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+
+    yoda.type_text("broadc");
+    yoda.send(keys::TAB);
+    let screen = yoda.wait_bottom_row("> broadcast ");
+    assert_eq!(screen.left_of_cursor(), "> broadcast ", "{screen}");
+
+    yoda.send(keys::CTRL_U);
+    yoda.type_text("whoelses");
+    yoda.send(keys::TAB);
+    let screen = yoda.wait_bottom_row("> whoelsesince ");
+    assert_eq!(screen.left_of_cursor(), "> whoelsesince ", "{screen}");
+}
+
+#[test]
+fn a_long_line_of_wide_characters_is_edited_on_the_bottom_row_alone() {
+    let server = server("30");
+    let mut hans = tcp_user(&server, "hans");
+    let mut yoda = confab_sized(&server, ROWS, 40);
+    login(&mut yoda, "yoda");
+    hans.expect_line("yoda logged in");
+
+    // Ctrl-U on a line whose cursor is at its end empties it.
+    yoda.type_text("garbage 字 words");
+    yoda.wait_bottom_row("> garbage 字 words");
+    yoda.send(keys::CTRL_U);
+    let screen = yoda.wait_bottom_row(">");
+    let above = screen.rows()[..BOTTOM].to_vec();
+    assert_eq!(screen.cursor(), (ROWS - 1, 2), "{screen}");
+
+    // 63 columns with the prompt: longer than the window.
+    let step = |yoda: &mut Terminal, keys: &[&[u8]], before: &str, after: &str| {
+        for key in keys {
+            yoda.send(key);
+        }
+        wait_edit(yoda, &above, before, after);
+    };
+    step(
+        &mut yoda,
+        &["broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta zzz".as_bytes()],
+        "delta zzz",
+        "",
+    );
+    step(&mut yoda, &[keys::CTRL_W], "delta ", "");
+    step(&mut yoda, &["ω終".as_bytes()], "delta ω終", "");
+    step(&mut yoda, &[keys::LEFT, keys::LEFT], "delta ", "ω終");
+    step(&mut yoda, &[keys::BACKSPACE], "delta", "ω終");
+    // Home shows the start of the line again, prompt and all.
+    step(&mut yoda, &[keys::HOME], "> ", "broadcast alpha");
+    let screen = yoda.screen();
+    assert_eq!(screen.left_of_cursor(), "> ", "{screen}");
+    step(&mut yoda, &[keys::ALT_F, keys::ALT_F], "alpha", " 你好");
+    step(
+        &mut yoda,
+        &[keys::RIGHT, keys::DELETE, keys::DELETE],
+        "alpha ",
+        "世界 beta",
+    );
+    step(&mut yoda, &[keys::CTRL_E], "deltaω終", "");
+    step(&mut yoda, &[keys::ALT_B], "テスト ", "deltaω終");
+    step(&mut yoda, &[keys::ALT_B], "gamma ", "漢字");
+    step(&mut yoda, &[keys::ALT_B], "🙂🙂 ", "gamma");
+    step(&mut yoda, &[keys::LEFT, keys::LEFT], "beta 🙂", "🙂 gamma");
+    step(&mut yoda, &[keys::BACKSPACE], "beta ", "🙂 gamma");
+    step(&mut yoda, &[keys::CTRL_A], "> ", "broadcast alpha 世界");
+    step(&mut yoda, &[keys::END], "deltaω終", "");
+    step(
+        &mut yoda,
+        &[" junk尾巴".as_bytes()],
+        "deltaω終 junk尾巴",
+        "",
+    );
+    step(&mut yoda, &[keys::LEFT; 7], "deltaω終", " junk尾巴");
+    step(&mut yoda, &[keys::CTRL_K], "deltaω終", "");
+
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: alpha 世界 beta 🙂 gamma 漢字テスト deltaω終");
+    let screen = yoda.wait_bottom_row(">");
+    assert_eq!(screen.cursor(), (ROWS - 1, 2), "{screen}");
+}
+
+#[test]
+fn own_messages_are_shown_as_sent() {
+    let server = server("30");
+    let mut hans = tcp_user(&server, "hans");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    hans.expect_line("yoda logged in");
+    let since = Since::now();
+
+    yoda.type_text("message hans on my way");
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: on my way");
+    yoda.type_text("broadcast hi");
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: hi");
+
+    let screen = yoda.wait_until("both messages as sent", SCREEN_TIMEOUT, |s| {
+        since.stamped(&s.row(BOTTOM - 2), "yoda → hans: on my way")
+            && since.stamped(&s.row(BOTTOM - 1), "yoda → everyone: hi")
+            && s.bottom_row() == ">"
+    });
+    assert_every_line_stamped(&screen);
+}
+
+#[test]
+fn notices_and_errors_are_marked() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    let since = Since::now();
+    let mut hans = tcp_user(&server, "hans");
+    yoda.wait_until("hans's login as a notice", SCREEN_TIMEOUT, |s| {
+        since.stamped(&s.row(BOTTOM - 1), "* hans logged in")
+    });
+
+    yoda.type_text("frobnicate");
+    yoda.send(keys::ENTER);
+    yoda.wait_until("the error", SCREEN_TIMEOUT, |s| {
+        since.stamped(
+            &s.row(BOTTOM - 1),
+            "! Error. Invalid command (type help for the list of commands)",
+        )
+    });
+
+    hans.send("logout\n");
+    hans.expect_line("Goodbye");
+    let screen = yoda.wait_until("hans's logout as a notice", SCREEN_TIMEOUT, |s| {
+        since.stamped(&s.row(BOTTOM - 1), "* hans logged out")
+    });
+    assert_eq!(screen.bottom_row(), ">", "{screen}");
+    assert_every_line_stamped(&screen);
+}
+
+#[test]
+fn offline_messages_come_under_the_away_marker_with_the_time_they_were_sent() {
+    let server = server("30");
+    let mut hans = tcp_user(&server, "hans");
+    let sent = Since::now();
+    for text in ["first", "second"] {
+        hans.send(&format!("message yoda {text}\n"));
+        hans.expect_line("yoda is offline. Your message will be delivered when they log in");
+    }
+
+    let arrived = Since::now();
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    let screen = yoda.wait_for_text("* end of offline messages");
+    let rows = screen.rows();
+    let marker = rows
+        .iter()
+        .position(|row| row.ends_with(" * while you were away"))
+        .unwrap_or_else(|| panic!("no away marker\n{screen}"));
+    assert!(
+        arrived.stamped(&rows[marker], "* while you were away"),
+        "the marker has the current time\n{screen}"
+    );
+    assert!(
+        sent.stamped(&rows[marker + 1], "hans: first"),
+        "the first message, with the time it was sent\n{screen}"
+    );
+    assert!(
+        sent.stamped(&rows[marker + 2], "hans: second"),
+        "the second message, with the time it was sent\n{screen}"
+    );
+    assert!(
+        arrived.stamped(&rows[marker + 3], "* end of offline messages"),
+        "the end marker next\n{screen}"
+    );
+    assert_every_line_stamped(&screen);
+}
+
+#[test]
+fn the_login_prompts_are_the_input_line_and_the_password_is_never_written() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    let screen = yoda.wait_bottom_row("Username: ");
+    assert_eq!(screen.cursor(), (ROWS - 1, 10), "{screen}");
+    yoda.type_text("yoda");
+    yoda.wait_bottom_row("Username: yoda");
+    yoda.send(keys::ENTER);
+    let screen = yoda.wait_bottom_row("Password: ");
+    assert_eq!(screen.cursor(), (ROWS - 1, 10), "{screen}");
+    yoda.type_text("wise");
+    yoda.send(keys::ENTER);
+    let screen = yoda.wait_until("the welcome and the > prompt", SCREEN_TIMEOUT, |s| {
+        s.contains(WELCOME) && s.bottom_row() == ">"
+    });
+    assert_eq!(screen.cursor(), (ROWS - 1, 2), "{screen}");
+    let raw = yoda.raw_output();
+    assert!(
+        !raw.windows(4).any(|w| w == b"wise"),
+        "the password was written to the terminal\n{}",
+        yoda.dump()
+    );
+}
+
+#[test]
+fn ctrl_d_clears_a_line_and_on_an_empty_one_logs_out() {
+    let server = server("30");
+    let mut hans = tcp_user(&server, "hans");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    hans.expect_line("yoda logged in");
+
+    yoda.type_text("half a line");
+    yoda.wait_bottom_row("> half a line");
+    yoda.send(keys::CTRL_D);
+    let screen = yoda.wait_bottom_row(">");
+    assert_eq!(screen.cursor(), (ROWS - 1, 2), "{screen}");
+    assert!(yoda.try_status().is_none(), "exited\n{}", yoda.dump());
+
+    yoda.send(keys::CTRL_D);
+    yoda.wait_for_text("Goodbye");
+    assert_eq!(yoda.wait_exit(SCREEN_TIMEOUT).code(), Some(0));
+    // Nothing of the cleared line went out.
+    hans.expect_line("yoda logged out");
+}
+
+/// The script of the terminal-settings tests: the settings before and
+/// after the client, its exit status as the shell sees it, and `DONE`
+/// where the next output lands. The trap keeps the shell itself alive
+/// through a SIGINT (and is reset to the default for the client).
+const SETTINGS_SCRIPT: &str = r#"cd "$3" || exit 9
+trap : INT
+stty -g > before
+"$1" 127.0.0.1 "$2"
+echo $? > status
+stty -g > after
+echo DONE"#;
+
+/// Runs the client under [`SETTINGS_SCRIPT`], lets `leave` make it exit,
+/// and checks that the terminal is left as it was, the next output on a
+/// line of its own, and that the shell saw `status`.
+fn leaves_the_terminal_as_it_was(leave: impl FnOnce(&mut Terminal), status: &str) {
+    let server = server("30");
+    let dir = TempDir::new("terminal-settings");
+    let mut terminal = confab_under_sh(SETTINGS_SCRIPT, &server, &dir);
+
+    leave(&mut terminal);
+
+    assert!(terminal.wait_exit(SCREEN_TIMEOUT).success());
+    let screen = terminal.screen();
+    let read = |name: &str| {
+        fs::read_to_string(dir.0.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{screen}"))
+    };
+    assert_eq!(read("status").trim(), status, "{screen}");
+    let before = read("before");
+    assert!(!before.trim().is_empty(), "{screen}");
+    assert_eq!(read("after"), before, "stty -g after and before\n{screen}");
+    assert!(
+        screen.rows().iter().any(|row| row == "DONE"),
+        "the shell's next output on a fresh line\n{screen}"
+    );
+    assert_eq!(screen.modes(), Modes::default(), "{screen}");
+}
+
+#[test]
+fn ctrl_d_leaves_the_terminal_as_it_was() {
+    leaves_the_terminal_as_it_was(
+        |terminal| {
+            login(terminal, "yoda");
+            terminal.send(keys::CTRL_D);
+            terminal.wait_for_text("Goodbye");
+        },
+        "0",
+    );
+}
+
+#[test]
+fn ctrl_c_leaves_the_terminal_as_it_was() {
+    leaves_the_terminal_as_it_was(
+        |terminal| {
+            login(terminal, "yoda");
+            terminal.type_text("half typed");
+            terminal.wait_bottom_row("> half typed");
+            terminal.send(keys::CTRL_C);
+        },
+        "130",
+    );
+}
+
+#[test]
+fn ctrl_c_at_the_password_prompt_leaves_the_terminal_as_it_was() {
+    leaves_the_terminal_as_it_was(
+        |terminal| {
+            terminal.wait_bottom_row("Username: ");
+            terminal.type_text("yoda");
+            terminal.send(keys::ENTER);
+            terminal.wait_bottom_row("Password: ");
+            terminal.type_text("wi");
+            terminal.send(keys::CTRL_C);
+        },
+        "130",
+    );
+}
+
+#[test]
+fn after_an_inactivity_logout_typing_reaches_nobody_and_enter_reconnects() {
+    let server = server("1");
+    let dir = TempDir::new("terminal-reconnect");
+    let mut terminal = confab_under_sh(
+        r#""$1" 127.0.0.1 "$2"
+echo "status $?"
+echo PARENT-READ
+read line
+echo "parent got [$line]""#,
+        &server,
+        &dir,
+    );
+    login(&mut terminal, "yoda");
+
+    let screen = terminal.wait_bottom_row(RECONNECT);
+    assert!(
+        screen.contains("You have been logged out due to inactivity"),
+        "the client shows why\n{screen}"
+    );
+    terminal.type_text("secret words");
+    terminal.send(keys::ENTER);
+    let screen = terminal.wait_bottom_row("Username: ");
+    assert!(
+        !screen.contains("PARENT-READ"),
+        "the client exited\n{screen}"
+    );
+
+    // A fresh login: had `secret words` gone to the new connection, the
+    // server would be past the username by now.
+    login(&mut terminal, "yoda");
+    terminal.send(keys::CTRL_D);
+    terminal.wait_for_text("PARENT-READ");
+    let screen = terminal.wait_for_text("status 0");
+    assert!(screen.contains("Goodbye"), "{screen}");
+    terminal.type_text("after");
+    terminal.send(keys::ENTER);
+    terminal.wait_for_text("parent got [after]");
+    assert!(terminal.wait_exit(SCREEN_TIMEOUT).success());
+    assert!(!terminal.screen().contains("secret"), "{}", terminal.dump());
+}
+
+#[test]
+fn the_input_line_follows_a_resize() {
+    let server = server("30");
+    let mut hans = tcp_user(&server, "hans");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    hans.expect_line("yoda logged in");
+    let text = "a resized line that is much longer than forty columns, 漢字 too";
+    yoda.type_text(&format!("message hans {text}"));
+    yoda.wait_bottom_row(&format!("> message hans {text}"));
+
+    yoda.resize(20, 40);
+    yoda.wait_until(
+        "the input line redrawn on the new bottom row",
+        SCREEN_TIMEOUT,
+        |s| {
+            s.height() == 20
+                && s.cursor().0 == 19
+                && s.left_of_cursor().ends_with("columns, 漢字 too")
+                && !s.row(18).contains("漢字 too")
+        },
+    );
+
+    yoda.resize(30, 100);
+    yoda.wait_until("the whole input line in view", SCREEN_TIMEOUT, |s| {
+        s.height() == 30 && s.bottom_row() == format!("> message hans {text}") && s.cursor().0 == 29
+    });
+    yoda.send(keys::ENTER);
+    hans.expect_line(&format!("yoda: {text}"));
+    yoda.send(keys::CTRL_D);
+    assert_eq!(yoda.wait_exit(SCREEN_TIMEOUT).code(), Some(0));
+}
