@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use confab::client::TlsOptions;
 
-/// Terminal client for a confab chat server. Lines you type are sent to the
-/// server; everything it sends is shown as it arrives. Ctrl-D logs out and
-/// quits.
+/// Terminal client for a confab chat server. On a terminal, you type on the
+/// bottom line (Tab completes, Up/Down recall) and the conversation scrolls
+/// above it; `help` lists the commands. Through pipes, lines are sent as
+/// they come and everything the server sends is shown as it arrives. Ctrl-D
+/// on an empty line logs out and quits.
 #[derive(Parser)]
 #[command(name = "confab", version)]
 struct Args {
@@ -32,6 +34,9 @@ struct Args {
     /// confab-server prints it at start (with --tls).
     #[arg(long, value_name = "SHA256:...", requires = "tls")]
     fingerprint: Option<String>,
+    /// Show no colours in the terminal UI (as the NO_COLOR variable does).
+    #[arg(long)]
+    no_color: bool,
 }
 
 fn main() -> ExitCode {
@@ -41,5 +46,5 @@ fn main() -> ExitCode {
         ca: args.ca.clone(),
         fingerprint: args.fingerprint.clone(),
     });
-    confab::client::run(&args.host, args.port, tls.as_ref())
+    confab::client::run(&args.host, args.port, tls.as_ref(), !args.no_color)
 }

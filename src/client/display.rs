@@ -40,9 +40,26 @@ pub(super) struct ServerView {
     pub(super) awaiting_answer: bool,
     /// The prompt awaiting an answer is `Password: `.
     pub(super) awaiting_password: bool,
+    /// The last prompt the server sent is `Password: ` (answered or not).
+    pub(super) asked_password: bool,
+    /// Prompts seen so far.
+    pub(super) prompts: u64,
+    /// The first this many prompts await nothing: answers to a line the
+    /// client sent before the user's first answer replace them.
+    superseded: u64,
 }
 
 impl ServerView {
+    /// A view in which the connection's first prompt awaits nothing, as
+    /// the client's first line (the UI's request for stamped mail) is
+    /// answered with the prompt again.
+    pub(super) fn superseding_first_prompt() -> Self {
+        Self {
+            superseded: 1,
+            ..Self::default()
+        }
+    }
+
     /// Follows a chunk of server output.
     pub(super) fn observe(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
@@ -56,10 +73,15 @@ impl ServerView {
                 self.end_line();
             } else if self.line.len() <= MAX_TRACKED_LINE {
                 self.line.push(byte);
+                if PROMPTS.contains(&self.line.as_slice()) {
+                    self.prompts += 1;
+                    self.asked_password = self.line == PASSWORD_PROMPT.as_bytes();
+                }
             }
         }
-        self.awaiting_answer = PROMPTS.contains(&self.line.as_slice());
-        self.awaiting_password = self.line == PASSWORD_PROMPT.as_bytes();
+        let live = self.prompts > self.superseded;
+        self.awaiting_answer = live && PROMPTS.contains(&self.line.as_slice());
+        self.awaiting_password = live && self.line == PASSWORD_PROMPT.as_bytes();
     }
 
     /// The user answered the prompt (a blank line is no answer: the server
@@ -74,6 +96,7 @@ impl ServerView {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         if line == WELCOME.as_bytes() {
             self.logged_in = true;
+            self.asked_password = false;
         } else if LOGGED_OUT.contains(&line) {
             self.logged_in = false;
         }
@@ -315,6 +338,22 @@ mod tests {
         assert!(view.awaiting_password);
         view.observe(b"Login timed out\n");
         assert!(!view.awaiting_answer && !view.awaiting_password);
+    }
+
+    #[test]
+    fn a_superseded_first_prompt_awaits_nothing() {
+        let mut view = ServerView::superseding_first_prompt();
+        view.observe(b"Username: ");
+        assert!(!view.awaiting_answer);
+        view.observe(b"!stamps on\nUsername: ");
+        assert!(view.awaiting_answer && !view.asked_password);
+        view.answered();
+        view.observe(b"Password: ");
+        assert!(view.awaiting_password && view.asked_password);
+        view.answered();
+        assert!(view.asked_password);
+        view.observe(b"Welcome to the greatest messaging application ever!\n");
+        assert!(view.logged_in && !view.asked_password);
     }
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef";

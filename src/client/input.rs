@@ -14,21 +14,32 @@ use mio::{Interest, Registry};
 use super::failure::{Context, Failure};
 use super::terminal::{self, NonBlocking};
 use super::typed::LocalLine;
-use super::{Client, LEAVE_TIMEOUT, MAX_PENDING, MAX_WAITING_NOTES, READ_CHUNK, STDIN};
+use super::{Client, End, LEAVE_TIMEOUT, MAX_PENDING, MAX_WAITING_NOTES, READ_CHUNK, STDIN};
 use crate::protocol::{self, Command};
 
 impl Client {
     /// Reads what has been typed, as long as there is room to queue it
     /// and the client's own lines it caused have been shown.
-    pub(super) fn read_input(&mut self) -> Result<(), Failure> {
+    /// In the terminal UI, what is read is keys for the line editor; the
+    /// lines entered go the same way as typed lines.
+    ///
+    /// Returns the end of the session if a key ended it.
+    pub(super) fn read_input(&mut self) -> Result<Option<End>, Failure> {
         let mut buf = [0; READ_CHUNK];
         while self.input.ready
-            && self.server.pending() < MAX_PENDING
-            && self.typed_ahead.len() < MAX_PENDING
-            && self.notes.len() < MAX_WAITING_NOTES
+            && (self.disconnected
+                || (self.server.pending() < MAX_PENDING
+                    && self.typed_ahead.len() < MAX_PENDING
+                    && self.notes.len() < MAX_WAITING_NOTES))
         {
             match self.input.file.read(&mut buf) {
+                Ok(0) if self.disconnected => return Ok(Some(End::Finished)),
                 Ok(0) => self.end_of_input()?,
+                Ok(n) if self.ui.is_some() => {
+                    if let Some(end) = self.keys(&buf[..n])? {
+                        return Ok(Some(end));
+                    }
+                }
                 Ok(n) => {
                     self.input.mid_line = buf[n - 1] != b'\n';
                     self.typed_ahead.extend_from_slice(&buf[..n]);
@@ -39,7 +50,7 @@ impl Client {
                 Err(error) => return Err(error).context("cannot read standard input"),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Passes typed bytes on. Logged in, all of them; before that, one
@@ -66,7 +77,7 @@ impl Client {
 
     /// Queues typed bytes for the server, and carries out the lines the
     /// client handles itself.
-    fn typed(&mut self, bytes: &[u8]) {
+    pub(super) fn typed(&mut self, bytes: &[u8]) {
         let mut local = Vec::new();
         let mut to_server = Vec::new();
         self.router
@@ -92,7 +103,16 @@ impl Client {
                 let sent = private
                     .as_mut()
                     .is_some_and(|p| p.send(to, text, registry, notes));
-                (!sent).then(|| protocol::private_not_enabled(to))
+                if sent {
+                    if let Some(ui) = &mut self.ui {
+                        ui.sent(Some(to), text, true);
+                    }
+                    None
+                } else if self.starting.hold(to, &line) {
+                    None
+                } else {
+                    Some(protocol::private_not_enabled(to))
+                }
             }
             Ok(Command::StopPrivate { user }) => {
                 let stopped = private
@@ -107,7 +127,10 @@ impl Client {
                     "Error. Private messaging with {user} already enabled"
                 ))
             }
-            Ok(_) => {
+            Ok(command) => {
+                if let Command::StartPrivate { user } = command {
+                    self.starting.asked(user, Instant::now());
+                }
                 self.server.queue(line.as_bytes());
                 self.server.queue(b"\n");
                 None
@@ -145,7 +168,7 @@ impl Client {
     /// says goodbye once (`logout` when logged in, a half-close otherwise)
     /// and gives the server [`LEAVE_TIMEOUT`] to close.
     pub(super) fn say_goodbye(&mut self) {
-        if !self.input.ended || !self.typed_ahead.is_empty() || self.leave_by.is_some() {
+        if !self.is_leaving() || !self.typed_ahead.is_empty() || self.leave_by.is_some() {
             return;
         }
         if self.view.logged_in {

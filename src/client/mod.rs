@@ -44,13 +44,19 @@
 //! this module runs the session.
 
 mod display;
+mod editor;
 mod failure;
 mod input;
+mod interactive;
+mod keys;
 mod known;
 mod private;
+mod screen;
 mod signals;
 mod terminal;
+mod transcript;
 mod typed;
+mod ui;
 
 use std::io::{self, BufRead, ErrorKind, IsTerminal, Write};
 use std::mem;
@@ -78,6 +84,7 @@ pub use known::{known_servers_path, KnownServers};
 use private::Private;
 use terminal::{Output, Terminal};
 use typed::Router;
+use ui::Ui;
 
 /// How long the TLS handshake with the server may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,8 +129,17 @@ const MAX_WAITING_NOTES: usize = 256;
 /// stderr, when the host cannot be resolved or reached or I/O fails; and
 /// 128 + the signal number after SIGINT, SIGTERM or SIGHUP. Terminal
 /// settings and standard input's flags are restored before it returns.
-pub fn run(host: &str, port: u16, tls: Option<&TlsOptions>) -> ExitCode {
-    match connect(host, port, tls).and_then(|server| Client::new(server)?.chat()) {
+pub fn run(host: &str, port: u16, tls: Option<&TlsOptions>, colour: bool) -> ExitCode {
+    let target = Target {
+        host: host.to_owned(),
+        port,
+        tls: tls.cloned(),
+    };
+    let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
+    let colour = colour && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ui = interactive.then_some(colour);
+    let session = connect(&target, true).and_then(|server| Client::new(server, target, ui));
+    match session.and_then(|mut client| client.chat()) {
         Ok(End::Finished) => ExitCode::SUCCESS,
         Ok(End::Signalled(signal)) => {
             ExitCode::from(u8::try_from(signal.saturating_add(128)).unwrap_or(u8::MAX))
@@ -135,6 +151,13 @@ pub fn run(host: &str, port: u16, tls: Option<&TlsOptions>) -> ExitCode {
     }
 }
 
+/// The server to talk to, kept to reconnect.
+struct Target {
+    host: String,
+    port: u16,
+    tls: Option<TlsOptions>,
+}
+
 /// How a session ended without failing.
 enum End {
     /// The server closed, or the client left after its input ended.
@@ -143,13 +166,14 @@ enum End {
     Signalled(c_int),
 }
 
-/// Connects to `host`:`port` (over TLS with `tls`, the handshake done),
-/// then makes the socket non-blocking for the poll loop. Connecting blocks:
+/// Connects to the target (over TLS with its options, the handshake
+/// done; `may_ask` lets an unknown certificate be put to the user), then
+/// makes the socket non-blocking for the poll loop. Connecting blocks:
 /// there is nothing else to do until it is done.
-fn connect(host: &str, port: u16, tls: Option<&TlsOptions>) -> Result<Stream, Failure> {
-    let stream = match tls {
-        None => Stream::from(TcpStream::from_std(dial(host, port)?)),
-        Some(options) => handshake(host, port, options)?,
+fn connect(to: &Target, may_ask: bool) -> Result<Stream, Failure> {
+    let stream = match &to.tls {
+        None => Stream::from(TcpStream::from_std(dial(&to.host, to.port)?)),
+        Some(options) => handshake(&to.host, to.port, options, may_ask)?,
     };
     stream
         .socket()
@@ -191,8 +215,14 @@ fn dial(host: &str, port: u16) -> Result<std::net::TcpStream, Failure> {
 /// Connects and runs the TLS handshake (blocking, at most
 /// [`HANDSHAKE_TIMEOUT`]), trusting what [`Trust`] trusts; a certificate
 /// nothing vouches for is shown on a terminal for the user to accept
-/// (remembered in the known-servers file), refused otherwise.
-fn handshake(host: &str, port: u16, options: &TlsOptions) -> Result<Stream, Failure> {
+/// (remembered in the known-servers file) when `may_ask`, refused
+/// otherwise.
+fn handshake(
+    host: &str,
+    port: u16,
+    options: &TlsOptions,
+    may_ask: bool,
+) -> Result<Stream, Failure> {
     let server = target(host, port);
     let mut known = KnownServers::load(known_servers_path()).map_err(|error| Failure::Io {
         what: "cannot read the known-servers file",
@@ -248,7 +278,7 @@ fn handshake(host: &str, port: u16, options: &TlsOptions) -> Result<Stream, Fail
                 fingerprint,
                 reason,
             }) => {
-                if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+                if !(may_ask && io::stdin().is_terminal() && io::stderr().is_terminal()) {
                     return Err(Failure::Refused(format!(
                         "the certificate of {server} is not trusted ({reason}); its \
                          fingerprint is {fingerprint}: check it with the server's operator, \
@@ -334,50 +364,93 @@ struct Client {
     notes: Vec<String>,
     /// What is on screen does not end with a newline.
     mid_line: bool,
+    /// The terminal UI, when standard input and output are a terminal.
+    ui: Option<Ui>,
+    /// The user asked to leave (Ctrl-D on an empty line in the UI).
+    leaving: bool,
+    /// The server closed the connection and the UI offers to reconnect.
+    disconnected: bool,
+    /// Where to reconnect to.
+    target: Target,
+    /// Private sessions asked for and not started yet, with the `private`
+    /// lines typed for them meanwhile.
+    starting: interactive::Starting,
 }
 
 impl Client {
     /// Sets up the poll over the connected socket, the stopping signals and
-    /// standard input.
-    fn new(server: Stream) -> Result<Self, Failure> {
+    /// standard input; with `ui` (whether to use colours), the terminal UI.
+    fn new(server: Stream, target: Target, ui: Option<bool>) -> Result<Self, Failure> {
         let poll = Poll::new().context("cannot create the event loop")?;
-        let tls = server.tls().is_some();
-        let mut server = Link::new(server);
-        server
-            .register(poll.registry(), SERVER, false)
-            .context("cannot watch the connection")?;
-        let mut signals = signals::watch().context("cannot handle signals")?;
+        let mut signals = signals::watch(ui.is_some()).context("cannot handle signals")?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("cannot handle signals")?;
         let input = Input::open(poll.registry())?;
         let stdout = Output::open().context("cannot use standard output")?;
-        let private = server
-            .transport()
-            .socket()
-            .local_addr()
-            .and_then(|local| Private::listen(local.ip(), tls, poll.registry()))
-            .map_err(|error| eprintln!("confab: private messaging is off: {error}"))
-            .ok();
-        Ok(Self {
+        let ui = match ui {
+            Some(colour) => Some(Ui::open(colour).context("cannot set up the terminal")?),
+            None => None,
+        };
+        let mut client = Self {
             poll,
-            server,
+            server: Link::new(server),
             close_when_flushed: false,
             typed_ahead: Vec::new(),
             leave_by: None,
             input,
-            terminal: Terminal::of_stdin(),
+            terminal: if ui.is_some() {
+                None
+            } else {
+                Terminal::of_stdin()
+            },
             signals,
             view: ServerView::default(),
             sanitizer: Sanitizer::default(),
             stdout,
             router: Router::default(),
-            private,
+            private: None,
             registered: false,
             introductions: Introductions::default(),
             notes: Vec::new(),
             mid_line: false,
-        })
+            ui,
+            leaving: false,
+            disconnected: false,
+            target,
+            starting: interactive::Starting::default(),
+        };
+        client.start_session()?;
+        Ok(client)
+    }
+
+    /// Starts the session over `self.server`, just connected: watches it,
+    /// opens the private-messaging port, and in the UI asks for stamped
+    /// offline mail.
+    fn start_session(&mut self) -> Result<(), Failure> {
+        self.server
+            .register(self.poll.registry(), SERVER, false)
+            .context("cannot watch the connection")?;
+        let tls = self.server.transport().tls().is_some();
+        let registry = self.poll.registry();
+        self.private = self
+            .server
+            .transport()
+            .socket()
+            .local_addr()
+            .and_then(|local| Private::listen(local.ip(), tls, registry))
+            .map_err(|error| format!("confab: private messaging is off: {error}"))
+            .map_err(|line| match self.ui {
+                Some(_) => self.notes.push(line),
+                None => eprintln!("{line}"),
+            })
+            .ok();
+        if let Some(ui) = &mut self.ui {
+            ui.connected();
+            self.view = ServerView::superseding_first_prompt();
+            self.server.queue(ui::STAMPS_REQUEST);
+        }
+        Ok(())
     }
 
     /// Runs the session, then ends every private session, telling the
@@ -386,6 +459,11 @@ impl Client {
         let end = self.converse();
         if let Some(private) = &mut self.private {
             private.stop_all(self.poll.registry());
+        }
+        if let Some(ui) = &mut self.ui {
+            ui.close();
+            let out = ui.take_output();
+            self.write_out(out.as_bytes())?;
         }
         end
     }
@@ -399,15 +477,23 @@ impl Client {
             return Ok(end);
         }
         loop {
-            self.register_private();
-            self.route_typed();
-            self.read_input()?;
-            self.say_goodbye();
-            if let Some(end) = self.flush_to_server()? {
+            if !self.disconnected {
+                self.register_private();
+                self.route_typed();
+            }
+            if let Some(end) = self.read_input()? {
                 return Ok(end);
             }
+            if !self.disconnected {
+                self.say_goodbye();
+                if let Some(end) = self.flush_to_server()? {
+                    return Ok(end);
+                }
+            }
+            self.release_private(Instant::now());
             self.show_notes()?;
             self.update_echo()?;
+            self.render()?;
             let now = Instant::now();
             if self.leave_by.is_some_and(|deadline| deadline <= now) {
                 return self.give_up();
@@ -417,7 +503,7 @@ impl Client {
                 Some(private) => private.next_deadline(),
                 None => None,
             };
-            let timeout = [self.leave_by, private_deadline]
+            let timeout = [self.leave_by, private_deadline, self.starting.deadline()]
                 .into_iter()
                 .flatten()
                 .min()
@@ -450,18 +536,25 @@ impl Client {
                 }
                 Ok(None)
             }
-            SERVER => self.read_server(),
+            SERVER if !self.disconnected => self.read_server(),
             STDIN => {
                 self.input.ready = true;
                 Ok(None)
             }
-            SIGNALS => match self.signals.pending().next() {
-                Some(signal) => {
-                    self.finish_display()?;
-                    Ok(Some(End::Signalled(signal)))
+            SIGNALS => {
+                let signals: Vec<c_int> = self.signals.pending().collect();
+                for signal in signals {
+                    if signal == libc::SIGWINCH {
+                        if let Some(ui) = &mut self.ui {
+                            ui.resized();
+                        }
+                    } else {
+                        self.finish_display()?;
+                        return Ok(Some(End::Signalled(signal)));
+                    }
                 }
-                None => Ok(None),
-            },
+                Ok(None)
+            }
             _ => Ok(None),
         }
     }
@@ -473,7 +566,7 @@ impl Client {
     fn flush_to_server(&mut self) -> Result<Option<End>, Failure> {
         match self.server.flush() {
             Ok(()) => {}
-            Err(error) if is_disconnect(&error) => return self.server_gone().map(Some),
+            Err(error) if is_disconnect(&error) => return self.server_gone(),
             Err(error) => return Err(error).context("cannot send to the server"),
         }
         if !self.server.has_output() && mem::take(&mut self.close_when_flushed) {
@@ -493,10 +586,10 @@ impl Client {
         let mut buf = [0; READ_CHUNK];
         loop {
             match self.server.read(&mut buf) {
-                Ok(0) => return self.server_closed().map(Some),
+                Ok(0) => return self.server_closed(),
                 Ok(n) => self.show(&buf[..n])?,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(None),
-                Err(error) if is_disconnect(&error) => return self.server_closed().map(Some),
+                Err(error) if is_disconnect(&error) => return self.server_closed(),
                 Err(error) => return Err(error).context("cannot read from the server"),
             }
         }
@@ -504,21 +597,27 @@ impl Client {
 
     /// Sending failed because the server is gone: show what it sent before
     /// leaving, then end.
-    fn server_gone(&mut self) -> Result<End, Failure> {
+    fn server_gone(&mut self) -> Result<Option<End>, Failure> {
         match self.read_server()? {
-            Some(end) => Ok(end),
+            Some(end) => Ok(Some(end)),
+            None if self.disconnected => Ok(None),
             None => self.server_closed(),
         }
     }
 
     /// Ends the session after the server closed the connection, saying so
     /// unless the client was leaving and the close is the expected answer.
-    fn server_closed(&mut self) -> Result<End, Failure> {
+    /// The UI keeps the screen and offers to reconnect instead.
+    fn server_closed(&mut self) -> Result<Option<End>, Failure> {
         self.finish_display()?;
-        if !self.input.ended {
+        if self.ui.is_some() && !self.is_leaving() {
+            self.lost_server();
+            return Ok(None);
+        }
+        if !self.is_leaving() {
             self.write_out(b"Connection closed by server\n")?;
         }
-        Ok(End::Finished)
+        Ok(Some(End::Finished))
     }
 
     /// The server did not close in time after standard input ended.
@@ -551,14 +650,24 @@ impl Client {
         let Some(&last) = bytes.last() else {
             return Ok(());
         };
-        self.mid_line = last != b'\n';
         let text = self.sanitizer.decode(bytes);
+        if let Some(ui) = &mut self.ui {
+            ui.server_text(&text);
+            return Ok(());
+        }
+        self.mid_line = last != b'\n';
         self.write_out(text.as_bytes())
     }
 
     /// Shows the client's own lines, once the server's output is at the
     /// end of a line (or too many are waiting).
     fn show_notes(&mut self) -> Result<(), Failure> {
+        if let Some(ui) = &mut self.ui {
+            for note in self.notes.drain(..) {
+                ui.note(&display::escape(&note));
+            }
+            return Ok(());
+        }
         if self.notes.is_empty() || (self.mid_line && self.notes.len() < MAX_WAITING_NOTES) {
             return Ok(());
         }
@@ -581,6 +690,11 @@ impl Client {
         let held = self.introductions.finish();
         self.display(&held)?;
         let mut text = self.sanitizer.finish();
+        if let Some(ui) = &mut self.ui {
+            ui.server_text(&text);
+            ui.server_ended();
+            return self.show_notes();
+        }
         if mem::take(&mut self.mid_line) {
             text.push('\n');
         }

@@ -24,12 +24,17 @@ const CAUGHT_SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 /// is dropped, its handler stays installed with nothing to deliver to, so
 /// a caught signal arriving after the session ended is ignored instead of
 /// killing the process, which is about to exit anyway.
-pub(super) fn watch() -> io::Result<Signals> {
-    let mut wanted = Vec::with_capacity(CAUGHT_SIGNALS.len());
+///
+/// With `resizes`, SIGWINCH is watched too, for the terminal UI to redraw.
+pub(super) fn watch(resizes: bool) -> io::Result<Signals> {
+    let mut wanted = Vec::with_capacity(CAUGHT_SIGNALS.len() + 1);
     for signal in CAUGHT_SIGNALS {
         if !is_ignored(signal)? {
             wanted.push(signal);
         }
+    }
+    if resizes {
+        wanted.push(libc::SIGWINCH);
     }
     Signals::new(wanted)
 }
@@ -63,7 +68,7 @@ mod tests {
     #[test]
     fn ignored_signal_stays_ignored_and_others_are_caught() {
         set_disposition(libc::SIGHUP, libc::SIG_IGN);
-        let mut signals = watch().expect("watch signals");
+        let mut signals = watch(false).expect("watch signals");
         assert!(is_ignored(libc::SIGHUP).expect("read disposition"));
         // SAFETY: SIGHUP is ignored, so raising it does nothing.
         assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
@@ -71,7 +76,7 @@ mod tests {
         drop(signals);
 
         set_disposition(libc::SIGHUP, libc::SIG_DFL);
-        let mut signals = watch().expect("watch signals");
+        let mut signals = watch(false).expect("watch signals");
         // SAFETY: signal-hook's handler now catches SIGHUP.
         assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
         assert_eq!(signals.pending().collect::<Vec<_>>(), [libc::SIGHUP]);
