@@ -170,28 +170,46 @@ fn has_stamp(row: &str) -> bool {
         && bytes[5] == b' '
 }
 
-/// Fails unless every non-empty row above the bottom one is stamped.
+/// Fails unless every non-empty line above the input line is stamped (a
+/// line the terminal wrapped onto more rows counts once).
 fn assert_every_line_stamped(screen: &Screen) {
-    for (i, row) in screen.rows()[..screen.height() - 1].iter().enumerate() {
+    let lines = screen.lines();
+    for line in &lines[..lines.len() - 1] {
         assert!(
-            row.is_empty() || has_stamp(row),
-            "row {i} has no HH:MM stamp\n{screen}"
+            line.is_empty() || has_stamp(line),
+            "{line:?} has no HH:MM stamp\n{screen}"
         );
     }
 }
 
-/// Waits until the input line is the bottom row with `before` left of the
-/// cursor and `after` from the cursor on, the line's tail and head as far
-/// as they are in view, and every row above it is still `above`: the input
-/// line never takes a second row.
-fn wait_edit(terminal: &Terminal, above: &[String], before: &str, after: &str) -> Screen {
+/// Whether `shown`, the bottom row's part left of the cursor, is the end
+/// of `> ` + `before` in view: the prompt scrolled out with the text, or
+/// kept in front of the text that is in view.
+fn shows_the_end(shown: &str, before: &str) -> bool {
+    !shown.is_empty()
+        && (format!("> {before}").ends_with(shown)
+            || shown
+                .strip_prefix("> ")
+                .is_some_and(|text| before.ends_with(text)))
+}
+
+/// Waits until the bottom row shows the input line `> ` + `line`, where
+/// `|` marks the cursor, as far as it is in view: the cursor on the bottom
+/// row, left of it the end of what is before the cursor (see
+/// [`shows_the_end`]), from it on the start of what is after it (nothing
+/// if that is empty), and every row above still `above`: the input line
+/// never takes a second row.
+fn wait_edit(terminal: &Terminal, above: &[String], line: &str) -> Screen {
+    let (before, after) = line.split_once('|').expect("a | marks the cursor");
     terminal.wait_until(
-        &format!("the input line ...{before:?}|{after:?}... on the bottom row alone"),
+        &format!("the input line {line:?} on the bottom row alone"),
         SCREEN_TIMEOUT,
         |screen| {
+            let (left, right) = (screen.left_of_cursor(), screen.right_of_cursor());
             usize::from(screen.cursor().0) == screen.height() - 1
-                && screen.left_of_cursor().ends_with(before)
-                && screen.right_of_cursor().starts_with(after)
+                && shows_the_end(&left, before)
+                && after.starts_with(&right)
+                && (right.is_empty() == after.trim_end().is_empty())
                 && screen.rows()[..screen.height() - 1] == *above
         },
     )
@@ -341,49 +359,107 @@ fn a_long_line_of_wide_characters_is_edited_on_the_bottom_row_alone() {
     assert_eq!(screen.cursor(), (ROWS - 1, 2), "{screen}");
 
     // 63 columns with the prompt: longer than the window.
-    let step = |yoda: &mut Terminal, keys: &[&[u8]], before: &str, after: &str| {
+    let step = |yoda: &mut Terminal, keys: &[&[u8]], line: &str| {
         for key in keys {
             yoda.send(key);
         }
-        wait_edit(yoda, &above, before, after);
+        wait_edit(yoda, &above, line)
     };
+    let typed = "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta zzz";
+    step(&mut yoda, &[typed.as_bytes()], &format!("{typed}|"));
     step(
         &mut yoda,
-        &["broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta zzz".as_bytes()],
-        "delta zzz",
-        "",
+        &[keys::CTRL_W],
+        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta |",
     );
-    step(&mut yoda, &[keys::CTRL_W], "delta ", "");
-    step(&mut yoda, &["ω終".as_bytes()], "delta ω終", "");
-    step(&mut yoda, &[keys::LEFT, keys::LEFT], "delta ", "ω終");
-    step(&mut yoda, &[keys::BACKSPACE], "delta", "ω終");
+    step(
+        &mut yoda,
+        &["ω終".as_bytes()],
+        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta ω終|",
+    );
+    step(
+        &mut yoda,
+        &[keys::LEFT, keys::LEFT],
+        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta |ω終",
+    );
+    step(
+        &mut yoda,
+        &[keys::BACKSPACE],
+        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta|ω終",
+    );
     // Home shows the start of the line again, prompt and all.
-    step(&mut yoda, &[keys::HOME], "> ", "broadcast alpha");
-    let screen = yoda.screen();
+    let screen = step(
+        &mut yoda,
+        &[keys::HOME],
+        "|broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
+    );
     assert_eq!(screen.left_of_cursor(), "> ", "{screen}");
-    step(&mut yoda, &[keys::ALT_F, keys::ALT_F], "alpha", " 你好");
+    step(
+        &mut yoda,
+        &[keys::ALT_F, keys::ALT_F],
+        "broadcast alpha| 你好世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
+    );
     step(
         &mut yoda,
         &[keys::RIGHT, keys::DELETE, keys::DELETE],
-        "alpha ",
-        "世界 beta",
+        "broadcast alpha |世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
     );
-    step(&mut yoda, &[keys::CTRL_E], "deltaω終", "");
-    step(&mut yoda, &[keys::ALT_B], "テスト ", "deltaω終");
-    step(&mut yoda, &[keys::ALT_B], "gamma ", "漢字");
-    step(&mut yoda, &[keys::ALT_B], "🙂🙂 ", "gamma");
-    step(&mut yoda, &[keys::LEFT, keys::LEFT], "beta 🙂", "🙂 gamma");
-    step(&mut yoda, &[keys::BACKSPACE], "beta ", "🙂 gamma");
-    step(&mut yoda, &[keys::CTRL_A], "> ", "broadcast alpha 世界");
-    step(&mut yoda, &[keys::END], "deltaω終", "");
+    step(
+        &mut yoda,
+        &[keys::CTRL_E],
+        "broadcast alpha 世界 beta 🙂🙂 gamma 漢字テスト deltaω終|",
+    );
+    step(
+        &mut yoda,
+        &[keys::ALT_B],
+        "broadcast alpha 世界 beta 🙂🙂 gamma 漢字テスト |deltaω終",
+    );
+    step(
+        &mut yoda,
+        &[keys::ALT_B],
+        "broadcast alpha 世界 beta 🙂🙂 gamma |漢字テスト deltaω終",
+    );
+    step(
+        &mut yoda,
+        &[keys::ALT_B],
+        "broadcast alpha 世界 beta 🙂🙂 |gamma 漢字テスト deltaω終",
+    );
+    step(
+        &mut yoda,
+        &[keys::LEFT, keys::LEFT],
+        "broadcast alpha 世界 beta 🙂|🙂 gamma 漢字テスト deltaω終",
+    );
+    step(
+        &mut yoda,
+        &[keys::BACKSPACE],
+        "broadcast alpha 世界 beta |🙂 gamma 漢字テスト deltaω終",
+    );
+    let screen = step(
+        &mut yoda,
+        &[keys::CTRL_A],
+        "|broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終",
+    );
+    assert_eq!(screen.left_of_cursor(), "> ", "{screen}");
+    step(
+        &mut yoda,
+        &[keys::END],
+        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終|",
+    );
     step(
         &mut yoda,
         &[" junk尾巴".as_bytes()],
-        "deltaω終 junk尾巴",
-        "",
+        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終 junk尾巴|",
     );
-    step(&mut yoda, &[keys::LEFT; 7], "deltaω終", " junk尾巴");
-    step(&mut yoda, &[keys::CTRL_K], "deltaω終", "");
+    step(
+        &mut yoda,
+        &[keys::LEFT; 7],
+        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終| junk尾巴",
+    );
+    step(
+        &mut yoda,
+        &[keys::CTRL_K],
+        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終|",
+    );
 
     yoda.send(keys::ENTER);
     hans.expect_line("yoda: alpha 世界 beta 🙂 gamma 漢字テスト deltaω終");
@@ -649,35 +725,75 @@ echo "parent got [$line]""#,
     assert!(!terminal.screen().contains("secret"), "{}", terminal.dump());
 }
 
-#[test]
-fn the_input_line_follows_a_resize() {
-    let server = server("30");
-    let mut hans = tcp_user(&server, "hans");
-    let mut yoda = confab(&server);
+/// yoda logged in on a terminal of [`ROWS`] × [`COLS`] with `text` typed
+/// after `message hans ` and not entered yet, and hans reading.
+fn typed_for_hans(server: &ServerProcess, text: &str) -> (Terminal, Client) {
+    let mut hans = tcp_user(server, "hans");
+    let mut yoda = confab(server);
     login(&mut yoda, "yoda");
     hans.expect_line("yoda logged in");
-    let text = "a resized line that is much longer than forty columns, 漢字 too";
     yoda.type_text(&format!("message hans {text}"));
     yoda.wait_bottom_row(&format!("> message hans {text}"));
+    (yoda, hans)
+}
 
-    yoda.resize(20, 40);
+/// Resizes to `rows` × `cols` and waits for the whole input line `input`
+/// on the new bottom row, the cursor at its end.
+fn resize_keeps_the_input_line(yoda: &mut Terminal, rows: u16, cols: u16, input: &str) {
+    yoda.resize(rows, cols);
     yoda.wait_until(
-        "the input line redrawn on the new bottom row",
+        &format!("the input line on the bottom row of {rows} x {cols}"),
         SCREEN_TIMEOUT,
         |s| {
-            s.height() == 20
-                && s.cursor().0 == 19
-                && s.left_of_cursor().ends_with("columns, 漢字 too")
-                && !s.row(18).contains("漢字 too")
+            s.height() == usize::from(rows)
+                && s.bottom_row() == input
+                && s.cursor().0 == rows - 1
+                && s.right_of_cursor().is_empty()
         },
     );
+}
 
-    yoda.resize(30, 100);
-    yoda.wait_until("the whole input line in view", SCREEN_TIMEOUT, |s| {
-        s.height() == 30 && s.bottom_row() == format!("> message hans {text}") && s.cursor().0 == 29
-    });
+#[test]
+fn the_input_line_stays_on_the_bottom_row_when_the_window_gets_shorter() {
+    let server = server("30");
+    let text = "a line that stays whole through resizes, 漢字 too";
+    let (mut yoda, mut hans) = typed_for_hans(&server, text);
+    let input = format!("> message hans {text}");
+    resize_keeps_the_input_line(&mut yoda, 20, COLS, &input);
+    resize_keeps_the_input_line(&mut yoda, 20, 100, &input);
     yoda.send(keys::ENTER);
     hans.expect_line(&format!("yoda: {text}"));
-    yoda.send(keys::CTRL_D);
-    assert_eq!(yoda.wait_exit(SCREEN_TIMEOUT).code(), Some(0));
+}
+
+#[test]
+fn the_input_line_stays_on_the_bottom_row_when_the_window_gets_taller() {
+    let server = server("30");
+    let text = "a line that stays whole through resizes, 漢字 too";
+    let (mut yoda, mut hans) = typed_for_hans(&server, text);
+    // Few rows scrolled off: the terminal adds blank rows at the bottom.
+    resize_keeps_the_input_line(&mut yoda, 30, COLS, &format!("> message hans {text}"));
+    yoda.send(keys::ENTER);
+    hans.expect_line(&format!("yoda: {text}"));
+}
+
+#[test]
+fn the_input_line_stays_on_the_bottom_row_when_the_window_narrows() {
+    let server = server("30");
+    // 75 columns: one row of 80, more than one of 40.
+    let text = "a resized line that is much longer than forty columns, 漢字 too";
+    let (mut yoda, mut hans) = typed_for_hans(&server, text);
+
+    yoda.resize(ROWS, 40);
+    yoda.wait_until(
+        "the input line's end on the bottom row alone",
+        SCREEN_TIMEOUT,
+        |s| {
+            s.cursor().0 == ROWS - 1
+                && s.left_of_cursor().ends_with("columns, 漢字 too")
+                && s.right_of_cursor().is_empty()
+                && !s.row(BOTTOM - 1).contains("漢字 too")
+        },
+    );
+    yoda.send(keys::ENTER);
+    hans.expect_line(&format!("yoda: {text}"));
 }

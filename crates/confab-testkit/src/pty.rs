@@ -32,7 +32,12 @@ pub const SCREEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// failure messages ([`Terminal::raw_output`]).
 const RAW_KEPT: usize = 64 * 1024;
 
-/// How many of them a failure message shows.
+/// Rows the emulator keeps above the window, as a terminal does: a window
+/// made taller shows them again (on top) before it adds blank rows at the
+/// bottom.
+const SCROLLBACK: usize = 1000;
+
+/// How many of the kept bytes a failure message shows.
 const RAW_SHOWN: usize = 2048;
 
 /// How often a wait looks at the screen again.
@@ -109,6 +114,9 @@ pub struct Modes {
 pub struct Screen {
     /// The cells of each row; a wide character's second cell is empty.
     cells: Vec<Vec<String>>,
+    /// Whether each row's text goes on in the next row (the terminal
+    /// wrapped it there at the right margin).
+    wrapped: Vec<bool>,
     cursor: (u16, u16),
     modes: Modes,
 }
@@ -129,6 +137,7 @@ impl Screen {
             .collect();
         Screen {
             cells,
+            wrapped: (0..rows.get()).map(|row| screen.row_wrapped(row)).collect(),
             cursor: screen.cursor_position(),
             modes: Modes {
                 cursor_hidden: screen.hide_cursor(),
@@ -170,9 +179,27 @@ impl Screen {
         text
     }
 
-    /// Whether some row shows `needle`.
+    /// The lines shown, top first, without trailing blanks: each row, but
+    /// rows the terminal wrapped one line onto joined into one.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        for (cells, &wrapped) in self.cells.iter().zip(&self.wrapped) {
+            line.push_str(&cells.concat());
+            if !wrapped {
+                lines.push(line.trim_end().to_string());
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
+            lines.push(line.trim_end().to_string());
+        }
+        lines
+    }
+
+    /// Whether some line shows `needle` (see [`Screen::lines`]).
     pub fn contains(&self, needle: &str) -> bool {
-        self.rows().iter().any(|row| row.contains(needle))
+        self.lines().iter().any(|line| line.contains(needle))
     }
 
     /// The cursor: row and column of its cell, both from 0.
@@ -403,7 +430,7 @@ impl Terminal {
         // The slave's descriptors in this process go with `command`.
         drop(command);
         let state = Arc::new(Mutex::new(State {
-            parser: vt100::Parser::new(parser_rows, parser_cols, 0),
+            parser: vt100::Parser::new(parser_rows, parser_cols, SCROLLBACK),
             raw: VecDeque::new(),
             partial_query: Vec::new(),
             closed: false,
@@ -550,11 +577,12 @@ impl Terminal {
         }
     }
 
-    /// Waits, at most [`SCREEN_TIMEOUT`], until some row shows `text`.
+    /// Waits, at most [`SCREEN_TIMEOUT`], until some line shows `text`
+    /// (see [`Screen::lines`]).
     #[track_caller]
     pub fn wait_for_text(&self, text: &str) -> Screen {
         self.wait_until(
-            &format!("a row showing {text:?}"),
+            &format!("a line showing {text:?}"),
             SCREEN_TIMEOUT,
             |screen| screen.contains(text),
         )
@@ -720,6 +748,16 @@ mod tests {
     }
 
     #[test]
+    fn a_line_wrapped_onto_two_rows_is_one_line() {
+        let terminal = sh(r#"printf "0123456789abc\nshort"; read x"#, 4, 10);
+        let screen = terminal.wait_for_text("short");
+        assert_eq!(screen.rows(), ["0123456789", "abc", "short", ""]);
+        assert_eq!(screen.lines(), ["0123456789abc", "short", ""]);
+        assert!(screen.contains("89ab"));
+        assert!(!screen.contains("cshort"));
+    }
+
+    #[test]
     fn the_bottom_row_is_the_last_of_the_window() {
         let terminal = sh(r#"printf "1\n2\n3\n4\n5"; read x"#, 3, 10);
         let screen = terminal.wait_bottom_row("5");
@@ -727,6 +765,17 @@ mod tests {
         assert_eq!(terminal.row(0), "3");
         assert_eq!(terminal.bottom_row(), "5");
         assert_eq!(terminal.cursor(), (2, 1));
+    }
+
+    #[test]
+    fn a_taller_window_shows_the_rows_scrolled_off_first() {
+        let mut terminal = sh(r#"printf "1\n2\n3\n4\n5"; read x"#, 3, 10);
+        terminal.wait_bottom_row("5");
+        terminal.resize(4, 10);
+        assert_eq!(terminal.screen().rows(), ["2", "3", "4", "5"]);
+        terminal.resize(7, 10);
+        assert_eq!(terminal.screen().rows(), ["1", "2", "3", "4", "5", "", ""]);
+        assert_eq!(terminal.cursor(), (4, 1));
     }
 
     #[test]
