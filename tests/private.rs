@@ -649,3 +649,27 @@ fn a_script_typed_ahead_of_the_login_starts_a_session() {
         yoda.stdout.text()
     );
 }
+
+#[test]
+fn a_private_line_typed_right_after_startprivate_waits_for_the_session() {
+    let server = server();
+    let mut yoda = client(&server, "yoda");
+    let mut hans = client(&server, "hans");
+    // In one write: the session cannot be open when the second line is
+    // read, so it waits for it instead of being refused.
+    yoda.send("startprivate hans\nprivate hans are we alone?");
+    hans.stdout
+        .expect("yoda started private messaging with you\n");
+    hans.stdout.expect("yoda(private): are we alone?\n");
+    yoda.stdout.expect("Start private messaging with hans\n");
+}
+
+#[test]
+fn a_private_line_waiting_for_a_session_that_is_refused_gets_the_error() {
+    let server = server();
+    let mut yoda = client(&server, "yoda");
+    yoda.send("startprivate luke\nprivate luke hello?");
+    yoda.stdout.expect("Error. luke is offline\n");
+    yoda.stdout
+        .expect("Error. Private messaging to luke not enabled\n");
+}

@@ -15,21 +15,27 @@ use super::private::START_TIMEOUT;
 use super::ui::{Prompt, COMMANDS};
 use super::{connect, display, target, Client, End, LEAVE_TIMEOUT};
 use crate::net::link::Link;
-use crate::protocol::{self, Command};
+use crate::protocol::{self, Command, Reply};
 
 /// `private` lines held at most while sessions are being started.
 const MAX_HELD: usize = 64;
+/// Bytes of a server line kept to recognise a refusal of `startprivate`.
+const MAX_REFUSAL: usize = 256;
 
 /// Private sessions asked for with `startprivate` and not open yet, and
 /// the `private` lines typed for them meanwhile: sent once the session
-/// opens, refused if it has not within [`START_TIMEOUT`] (the server's
-/// introduction takes one round trip; a refusal never brings one).
+/// opens, refused when the server refuses the start (its refusals that
+/// name the user) or when it has not opened within [`START_TIMEOUT`].
 #[derive(Debug, Default)]
 pub(super) struct Starting {
     /// The users asked for, and until when a session is awaited.
     asked: HashMap<String, Instant>,
     /// Lines typed for them, in order.
     held: Vec<(String, String)>,
+    /// The start of the server's current line.
+    line: Vec<u8>,
+    /// Users whose start the server refused.
+    refused: Vec<String>,
 }
 
 impl Starting {
@@ -51,6 +57,33 @@ impl Starting {
     /// The earliest moment a start gives up.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.asked.values().min().copied()
+    }
+
+    /// Follows the server's output for refusals of the starts asked for.
+    pub(super) fn observe(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if byte != b'\n' {
+                if self.line.len() < MAX_REFUSAL {
+                    self.line.push(byte);
+                }
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let Ok(line) = std::str::from_utf8(&line) else {
+                continue;
+            };
+            let everyone = line == protocol::PRIVATE_NEEDS_CLIENT;
+            for user in self.asked.keys() {
+                let refusals = [
+                    Reply::PrivateOffline { user },
+                    Reply::PrivateBlocked { user },
+                    Reply::PrivateNotAccepted { user },
+                ];
+                if everyone || refusals.iter().any(|r| r.to_string() == line) {
+                    self.refused.push(user.clone());
+                }
+            }
+        }
     }
 }
 
@@ -107,7 +140,8 @@ impl Client {
                 self.finish_display()?;
                 return interrupted();
             }
-            Edit::Changed | Edit::Redraw => {}
+            Edit::Redraw => ui.redraw(),
+            Edit::Changed => {}
         }
         Ok(None)
     }
@@ -214,6 +248,7 @@ impl Client {
     /// refuses those whose session did not open in time.
     pub(super) fn release_private(&mut self, now: Instant) {
         if self.starting.asked.is_empty() {
+            self.starting.refused.clear();
             return;
         }
         let private = self.private.as_ref();
@@ -222,8 +257,9 @@ impl Client {
             .into_iter()
             .partition(|(user, _)| open(user));
         let mut expired = Vec::new();
+        let refused = std::mem::take(&mut self.starting.refused);
         self.starting.asked.retain(|user, until| {
-            let keep = !open(user) && *until > now;
+            let keep = !open(user) && *until > now && !refused.contains(user);
             if !keep && !open(user) {
                 expired.push(user.clone());
             }

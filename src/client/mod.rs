@@ -546,7 +546,7 @@ impl Client {
                 for signal in signals {
                     if signal == libc::SIGWINCH {
                         if let Some(ui) = &mut self.ui {
-                            ui.resized();
+                            ui.redraw();
                         }
                     } else {
                         self.finish_display()?;
@@ -631,6 +631,7 @@ impl Client {
     /// acted on, not shown.
     fn show(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.view.observe(bytes);
+        self.starting.observe(bytes);
         let mut shown = Vec::with_capacity(bytes.len());
         let registry = self.poll.registry();
         let private = &mut self.private;

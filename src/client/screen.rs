@@ -8,10 +8,17 @@
 //! may be non-blocking, which [`super::terminal::Output`] handles). Raw
 //! mode is undone when the screen is dropped, whatever the exit path, so
 //! the shell gets its terminal back as it was.
+//!
+//! A resize (or Ctrl-L) clears the screen and prints again the last lines
+//! that fit: terminals rewrap what is on screen each in their own way
+//! (some reflow, some cut, tmux moves the cursor), so drawing the screen
+//! afresh is the one way to know what it shows. Lines scrolled off before
+//! stay in the terminal's scrollback.
 
+use std::collections::VecDeque;
 use std::io;
 
-use crossterm::cursor::{MoveRight, MoveUp};
+use crossterm::cursor::{MoveRight, MoveTo};
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::Command;
 use unicode_width::UnicodeWidthStr;
@@ -26,12 +33,17 @@ const PASTE_ON: &str = "\x1b[?2004h";
 /// Turns bracketed paste off.
 const PASTE_OFF: &str = "\x1b[?2004l";
 
+/// Lines kept to draw the screen again after a resize: more than any
+/// terminal has rows.
+const KEPT_LINES: usize = 256;
+
 /// The terminal in raw mode, with the input line on its bottom row.
 pub(super) struct Screen {
     /// Columns.
     width: usize,
-    /// The column the cursor was left in on the input row.
-    cursor: usize,
+    rows: usize,
+    /// The last lines printed, with their widths in columns.
+    recent: VecDeque<(String, usize)>,
 }
 
 impl Screen {
@@ -47,7 +59,12 @@ impl Screen {
         for _ in 1..rows {
             out.push_str("\r\n");
         }
-        Ok((Self { width, cursor: 0 }, out))
+        let screen = Self {
+            width,
+            rows,
+            recent: VecDeque::new(),
+        };
+        Ok((screen, out))
     }
 
     /// Columns of the terminal.
@@ -58,12 +75,16 @@ impl Screen {
     /// Appends to `out` what prints `line` above the input line: the input
     /// row is cleared, the line printed (the terminal wraps it if it is
     /// long), and the caller draws the input row again after it.
-    pub(super) fn print(&mut self, out: &mut String, line: &str) {
+    /// `columns` is the line's width on screen.
+    pub(super) fn print(&mut self, out: &mut String, line: &str, columns: usize) {
         out.push('\r');
         push(out, Clear(ClearType::CurrentLine));
         out.push_str(line);
         out.push_str("\r\n");
-        self.cursor = 0;
+        if self.recent.len() == KEPT_LINES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((line.to_owned(), columns));
     }
 
     /// Appends to `out` what draws the input row: `prompt` then `shown`
@@ -83,23 +104,33 @@ impl Screen {
         if column > 0 {
             push(out, MoveRight(u16::try_from(column).unwrap_or(u16::MAX)));
         }
-        self.cursor = column;
     }
 
-    /// The terminal was resized: appends to `out` what clears the input
-    /// row as the terminal may have rewrapped it (a terminal that reflows
-    /// splits the old row over several; the cursor is on the one holding
-    /// its column), so that the caller can draw it again.
-    pub(super) fn resized(&mut self, out: &mut String) {
-        let (width, _) = size();
-        let up = self.cursor / width.max(1);
-        if width < self.width && up > 0 {
-            push(out, MoveUp(u16::try_from(up).unwrap_or(u16::MAX)));
+    /// Appends to `out` what clears the screen and prints again the last
+    /// lines that fit above the input row, at the terminal's size now; the
+    /// caller draws the input row after it.
+    pub(super) fn redraw(&mut self, out: &mut String) {
+        (self.width, self.rows) = size();
+        let room = self.rows.saturating_sub(1);
+        let mut used = 0;
+        let mut first = self.recent.len();
+        for (_, columns) in self.recent.iter().rev() {
+            let height = columns.div_ceil(self.width).max(1);
+            if used + height > room {
+                break;
+            }
+            used += height;
+            first -= 1;
         }
-        out.push('\r');
-        push(out, Clear(ClearType::FromCursorDown));
-        self.width = width;
-        self.cursor = 0;
+        push(out, MoveTo(0, 0));
+        push(out, Clear(ClearType::All));
+        for _ in used..room {
+            out.push_str("\r\n");
+        }
+        for (line, _) in self.recent.range(first..) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
     }
 
     /// Appends to `out` what leaves the screen for the shell: the input
@@ -108,7 +139,6 @@ impl Screen {
         out.push('\r');
         push(out, Clear(ClearType::CurrentLine));
         out.push_str(PASTE_OFF);
-        self.cursor = 0;
     }
 }
 

@@ -277,7 +277,8 @@ impl Ui {
             }
         }
         let line = self.style.line(stamp, entry);
-        self.screen.print(&mut self.out, &line);
+        let columns = width_of(&Style { colour: false }.line(stamp, entry));
+        self.screen.print(&mut self.out, &line, columns);
     }
 
     /// Draws the input line with `prompt`.
@@ -294,9 +295,10 @@ impl Ui {
         self.screen.draw_input(&mut self.out, text, &shown, column);
     }
 
-    /// The terminal was resized.
-    pub(super) fn resized(&mut self) {
-        self.screen.resized(&mut self.out);
+    /// The terminal was resized, or the user asked for the screen to be
+    /// drawn again.
+    pub(super) fn redraw(&mut self) {
+        self.screen.redraw(&mut self.out);
     }
 
     /// Leaves the terminal for the shell: the input row emptied.
