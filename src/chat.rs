@@ -37,7 +37,10 @@
 //! recipient reads ([`Chat::backlog`]) and reports what reached the socket
 //! ([`Chat::backlog_written`]), which is when a message leaves the
 //! mailbox. Whatever else is sent to the session meanwhile waits behind
-//! the backlog.
+//! the backlog. A session that sent `!stamps` at the username prompt gets
+//! each message with the wall-clock time it was stored at (the server
+//! gives the domain a [`WallClock`] with [`Chat::set_wall_clock`]) and a
+//! last line `!queued end`.
 //!
 //! Per-address limits: failed passwords are counted per address
 //! ([`ChatConfig::max_failures_per_ip`]) unless the connection is trusted,
@@ -90,6 +93,7 @@ use sessions::{Sessions, Stage};
 use users::{UserId, Users};
 
 pub use clock::WallClock;
+pub use mail::BacklogLine;
 pub use mailbox::{cost as message_cost, MESSAGE_OVERHEAD};
 pub use outbox::{Effect, Outbox, Verification};
 pub use records::Replayed;

@@ -1,10 +1,12 @@
-//! The wall clock paired with the monotonic clock, for bans.
+//! The wall clock paired with the monotonic clock, for bans and for the
+//! time offline mail was stored at.
 //!
 //! Bans are timed with `Instant`s inside the domain, which cannot be
 //! written to disk; on disk they end at a wall-clock time, so that a ban
 //! still ends at its real time after a restart. A [`WallClock`] reading
 //! converts between the two at the edges: when a ban is recorded, replayed
-//! or put in a snapshot.
+//! or put in a snapshot, and when a message is stored (its time is shown
+//! to `!stamps` sessions and kept on disk with it).
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -20,7 +20,7 @@ impl Chat {
         now: Instant,
     ) {
         match command {
-            Command::Message { to, text } => self.message(sid, me, to, text),
+            Command::Message { to, text } => self.message(sid, me, to, text, now),
             Command::Broadcast { text } => self.broadcast(sid, me, text),
             Command::WhoElse => self.who_else(sid, me, None, now),
             Command::WhoElseSince { seconds } => {
@@ -64,8 +64,8 @@ impl Chat {
     }
 
     /// `message`: at once to a recipient online, into the mailbox of one
-    /// offline.
-    fn message(&mut self, sid: SessionId, me: UserId, to: &str, text: &str) {
+    /// offline (stored at `now`).
+    fn message(&mut self, sid: SessionId, me: UserId, to: &str, text: &str, now: Instant) {
         let Some(them) = self.other_user(sid, me, to, protocol::CANNOT_MESSAGE_SELF) else {
             return;
         };
@@ -79,7 +79,7 @@ impl Chat {
                 let range = self.outbox.render(Reply::Message { from, text });
                 self.outbox.send(their_sid, range);
             }
-            None => self.store_mail(sid, me, them, to, text),
+            None => self.store_mail(sid, me, them, to, text, now),
         }
     }
 

@@ -40,6 +40,8 @@ impl Chat {
             trusted,
             login_by: now.checked_add(self.config.login_timeout),
             epoch,
+            stamps: false,
+            end_pending: false,
         };
         let due = self.idle_due(&session);
         self.sessions.open(sid, session);
@@ -110,8 +112,17 @@ impl Chat {
         }
     }
 
-    /// A line typed at the username prompt.
+    /// A line typed at the username prompt: `!stamps`, which is never a
+    /// username (the session's offline mail will be stamped with its time),
+    /// or a username.
     pub(super) fn username(&mut self, sid: SessionId, line: &str) {
+        if line == protocol::STAMPS_REQUEST {
+            if let Some(session) = self.sessions.get_mut(sid) {
+                session.stamps = true;
+            }
+            self.outbox.line(sid, protocol::STAMPS_ON);
+            return self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
+        }
         match self.users.account(line) {
             Some(user) => {
                 self.set_stage(sid, Stage::Password(user));
@@ -245,15 +256,20 @@ impl Chat {
     }
 
     /// The right password: `user` is online on `sid`, welcomed, given
-    /// their offline mail, and announced.
+    /// their offline mail (with `!queued end` after it if the session sent
+    /// `!stamps`), and announced.
     fn log_in(&mut self, sid: SessionId, user: UserId) {
         self.set_stage(sid, Stage::LoggedIn(user));
         self.join(user, sid);
         let account = &mut self.users[user];
         account.failures = 0;
         let has_mail = !account.mailbox.is_empty();
+        let stamps = self.sessions.get_mut(sid).is_some_and(|session| {
+            session.end_pending = session.stamps;
+            session.stamps
+        });
         self.outbox.line(sid, protocol::WELCOME);
-        if has_mail {
+        if has_mail || stamps {
             self.outbox.backlog(sid);
         }
         self.announce(user, |user| Reply::LoggedIn { user });

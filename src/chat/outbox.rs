@@ -39,8 +39,9 @@ pub enum Effect {
     /// Flush the session's pending output, then close its connection. The
     /// session is already over in the domain.
     Close(SessionId),
-    /// The session just logged in and has offline mail: write it from
-    /// [`Chat::backlog`](super::Chat::backlog) at the pace the client
+    /// The session just logged in and has offline mail, or sent `!stamps`
+    /// (its backlog then ends with `!queued end`, mail or not): write it
+    /// from [`Chat::backlog`](super::Chat::backlog) at the pace the client
     /// reads, reporting what was written with
     /// [`Chat::backlog_written`](super::Chat::backlog_written), and keep
     /// everything sent to the session after this effect until the backlog

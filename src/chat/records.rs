@@ -65,14 +65,19 @@ impl Chat {
         let [first, second] = ids;
         match *change {
             Record::MailboxAppend {
-                seq, sender, text, ..
+                seq,
+                stored_unix_ms,
+                sender,
+                text,
+                ..
             } => {
                 let them = first;
                 let line = Reply::Message { from: sender, text }.to_string();
-                if let Some(added) = self.users[them]
-                    .mailbox
-                    .replay_append(seq, line.into_boxed_str())
-                {
+                if let Some(added) = self.users[them].mailbox.replay_append(
+                    seq,
+                    stored_unix_ms,
+                    line.into_boxed_str(),
+                ) {
                     self.storage.stored += added;
                 }
             }

@@ -49,6 +49,13 @@ pub(super) struct Session {
     /// Distinguishes this session from earlier ones with the same id, so a
     /// stale idle timer cannot touch a newer session.
     pub(super) epoch: u64,
+    /// Sent `!stamps` at the username prompt: its offline mail comes as
+    /// `!queued <unix-seconds> <sender>: <text>`, ended by `!queued end`.
+    pub(super) stamps: bool,
+    /// Its backlog's `!queued end` is still to be written: from the login
+    /// of a session with `stamps` until the server reports that line
+    /// written.
+    pub(super) end_pending: bool,
 }
 
 /// The sessions going on, indexed by `SessionId`.

@@ -1,7 +1,8 @@
 //! The live durable state as records, read a slice at a time.
 //!
 //! A [`SnapshotCursor`] walks the accounts in order and, for each, its
-//! queued mail (by sequence number), its block list and its ban. It holds
+//! queued mail (by sequence number, each message with the time it was
+//! stored if known), its block list and its ban. It holds
 //! no borrow between slices, so the state may change in between: the
 //! snapshot is then "fuzzy" — each account as it was when the cursor
 //! passed it — which the journal's idempotent records make as good as an
@@ -43,15 +44,17 @@ impl SnapshotCursor {
             let name = &*user.name;
             match self.part {
                 Part::Mail(from) => {
-                    let Some((seq, line)) = user.mailbox.first_from(from) else {
+                    let Some(entry) = user.mailbox.first_from(from) else {
                         self.part = Part::Blocks(0);
                         continue;
                     };
-                    self.part = Part::Mail(seq + 1);
+                    self.part = Part::Mail(entry.seq + 1);
+                    let line = entry.line;
                     let (sender, text) = Reply::read_message(line).unwrap_or(("", line));
                     return Some(Record::MailboxAppend {
                         recipient: name,
-                        seq: Some(seq),
+                        seq: Some(entry.seq),
+                        stored_unix_ms: entry.stored_ms,
                         sender,
                         text,
                     });

@@ -402,11 +402,13 @@ fn leak(record: Record<'_>) -> Record<'static> {
         Record::MailboxAppend {
             recipient,
             seq,
+            stored_unix_ms,
             sender,
             text,
         } => Record::MailboxAppend {
             recipient: s(recipient),
             seq,
+            stored_unix_ms,
             sender: s(sender),
             text: s(text),
         },
@@ -447,3 +449,4 @@ mod presence;
 mod private;
 mod reload;
 mod shutdown;
+mod stamps;

@@ -16,8 +16,9 @@
 //! That is what lets a snapshot be encoded a slice at a time while the
 //! server goes on changing the state: replaying the newer journal over
 //! such a snapshot gives the same state as replaying it over an exact one.
-//! Two tags of an earlier format (a message without a sequence number, a
-//! mailbox delivered whole) are still read.
+//! Two tags of the first format (a message without a sequence number, a
+//! mailbox delivered whole) and one of the second (a message without the
+//! time it was stored) are still read.
 
 /// Bytes of a frame before its payload: length and checksum.
 pub const FRAME_HEADER: usize = 8;
@@ -32,8 +33,13 @@ pub enum Record<'a> {
         /// Whose mailbox.
         recipient: &'a str,
         /// Its place in the recipient's mailbox: sequence numbers only grow.
-        /// `None` in records of the earlier format, which take the next one.
+        /// `None` in records of the first format, which take the next one.
         seq: Option<u64>,
+        /// When it was stored, in milliseconds since the Unix epoch. `None`
+        /// in records of the earlier formats, and when the server had no
+        /// wall clock; written only with a `seq` (a record without one is
+        /// of the first format, which has no time either).
+        stored_unix_ms: Option<u64>,
         /// Who sent it.
         sender: &'a str,
         /// What they sent.
@@ -90,6 +96,7 @@ const BAN: u8 = 5;
 const BAN_CLEARED: u8 = 6;
 const APPEND_SEQ: u8 = 7;
 const TAKEN: u8 = 8;
+const APPEND_AT: u8 = 9;
 
 /// Appends `record`, framed, to `out`.
 ///
@@ -104,13 +111,19 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
         Record::MailboxAppend {
             recipient,
             seq,
+            stored_unix_ms,
             sender,
             text,
         } => {
-            out.push(if seq.is_some() { APPEND_SEQ } else { APPEND });
+            let stored_unix_ms = stored_unix_ms.filter(|_| seq.is_some());
+            out.push(match (seq, stored_unix_ms) {
+                (None, _) => APPEND,
+                (Some(_), None) => APPEND_SEQ,
+                (Some(_), Some(_)) => APPEND_AT,
+            });
             put_name(out, recipient);
-            if let Some(seq) = seq {
-                out.extend_from_slice(&seq.to_le_bytes());
+            for number in [seq, stored_unix_ms].into_iter().flatten() {
+                out.extend_from_slice(&number.to_le_bytes());
             }
             put_name(out, sender);
             put_text(out, text);
@@ -204,12 +217,21 @@ fn parse(payload: &[u8]) -> Option<Record<'_>> {
         APPEND => Record::MailboxAppend {
             recipient: r.name()?,
             seq: None,
+            stored_unix_ms: None,
             sender: r.name()?,
             text: r.text()?,
         },
         APPEND_SEQ => Record::MailboxAppend {
             recipient: r.name()?,
             seq: Some(r.u64()?),
+            stored_unix_ms: None,
+            sender: r.name()?,
+            text: r.text()?,
+        },
+        APPEND_AT => Record::MailboxAppend {
+            recipient: r.name()?,
+            seq: Some(r.u64()?),
+            stored_unix_ms: Some(r.u64()?),
             sender: r.name()?,
             text: r.text()?,
         },
@@ -275,12 +297,21 @@ mod tests {
             Record::MailboxAppend {
                 recipient: "luke",
                 seq: Some(7),
+                stored_unix_ms: Some(1_800_000_000_456),
                 sender: "yoda",
                 text: "use  the force ✨",
             },
             Record::MailboxAppend {
                 recipient: "luke",
+                seq: Some(8),
+                stored_unix_ms: None,
+                sender: "yoda",
+                text: "a record without its time",
+            },
+            Record::MailboxAppend {
+                recipient: "luke",
                 seq: None,
+                stored_unix_ms: None,
                 sender: "yoda",
                 text: "an older record",
             },
@@ -386,12 +417,89 @@ mod tests {
 
     #[test]
     fn a_well_framed_payload_that_does_not_parse_is_damage() {
-        let payload = [99u8, 1, 2];
+        let bytes = frame(&[99u8, 1, 2]);
+        assert_eq!(check_frame(&bytes), Err("unreadable record"));
+    }
+
+    /// A frame of `payload`, as a server of any version wrote it.
+    fn frame(payload: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        assert_eq!(check_frame(&bytes), Err("unreadable record"));
+        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn appends_of_the_earlier_formats_are_read_without_a_time() {
+        // Tag 7 (with a sequence number, no time), as the previous version
+        // wrote it: recipient "luke", seq 3, sender "yoda", text "hi".
+        let mut payload = vec![APPEND_SEQ, 4, 0];
+        payload.extend_from_slice(b"luke");
+        payload.extend_from_slice(&3u64.to_le_bytes());
+        payload.extend_from_slice(&[4, 0]);
+        payload.extend_from_slice(b"yoda");
+        payload.extend_from_slice(&[2, 0, 0, 0]);
+        payload.extend_from_slice(b"hi");
+        let bytes = frame(&payload);
+        assert_eq!(
+            check_frame(&bytes),
+            Ok(Record::MailboxAppend {
+                recipient: "luke",
+                seq: Some(3),
+                stored_unix_ms: None,
+                sender: "yoda",
+                text: "hi",
+            })
+        );
+        // A record without a time is written exactly as that version did.
+        let mut again = Vec::new();
+        encode(&check_frame(&bytes).expect("intact"), &mut again);
+        assert_eq!(again, bytes);
+        // Tag 1 (the first format): neither number.
+        let mut payload = vec![APPEND, 4, 0];
+        payload.extend_from_slice(b"luke");
+        payload.extend_from_slice(&[4, 0]);
+        payload.extend_from_slice(b"yoda");
+        payload.extend_from_slice(&[2, 0, 0, 0]);
+        payload.extend_from_slice(b"hi");
+        let old = check_frame(&frame(&payload)).map(|r| match r {
+            Record::MailboxAppend {
+                seq,
+                stored_unix_ms,
+                ..
+            } => (seq, stored_unix_ms),
+            _ => (Some(0), Some(0)),
+        });
+        assert_eq!(old, Ok((None, None)));
+    }
+
+    #[test]
+    fn an_append_with_its_time_is_eight_bytes_longer() {
+        let record = |stored_unix_ms| Record::MailboxAppend {
+            recipient: "luke",
+            seq: Some(3),
+            stored_unix_ms,
+            sender: "yoda",
+            text: "hi",
+        };
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        encode(&record(Some(1_800_000_000_456)), &mut with);
+        encode(&record(None), &mut without);
+        assert_eq!(with.len(), without.len() + 8);
+        assert_eq!(with[FRAME_HEADER], APPEND_AT);
+        assert_eq!(without[FRAME_HEADER], APPEND_SEQ);
+        // A time is written only with a sequence number.
+        let first = Record::MailboxAppend {
+            recipient: "luke",
+            seq: None,
+            stored_unix_ms: Some(1),
+            sender: "yoda",
+            text: "hi",
+        };
+        let mut bytes = Vec::new();
+        encode(&first, &mut bytes);
+        assert_eq!(bytes[FRAME_HEADER], APPEND);
     }
 
     #[test]

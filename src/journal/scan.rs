@@ -227,6 +227,7 @@ mod tests {
                 &Record::MailboxAppend {
                     recipient: "luke",
                     seq: Some(i as u64),
+                    stored_unix_ms: None,
                     sender: "yoda",
                     text: &text,
                 },
@@ -358,6 +359,7 @@ mod tests {
                 &Record::MailboxAppend {
                     recipient: "luke",
                     seq: Some(seq),
+                    stored_unix_ms: None,
                     sender: "yoda",
                     text: &text,
                 },

@@ -59,6 +59,7 @@ impl State {
         let appends = self.mailbox.iter().map(|text| Record::MailboxAppend {
             recipient: "luke",
             seq: None,
+            stored_unix_ms: None,
             sender: "yoda",
             text,
         });
@@ -95,6 +96,7 @@ fn append(journal: &mut Journal, state: &mut State, text: &str) {
     let record = Record::MailboxAppend {
         recipient: "luke",
         seq: None,
+        stored_unix_ms: None,
         sender: "yoda",
         text,
     };
@@ -281,6 +283,7 @@ fn a_failed_commit_keeps_its_records_and_a_retry_writes_them_once() {
     let record = Record::MailboxAppend {
         recipient: "luke",
         seq: None,
+        stored_unix_ms: None,
         sender: "yoda",
         text: "while the disk is full",
     };
@@ -455,4 +458,60 @@ fn a_failed_compaction_before_the_rename_changes_nothing_and_is_retried_later() 
     drop(journal);
     let (_, loaded, _) = open(&dir);
     assert_eq!(loaded, state);
+}
+
+/// The appends read when `dir` is opened: sequence number, time, text.
+fn appends_read(dir: &TempDir) -> Vec<(Option<u64>, Option<u64>, String)> {
+    let mut read = Vec::new();
+    let (journal, _) = Journal::open(&dir.0, OPTIONS, OnDamage::Stop, |record| {
+        if let Record::MailboxAppend {
+            seq,
+            stored_unix_ms,
+            text,
+            ..
+        } = *record
+        {
+            read.push((seq, stored_unix_ms, text.to_owned()));
+        }
+    })
+    .expect("open the journal");
+    drop(journal);
+    read
+}
+
+#[test]
+fn appends_keep_their_time_in_the_journal_and_the_snapshot_and_older_ones_load_without() {
+    let dir = TempDir::new("times");
+    let appends = [
+        (Some(0), Some(1_800_000_000_456), "with its time"),
+        (Some(1), None, "written by the previous version"),
+        (None, None, "written by the first version"),
+    ];
+    let record = |&(seq, stored_unix_ms, text): &(Option<u64>, Option<u64>, &'static str)| {
+        Record::MailboxAppend {
+            recipient: "luke",
+            seq,
+            stored_unix_ms,
+            sender: "yoda",
+            text,
+        }
+    };
+    let expected: Vec<(Option<u64>, Option<u64>, String)> = appends
+        .iter()
+        .map(|&(seq, at, text)| (seq, at, text.to_owned()))
+        .collect();
+    let (mut journal, mut state, _) = open(&dir);
+    for append in &appends {
+        write(&mut journal, &mut state, record(append));
+    }
+    drop(journal);
+    assert_eq!(appends_read(&dir), expected, "from the journal");
+
+    let (mut journal, _, _) = open(&dir);
+    journal
+        .compact(appends.iter().map(record))
+        .expect("compaction");
+    journal.finish_compaction();
+    drop(journal);
+    assert_eq!(appends_read(&dir), expected, "from the snapshot");
 }

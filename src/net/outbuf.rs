@@ -42,13 +42,22 @@ impl OutBuf {
 
     /// Queues bytes, first dropping written ones if they are half the
     /// buffer.
+    #[inline]
     pub fn push(&mut self, bytes: &[u8]) {
+        self.push_with(|buf| buf.extend_from_slice(bytes));
+    }
+
+    /// Queues what `write` appends to the buffer (it must only append),
+    /// first dropping written bytes if they are half the buffer: a line
+    /// rendered straight into it, without a copy in between.
+    #[inline]
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.base += self.pos as u64;
             self.pos = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        write(&mut self.buf);
     }
 
     /// The stream position just after the last byte queued.

@@ -129,6 +129,18 @@ pub const PRIVATE_ACCEPT: &str = "accept";
 /// Second word of the `!private` line that tells the starter where to
 /// connect: `!private connect <user> <ip>:<port> <token>`.
 pub const PRIVATE_CONNECT: &str = "connect";
+/// A line at the username prompt that is not a username: the client asks
+/// for its offline mail stamped with the time each message was stored
+/// ([`Reply::Queued`]) and ended by [`QUEUED_END`].
+pub const STAMPS_REQUEST: &str = "!stamps";
+/// The answer to [`STAMPS_REQUEST`], before the username prompt again.
+pub const STAMPS_ON: &str = "!stamps on";
+/// First word of a stamped offline message ([`Reply::Queued`]) and of
+/// [`QUEUED_END`], sent only to a session that sent [`STAMPS_REQUEST`].
+pub const QUEUED_PREFIX: &str = "!queued";
+/// After the last offline message of a session that sent
+/// [`STAMPS_REQUEST`] (right after the welcome if there was none).
+pub const QUEUED_END: &str = "!queued end";
 
 #[cfg(test)]
 mod tests {

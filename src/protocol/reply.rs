@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::{PRIVATE_ACCEPT, PRIVATE_CONNECT, PRIVATE_PREFIX};
+use super::{PRIVATE_ACCEPT, PRIVATE_CONNECT, PRIVATE_PREFIX, QUEUED_PREFIX};
 use crate::fingerprint::Fingerprint;
 use crate::token::Hex;
 
@@ -119,6 +119,15 @@ pub enum Reply<'a> {
         /// The target's private certificate, for a TLS session.
         fingerprint: Option<Fingerprint>,
     },
+    /// `!queued <unix-seconds> <line>`: an offline message, to a session
+    /// that sent `!stamps`, with the time it was stored (`-` for a time
+    /// not known: mail stored by an earlier version).
+    Queued {
+        /// When the message was stored, in seconds since the Unix epoch.
+        at: Option<u64>,
+        /// The message as protocol v1 sends it: `<sender>: <text>`.
+        line: &'a str,
+    },
 }
 
 impl<'a> Reply<'a> {
@@ -146,6 +155,19 @@ impl<'a> Reply<'a> {
     /// ends the sender.
     pub fn read_message(line: &str) -> Option<(&str, &str)> {
         line.split_once(MESSAGE_SEPARATOR)
+    }
+
+    /// The time and the message of `line` if it is a [`Reply::Queued`]:
+    /// `None` for any other line, `!queued end` included.
+    pub fn read_queued(line: &str) -> Option<(Option<u64>, &str)> {
+        let rest = line.strip_prefix(QUEUED_PREFIX)?.strip_prefix(' ')?;
+        let (at, line) = rest.split_once(' ')?;
+        let at = match at {
+            UNKNOWN_TIME => None,
+            digits if digits.bytes().all(|b| b.is_ascii_digit()) => Some(digits.parse().ok()?),
+            _ => return None,
+        };
+        Some((at, line))
     }
 
     /// The fixed words before and after the user, for the variants that
@@ -177,9 +199,10 @@ impl<'a> Reply<'a> {
             Reply::PrivateNotEnabled { user } => {
                 ("Error. Private messaging to ", user, " not enabled")
             }
-            Reply::Message { .. } | Reply::PrivateAccept { .. } | Reply::PrivateConnect { .. } => {
-                return None
-            }
+            Reply::Message { .. }
+            | Reply::PrivateAccept { .. }
+            | Reply::PrivateConnect { .. }
+            | Reply::Queued { .. } => return None,
         })
     }
 
@@ -213,6 +236,15 @@ impl<'a> Reply<'a> {
                 )?;
                 fingerprint.map_or(Ok(()), |print| write!(out, " {print}"))
             }
+            Reply::Queued { at, line } => {
+                write!(out, "{QUEUED_PREFIX} ")?;
+                match at {
+                    Some(at) => write!(out, "{at}")?,
+                    None => out.write_str(UNKNOWN_TIME)?,
+                }
+                out.write_char(' ')?;
+                out.write_str(line)
+            }
             _ => {
                 // Every other variant names a user and nothing else.
                 let (before, user, after) = self.around_user().unwrap_or_default();
@@ -240,6 +272,9 @@ pub type AboutUser = fn(&str) -> Reply<'_>;
 
 /// What separates the sender from the text in a [`Reply::Message`].
 const MESSAGE_SEPARATOR: &str = ": ";
+
+/// The time of a [`Reply::Queued`] whose time is not known.
+const UNKNOWN_TIME: &str = "-";
 
 /// `fmt::Write` into a byte vector.
 struct ByteSink<'v>(&'v mut Vec<u8>);
@@ -357,6 +392,38 @@ mod tests {
             None,
             "names more than a user"
         );
+    }
+
+    #[test]
+    fn queued_messages_are_exact_and_read_back() {
+        let stamped = Reply::Queued {
+            at: Some(1_700_000_123),
+            line: "yoda: hi  there",
+        };
+        assert_renders(stamped, "!queued 1700000123 yoda: hi  there");
+        let unknown = Reply::Queued {
+            at: None,
+            line: "yoda: hi",
+        };
+        assert_renders(unknown, "!queued - yoda: hi");
+        assert_eq!(
+            Reply::read_queued("!queued 1700000123 yoda: hi  there"),
+            Some((Some(1_700_000_123), "yoda: hi  there"))
+        );
+        assert_eq!(
+            Reply::read_queued("!queued - yoda: hi"),
+            Some((None, "yoda: hi"))
+        );
+        for other in [
+            "!queued end",
+            "!queued +5 yoda: hi",
+            "!queued 12x yoda: hi",
+            "!queued 99999999999999999999 yoda: hi",
+            "!queuedx 5 yoda: hi",
+            "yoda: hi",
+        ] {
+            assert_eq!(Reply::read_queued(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 
+use crate::chat::BacklogLine;
 use crate::net::outbuf::OutBuf;
 
 /// Backlog bytes queued ahead of the socket at most (one line more).
@@ -45,12 +46,14 @@ impl Backlog {
 
     /// Queues one backlog line (a newline is added); returns whether `out`
     /// is full enough for now.
-    pub fn queue(&mut self, out: &mut OutBuf, line: &str) -> bool {
+    pub fn queue(&mut self, out: &mut OutBuf, line: BacklogLine<'_>) -> bool {
         if self.ends.is_empty() {
             self.front_start = out.end_position();
         }
-        out.push(line.as_bytes());
-        out.push(b"\n");
+        out.push_with(|buf| {
+            line.append_to(buf);
+            buf.push(b'\n');
+        });
         self.ends.push_back(out.end_position());
         out.pending() >= BACKLOG_CHUNK
     }
@@ -95,8 +98,8 @@ mod tests {
         let mut out = OutBuf::default();
         out.push(b"Welcome\n");
         let mut backlog = Backlog::default();
-        backlog.queue(&mut out, "a: one");
-        backlog.queue(&mut out, "a: two");
+        backlog.queue(&mut out, BacklogLine::Plain("a: one"));
+        backlog.queue(&mut out, BacklogLine::Plain("a: two"));
         assert_eq!(backlog.queued(), 2);
         out.consume(8 + 3);
         assert_eq!(backlog.written(&out), 0);
@@ -113,7 +116,7 @@ mod tests {
         let mut out = OutBuf::default();
         let mut backlog = Backlog::default();
         for line in ["a: one", "a: two", "a: three"] {
-            backlog.queue(&mut out, line);
+            backlog.queue(&mut out, BacklogLine::Plain(line));
         }
         backlog.deferred.push(b"Goodbye\n");
         out.consume(7 + 2);
@@ -127,7 +130,7 @@ mod tests {
         let mut out = OutBuf::default();
         out.push(b"Welcome\n");
         let mut backlog = Backlog::default();
-        backlog.queue(&mut out, "a: one");
+        backlog.queue(&mut out, BacklogLine::Plain("a: one"));
         out.consume(3);
         backlog.deferred.push(b"Goodbye\n");
         backlog.abandon(&mut out);

@@ -42,7 +42,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -50,7 +50,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::chat::{Chat, SessionId};
+use crate::chat::{Chat, SessionId, WallClock};
 use crate::credentials::Account;
 use crate::deadlines::Deadlines;
 use crate::identity::Identity;
@@ -184,6 +184,7 @@ impl Server {
     /// TLS, and binds the listeners. Errors say which of these failed.
     pub fn bind(config: Config, accounts: Vec<Account>) -> io::Result<Server> {
         let mut chat = Chat::new(accounts, config.chat);
+        chat.set_wall_clock(WallClock::new(Instant::now(), SystemTime::now()));
         let journal = match &config.storage {
             Storage::Ephemeral => None,
             Storage::Durable {

@@ -29,6 +29,7 @@ fn every_durable_change_is_recorded_and_its_reply_held() {
             vec![Record::MailboxAppend {
                 recipient: "luke",
                 seq: Some(0),
+                stored_unix_ms: None,
                 sender: "yoda",
                 text: "use the force"
             }],

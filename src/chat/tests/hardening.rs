@@ -25,7 +25,13 @@ fn a_backlog_leaves_the_mailbox_only_as_it_is_written() {
     h.take_records();
     assert_eq!(h.login_with_mail(L, "luke", "lightsaber", t0), "");
     assert_eq!(h.backlogs, vec![L]);
-    let lines = |h: &Harness, from| h.chat.backlog(L, from).collect::<Vec<_>>().join(",");
+    let lines = |h: &Harness, from| {
+        h.chat
+            .backlog(L, from)
+            .map(|line| line.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     assert_eq!(lines(&h, 0), "yoda: m0,yoda: m1,yoda: m2,yoda: m3,yoda: m4");
     assert_eq!(lines(&h, 3), "yoda: m3,yoda: m4");
     // Two written: they go, and the change is recorded (not held).
@@ -188,6 +194,7 @@ fn removed_accounts_keep_their_records_and_are_invisible_meanwhile() {
         Record::MailboxAppend {
             recipient: "chewbacca",
             seq: Some(4),
+            stored_unix_ms: None,
             sender: "yoda",
             text: "hi",
         },

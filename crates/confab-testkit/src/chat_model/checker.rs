@@ -376,7 +376,11 @@ impl Harness {
         }
         let no_mail = Vec::new();
         for s in 0..SESSIONS {
-            let backlog: Vec<&str> = self.chat.backlog(SessionId(s), 0).collect();
+            let backlog: Vec<String> = self
+                .chat
+                .backlog(SessionId(s), 0)
+                .map(|line| line.to_string())
+                .collect();
             let mailbox = match self.model.slots[s] {
                 Slot::Open {
                     stage: Stage::LoggedIn(user),

@@ -237,7 +237,7 @@ impl Harness {
             .chat
             .backlog(sid, from)
             .take(hand)
-            .map(str::to_owned)
+            .map(|line| line.to_string())
             .collect();
         if from > 0 && !handed.is_empty() {
             self.stats.backlog_later_pulls += 1;
