@@ -11,11 +11,14 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::pty::{keys, Modes, Screen, Terminal, SCREEN_TIMEOUT};
 use common::{password, Client, ProcessOptions, ServerProcess, TempDir};
+use confab::journal::record::{self, Record};
 
 /// The client's binary.
 const CONFAB: &str = env!("CARGO_BIN_EXE_confab");
@@ -556,6 +559,92 @@ fn offline_messages_come_under_the_away_marker_with_the_time_they_were_sent() {
         "the end marker next\n{screen}"
     );
     assert_every_line_stamped(&screen);
+}
+
+/// When the mail of the test of an earlier day was stored: 2021-03-04
+/// 05:06:07 UTC, in milliseconds since the epoch.
+const LONG_AGO_MS: u64 = 1_614_834_367_000;
+
+/// Appends a message from hans to yoda, stored at [`LONG_AGO_MS`], to the
+/// newest journal of the stopped server's data directory `data`, as the
+/// server would have written it then.
+fn store_mail_of_long_ago(data: &Path) {
+    let mut journals: Vec<PathBuf> = fs::read_dir(data)
+        .expect("list the data directory")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("journal-"))
+        })
+        .collect();
+    journals.sort();
+    let journal = journals.pop().expect("a journal");
+    let mut bytes = Vec::new();
+    record::encode(
+        &Record::MailboxAppend {
+            recipient: "yoda",
+            seq: Some(1),
+            stored_unix_ms: Some(LONG_AGO_MS),
+            sender: "hans",
+            text: "from long ago",
+        },
+        &mut bytes,
+    );
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .expect("open the journal");
+    file.write_all(&bytes).expect("append to the journal");
+}
+
+#[test]
+fn offline_mail_of_an_earlier_day_shows_its_date() {
+    let dir = TempDir::new("terminal-old-mail");
+    let data = dir.data();
+    let durable = || {
+        ServerProcess::start(ProcessOptions {
+            args: vec!["--data-dir".into(), data.display().to_string()],
+            ..ProcessOptions::default()
+        })
+    };
+    let mut first = durable();
+    first.signal(libc::SIGTERM);
+    assert!(first.wait(SCREEN_TIMEOUT).success());
+    store_mail_of_long_ago(&data);
+
+    let server = durable();
+    let mut hans = tcp_user(&server, "hans");
+    let sent = Since::now();
+    hans.send("message yoda just now\n");
+    hans.expect_line("yoda is offline. Your message will be delivered when they log in");
+    let arrived = Since::now();
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+
+    let screen = yoda.wait_for_text("* end of offline messages");
+    let rows = screen.rows();
+    let marker = rows
+        .iter()
+        .position(|row| row.ends_with(" * while you were away"))
+        .unwrap_or_else(|| panic!("no away marker\n{screen}"));
+    assert!(
+        arrived.stamped(&rows[marker], "* while you were away"),
+        "{screen}"
+    );
+    assert_eq!(
+        rows[marker + 1],
+        "2021-03-04 05:06 hans: from long ago",
+        "the date and time it was stored, in UTC\n{screen}"
+    );
+    assert!(
+        sent.stamped(&rows[marker + 2], "hans: just now"),
+        "{screen}"
+    );
+    assert!(
+        arrived.stamped(&rows[marker + 3], "* end of offline messages"),
+        "{screen}"
+    );
 }
 
 #[test]
