@@ -47,8 +47,8 @@ const POLL: Duration = Duration::from_millis(5);
 /// reaped.
 const KILL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The cursor position query a program may write, and the start of the
-/// report a terminal answers it with.
+/// The cursor position query a program may write (device status report
+/// 6); the answer is `ESC [ row ; column R`, both from 1.
 const CURSOR_QUERY: &[u8] = b"\x1b[6n";
 
 /// The bytes a terminal sends for keys, as a program in raw mode reads
