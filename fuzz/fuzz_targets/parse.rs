@@ -109,11 +109,16 @@ fn check_command(text: &str, keyword: &str, command: &Command<'_>) {
         }
         Command::Logout => (Keyword::Logout, "logout".to_owned()),
         Command::Help => (Keyword::Help, "help".to_owned()),
-        Command::PrivatePort { port } => {
-            let digits = text["privateport".len()..].trim_start_matches(' ');
+        Command::PrivatePort { port, fingerprint } => {
+            let rest = text["privateport".len()..].trim_start_matches(' ');
+            let digits = rest.split(' ').next().unwrap_or_default();
             assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{text:?}");
             assert_ne!(port, 0, "{text:?}");
-            (Keyword::PrivatePort, format!("privateport {port}"))
+            let canonical = match fingerprint {
+                Some(print) => format!("privateport {port} {print}"),
+                None => format!("privateport {port}"),
+            };
+            (Keyword::PrivatePort, canonical)
         }
         Command::StartPrivate { user } => {
             assert!(is_word(user), "{command:?}");

@@ -448,7 +448,9 @@ impl Client {
         if let Some(ui) = &mut self.ui {
             ui.connected();
             self.view = ServerView::superseding_first_prompt();
-            self.server.queue(ui::STAMPS_REQUEST);
+            self.server
+                .queue(crate::protocol::STAMPS_REQUEST.as_bytes());
+            self.server.queue(b"\n");
         }
         Ok(())
     }

@@ -16,17 +16,9 @@ use super::editor::Editor;
 use super::keys::Keys;
 use super::screen::{width_of, Screen};
 use super::transcript::{Entry, Style};
-use crate::protocol::{INVALID_USERNAME, PASSWORD_PROMPT, USERNAME_PROMPT, WELCOME};
-
-/// The line that asks the server for offline mail with its time.
-pub(super) const STAMPS_REQUEST: &[u8] = b"!stamps\n";
-/// The server's yes to [`STAMPS_REQUEST`].
-const STAMPS_ON: &str = "!stamps on";
-/// First word of an offline message with its time, and of the line that
-/// ends the backlog.
-const QUEUED: &str = "!queued ";
-/// The end of the backlog.
-const QUEUED_END: &str = "!queued end";
+use crate::protocol::{
+    Reply, INVALID_USERNAME, PASSWORD_PROMPT, QUEUED_END, STAMPS_ON, USERNAME_PROMPT, WELCOME,
+};
 
 /// The input line's prompt once logged in.
 const CHAT_PROMPT: &str = "> ";
@@ -149,7 +141,7 @@ impl Ui {
     }
 
     /// A new connection: its first line asks for stamped offline mail
-    /// ([`STAMPS_REQUEST`], which the caller sends), and nothing of the
+    /// ([`crate::protocol::STAMPS_REQUEST`], which the caller sends), and nothing of the
     /// last one's unfinished output carries over.
     pub(super) fn connected(&mut self) {
         self.stamps = Stamps::Asked;
@@ -215,13 +207,12 @@ impl Ui {
             }
             return;
         }
-        if let Some(queued) = line.strip_prefix(QUEUED) {
-            let (time, message) = queued.split_once(' ').unwrap_or(("-", queued));
+        if let Some((at, message)) = Reply::read_queued(line) {
             if self.away == 0 {
                 self.print(&now_stamp(), &Entry::Notice("while you were away"));
             }
             self.away += 1;
-            let stamp = time.parse().map_or_else(|_| "--:--".to_owned(), sent_stamp);
+            let stamp = at.map_or_else(|| "--:--".to_owned(), sent_stamp);
             return self.print(&stamp, &Entry::of_server(message));
         }
         if line == WELCOME {
@@ -328,12 +319,12 @@ fn now_stamp() -> String {
 
 /// When a message was sent (seconds since the epoch): `HH:MM` today,
 /// `YYYY-MM-DD HH:MM` before.
-fn sent_stamp(unix: i64) -> String {
+fn sent_stamp(unix: u64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let today = LocalTime::of(i64::try_from(now).unwrap_or(i64::MAX));
-    let sent = LocalTime::of(unix);
+    let sent = LocalTime::of(i64::try_from(unix).unwrap_or(i64::MAX));
     if (sent.year, sent.month, sent.day) == (today.year, today.month, today.day) {
         format!("{:02}:{:02}", sent.hour, sent.minute)
     } else {
