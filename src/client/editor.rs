@@ -168,13 +168,17 @@ impl Editor {
         if self.cursor < self.scroll {
             self.scroll = self.cursor;
         }
-        while width_of(&self.line[self.scroll..self.cursor]) >= room {
+        // What must fit: the text before the cursor, the character under
+        // it and the one after (so that a space under the cursor does not
+        // hide that the line goes on).
+        let under = self.next(self.next(self.cursor));
+        while self.scroll < self.cursor && width_of(&self.line[self.scroll..under]) > room {
             self.scroll = self.next(self.scroll);
         }
         // Show as much as fits before the cursor when the line got shorter.
         while self.scroll > 0 {
             let earlier = self.previous(self.scroll);
-            if width_of(&self.line[earlier..self.cursor]) >= room {
+            if width_of(&self.line[earlier..under]) > room {
                 break;
             }
             self.scroll = earlier;
@@ -370,6 +374,22 @@ mod tests {
         assert!(text.starts_with(shown));
         keys(&mut editor, &[Key::End, Key::Ctrl('u')]);
         assert_eq!(editor.view(20, 2), ("", 2));
+    }
+
+    #[test]
+    fn the_wide_character_under_the_cursor_is_in_view() {
+        let mut editor = Editor::default();
+        typed(&mut editor, "abcdefgh漢字");
+        keys(&mut editor, &[Key::Left, Key::Left]);
+        // 12 columns, a prompt of 2: room for 9; "abcdefgh" is 8 wide and
+        // 漢 under the cursor needs 2 more.
+        let (shown, column) = editor.view(12, 2);
+        assert!(shown.contains('漢'), "{shown:?}");
+        assert!(shown.width() <= 9, "{shown:?}");
+        assert_eq!(
+            column,
+            2 + shown.split('漢').next().unwrap_or_default().width()
+        );
     }
 
     #[test]
