@@ -886,3 +886,57 @@ fn the_input_line_stays_on_the_bottom_row_when_the_window_narrows() {
     yoda.send(keys::ENTER);
     hans.expect_line(&format!("yoda: {text}"));
 }
+
+#[test]
+fn a_paste_of_several_lines_sends_them_one_by_one_and_a_pasted_tab_is_text() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    let mut hans = tcp_user(&server, "hans");
+    yoda.wait_for_text("hans logged in");
+
+    // What a terminal with bracketed paste on sends for a pasted text of
+    // three lines, the last without its newline.
+    yoda.send(b"\x1b[200~broadcast one\rbroadcast two\tthree\rbroadcast fo\x1b[201~");
+    hans.expect_line("yoda: one");
+    hans.expect_line("yoda: two three");
+    yoda.wait_bottom_row("> broadcast fo");
+    yoda.type_text("ur");
+    yoda.send(keys::ENTER);
+    hans.expect_line("yoda: four");
+}
+
+#[test]
+fn help_is_answered_by_the_client_one_line_per_command() {
+    let server = server("30");
+    let mut yoda = confab(&server);
+    login(&mut yoda, "yoda");
+    yoda.type_text("help");
+    yoda.send(keys::ENTER);
+    let screen = yoda.wait_for_text("this list");
+    for command in [
+        "message <user> <text>",
+        "broadcast <text>",
+        "whoelse ",
+        "whoelsesince <seconds>",
+        "block <user>",
+        "unblock <user>",
+        "startprivate <user>",
+        "private <user> <text>",
+        "stopprivate <user>",
+        "logout ",
+    ] {
+        let line = screen
+            .lines()
+            .into_iter()
+            .find(|line| line.contains(&format!("* {command}")))
+            .unwrap_or_else(|| panic!("no help line for {command}\n{screen}"));
+        let explanation = line.split_once(command).map_or("", |(_, rest)| rest);
+        assert!(
+            explanation.trim().len() > 5,
+            "{command} has no explanation: {line:?}\n{screen}"
+        );
+    }
+    // The server's own help (its bare usage lines) was not asked for.
+    assert!(!screen.contains("* message <user> <message>"), "{screen}");
+}

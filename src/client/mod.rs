@@ -1,6 +1,14 @@
 //! The terminal client: lines typed on standard input go to the server, and
 //! whatever the server sends is shown as it arrives.
 //!
+//! When standard input and output are both a terminal, the client runs its
+//! terminal UI ([`ui`]): keys edit an input line pinned on the bottom row,
+//! entered lines take the same path as typed lines, and the server's lines
+//! are shown stamped and styled above it; a server that closes the
+//! connection leaves an offer to reconnect instead of an exit. What
+//! follows describes the client through pipes, which the UI keeps except
+//! where it says otherwise.
+//!
 //! One edge-triggered `mio` poll watches standard input, the socket, the
 //! stopping signals ([`signals`]) and the private-messaging sockets (a
 //! listener and one connection per peer), so the client never waits on one
@@ -40,7 +48,8 @@
 //!
 //! [`display`] decides what server output looks like and what it means,
 //! [`terminal`] holds the changes made to standard input and output,
-//! [`typed`] sorts typed lines between the server and the client, and
+//! [`typed`] sorts typed lines between the server and the client,
+//! [`interactive`] is what the UI does with keys and lost connections, and
 //! this module runs the session.
 
 mod display;
