@@ -940,3 +940,43 @@ fn help_is_answered_by_the_client_one_line_per_command() {
     // The server's own help (its bare usage lines) was not asked for.
     assert!(!screen.contains("* message <user> <message>"), "{screen}");
 }
+
+/// Whether `bytes` hold an SGR sequence that sets a foreground colour.
+fn has_colour(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.split("\x1b[").skip(1).any(|sequence| {
+        sequence
+            .split_once('m')
+            .is_some_and(|(params, _)| params.split(';').any(|p| p.starts_with("3")))
+    })
+}
+
+#[test]
+fn names_are_coloured_unless_no_color_or_the_option_says_not_to() {
+    let server = server("30");
+    let port = server.addr.port().to_string();
+    let start = |env_no_color: Option<&str>, option: bool| {
+        let mut command = Command::new(CONFAB);
+        command.args(["127.0.0.1", &port]);
+        if option {
+            command.arg("--no-color");
+        }
+        client_environment(&mut command);
+        match env_no_color {
+            Some(value) => command.env("NO_COLOR", value),
+            None => command.env_remove("NO_COLOR"),
+        };
+        let mut terminal = Terminal::spawn(command, ROWS, COLS).expect("start confab");
+        login(&mut terminal, "yoda");
+        terminal.type_text("broadcast hi");
+        terminal.send(keys::ENTER);
+        terminal.wait_for_text("yoda → everyone: hi");
+        terminal.send(keys::CTRL_D);
+        terminal.wait_exit(SCREEN_TIMEOUT);
+        has_colour(&terminal.raw_output())
+    };
+    assert!(start(None, false), "colours by default");
+    assert!(start(Some(""), false), "an empty NO_COLOR is not set");
+    assert!(!start(Some("1"), false), "NO_COLOR");
+    assert!(!start(None, true), "--no-color");
+}
