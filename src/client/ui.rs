@@ -273,13 +273,15 @@ impl Ui {
     }
 
     /// Draws the input line with `prompt`.
+    /// The prompts are ASCII; on a terminal too narrow for one, it is cut
+    /// so that the input line never takes a second row.
     pub(super) fn draw(&mut self, prompt: Prompt) {
-        let text = prompt.text();
-        let prompt_width = width_of(text);
         let width = self.screen.width();
+        let full = prompt.text();
+        let text = &full[..full.len().min(width.saturating_sub(2))];
+        let prompt_width = width_of(text);
         let (shown, column) = match prompt {
-            Prompt::Password => ("", prompt_width),
-            Prompt::Reconnect => ("", prompt_width.min(width.saturating_sub(1))),
+            Prompt::Password | Prompt::Reconnect => ("", prompt_width),
             Prompt::Username | Prompt::Chat => self.editor.view(width, prompt_width),
         };
         let shown = shown.to_owned();
