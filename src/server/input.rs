@@ -38,8 +38,8 @@ const EFFECTS_BATCH: usize = 1024;
 /// The buffers reading shares between connections.
 #[derive(Debug)]
 pub struct Input {
-    /// What one read brought.
-    scratch: Vec<u8>,
+    /// What one read brought (a web connection's request too).
+    pub(super) scratch: Vec<u8>,
     /// A line that spanned reads, joined.
     join: Vec<u8>,
 }
@@ -88,6 +88,10 @@ impl Server {
         if self.verifier.is_waiting(key) {
             return;
         }
+        // A web connection's request is not lines.
+        if self.conns.get(key).is_some_and(|conn| conn.http.is_some()) {
+            return self.read_http(key, now);
+        }
         self.handle_stash(key, now);
         let mut budget = READ_BUDGET;
         loop {
@@ -124,9 +128,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // A TLS session may have answered the peer (handshake
                     // messages, tickets) or have been unable to take its
-                    // output until the handshake was done: write it now.
-                    let tls = conn.link.transport().tls().is_some();
-                    if tls && conn.link.has_output() {
+                    // output until the handshake was done, a WebSocket may
+                    // have a pong or a close to send: write it now.
+                    let layered = conn.link.transport().is_layered();
+                    if layered && conn.link.has_output() {
                         self.conns.mark_dirty(key);
                     }
                     return;
