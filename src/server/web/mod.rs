@@ -120,18 +120,7 @@ impl Server {
                         verdict => return self.answer(key, verdict, now),
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // A TLS handshake may have messages to send.
-                    if conn.link.has_output() {
-                        self.conns.mark_dirty(key);
-                    }
-                    return;
-                }
-                Err(e) => {
-                    debug!("#{key}: read: {e}");
-                    self.conns.doom(key);
-                    return;
-                }
+                Err(e) => return self.read_stopped(key, e),
             }
         }
     }
