@@ -26,6 +26,11 @@
 //! socket takes them, at most [`BUFFER_LIMIT`] bytes of lines at a time;
 //! past it a write takes nothing more and the rest waits in the link.
 //! Once the WebSocket is closed, whatever is written is dropped.
+//!
+//! [`WebStream::client`] is the other side, for the load tools: it sends
+//! the upgrade request itself, reads the server's answer raw up to its
+//! blank line, and frames (masked, as a client must) once that was a
+//! `101`; the lines it reads and writes are the same.
 
 use std::io::{self, Read, Write};
 
@@ -36,6 +41,7 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error, Message, WebSocket};
 
 use super::link::Transport;
+use crate::protocol::{PASSWORD_PROMPT, USERNAME_PROMPT};
 
 /// The largest frame, and the largest message, a peer may send: past it
 /// the WebSocket is closed (1009).
@@ -50,14 +56,24 @@ const READ_CHUNK: usize = 4 * 1024;
 /// The most a server frame's header adds to its line.
 const FRAME_OVERHEAD: usize = 10;
 
+/// Longest answer to a client's upgrade request read before framing.
+const MAX_ANSWER: usize = 4096;
+
 /// A transport seen as `Read + Write`, as tungstenite wants its stream:
 /// a write that takes nothing is `WouldBlock`, and a flush that leaves
-/// bytes in the layer is too.
+/// bytes in the layer is too. A client's stream may have read the first
+/// frames with the server's answer: they are read from `early` first.
 #[derive(Debug)]
-struct Layer<T>(T);
+struct Layer<T>(T, Vec<u8>);
 
 impl<T: Transport> Read for Layer<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.1.is_empty() {
+            let n = self.1.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            return Ok(n);
+        }
         loop {
             match self.0.read_bytes(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -115,14 +131,42 @@ pub struct WebStream<T> {
     unflushed: bool,
     /// Bytes of lines given to tungstenite since it last wrote everything.
     buffered: usize,
+    /// A client's stream: the server's answer to its request so far,
+    /// until it is complete.
+    answer: Option<Vec<u8>>,
+    /// A client's stream: the login prompts are read without a `\n`, as
+    /// over TCP, so that its bytes are the protocol's exactly.
+    bare_prompts: bool,
 }
 
 impl<T: Transport> WebStream<T> {
     /// A stream over `inner` (a connected non-blocking socket, or a layer
     /// over one), raw for now.
     pub fn new(inner: T) -> WebStream<T> {
+        Self::with_role(inner, Role::Server)
+    }
+
+    /// A client's stream over `inner` (a connection, or a connect in
+    /// progress, to the web port of `host`): its upgrade request of
+    /// `/ws` goes out with the first flush, and it frames once the server
+    /// has answered `101`.
+    pub fn client(inner: T, host: &str) -> WebStream<T> {
+        let mut stream = Self::with_role(inner, Role::Client);
+        let key = tungstenite::handshake::client::generate_key();
+        stream.raw = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        stream.answer = Some(Vec::new());
+        stream.bare_prompts = true;
+        stream
+    }
+
+    fn with_role(inner: T, role: Role) -> WebStream<T> {
         WebStream {
-            ws: WebSocket::from_raw_socket(Layer(inner), Role::Server, Some(config())),
+            ws: WebSocket::from_raw_socket(Layer(inner, Vec::new()), role, Some(config())),
             open: false,
             raw: Vec::new(),
             incoming: Vec::new(),
@@ -130,7 +174,38 @@ impl<T: Transport> WebStream<T> {
             ended: false,
             unflushed: false,
             buffered: 0,
+            answer: None,
+            bare_prompts: false,
         }
+    }
+
+    /// A client reads the server's answer: once its head is complete, a
+    /// `101` opens framing (what followed it is the first frames), any
+    /// other answer is an error.
+    fn read_answer(&mut self) -> io::Result<()> {
+        let mut buf = [0; 1024];
+        while let Some(answer) = &mut self.answer {
+            let n = self.ws.get_mut().0.read_bytes(&mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            answer.extend_from_slice(&buf[..n]);
+            let Some(end) = memchr::memmem::find(answer, b"\r\n\r\n") else {
+                if answer.len() > MAX_ANSWER {
+                    return Err(io::Error::other("the upgrade answer is too long"));
+                }
+                continue;
+            };
+            if !answer.starts_with(b"HTTP/1.1 101") {
+                let status = String::from_utf8_lossy(&answer[..end.min(64)]).into_owned();
+                return Err(io::Error::other(format!("upgrade refused: {status}")));
+            }
+            let early = answer.split_off(end + 4);
+            self.ws.get_mut().1 = early;
+            self.answer = None;
+            self.open = true;
+        }
+        Ok(())
     }
 
     /// The stream under the WebSocket.
@@ -176,7 +251,10 @@ impl<T: Transport> WebStream<T> {
                     let line = memchr::memchr(b'\n', bytes).map_or(bytes, |end| &bytes[..end]);
                     self.incoming.clear();
                     self.incoming.extend_from_slice(line);
-                    self.incoming.push(b'\n');
+                    let prompt = [USERNAME_PROMPT, PASSWORD_PROMPT].contains(&text.as_str());
+                    if !(self.bare_prompts && prompt) {
+                        self.incoming.push(b'\n');
+                    }
                     self.taken = 0;
                     return Ok(true);
                 }
@@ -224,6 +302,9 @@ fn io_error(e: Error) -> io::Error {
 
 impl<T: Transport> Transport for WebStream<T> {
     fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.answer.is_some() {
+            self.read_answer()?;
+        }
         if !self.open {
             return self.inner_mut().read_bytes(buf);
         }
@@ -241,6 +322,10 @@ impl<T: Transport> Transport for WebStream<T> {
     /// writes them, until all are taken or [`BUFFER_LIMIT`] bytes of them
     /// wait for a socket that would block.
     fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.answer.is_some() {
+            // A client's lines wait in the link until framing starts.
+            return Ok(0);
+        }
         if !self.open {
             return self.inner_mut().write_bytes(bytes);
         }

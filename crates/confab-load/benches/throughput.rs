@@ -8,7 +8,10 @@
 //! fails the bench. `fanout`, `direct` and `handshakes` each have a twin
 //! over TLS (`fanout-tls`, ...): the server speaks TLS with a certificate
 //! made in memory, and every load client pins it and makes a full
-//! handshake.
+//! handshake. `fanout` and `idle` also have a twin over WebSocket
+//! (`fanout-web`, `idle-web`): the clients connect to the server's web
+//! port, upgrade `/ws`, and send and receive their lines as text
+//! messages, as the browser page does.
 //!
 //! The server runs on one thread of this process (the testkit's
 //! `TestServer`; `idle` starts the real `confab-server` binary instead, so
@@ -48,21 +51,27 @@ const STORM_IN_FLIGHT: [usize; 3] = [10, 100, 1000];
 /// The workloads that also run over TLS, each in a row beside its
 /// plaintext twin.
 const OVER_TLS: [Workload; 3] = [Workload::Fanout, Workload::Direct, Workload::Handshakes];
+/// The workloads that also run over WebSocket, each in a row after its
+/// plaintext (and TLS) twin.
+const OVER_WEB: [Workload; 2] = [Workload::Fanout, Workload::Idle];
 /// The ratios printed under the table: a row's figure over another's.
-const RATIOS: [(&str, &str); 4] = [
+const RATIOS: [(&str, &str); 6] = [
     ("fanout", "ceiling"),
     ("fanout-tls", "fanout"),
+    ("fanout-web", "fanout"),
+    ("idle-web", "idle"),
     ("direct-tls", "direct"),
     ("handshakes-tls", "handshakes"),
 ];
 
 /// One row of the table: a workload, for the storm how many logins are in
-/// flight, and whether the clients speak TLS.
+/// flight, and whether the clients speak TLS or WebSocket.
 #[derive(Debug, Clone, Copy)]
 struct Row {
     workload: Workload,
     in_flight: Option<usize>,
     tls: bool,
+    web: bool,
 }
 
 impl Row {
@@ -75,6 +84,7 @@ impl Row {
                 workload,
                 in_flight: None,
                 tls: false,
+                web: false,
             };
             if workload == Workload::Storm {
                 rows.extend(STORM_IN_FLIGHT.map(|n| Row {
@@ -87,11 +97,15 @@ impl Row {
             if OVER_TLS.contains(&workload) {
                 rows.push(Row { tls: true, ..row });
             }
+            if OVER_WEB.contains(&workload) {
+                rows.push(Row { web: true, ..row });
+            }
         }
         rows
     }
 
-    /// The row's name: the workload's, the logins in flight, `-tls`.
+    /// The row's name: the workload's, the logins in flight, `-tls` or
+    /// `-web`.
     fn name(&self) -> String {
         let mut name = self.workload.name().to_string();
         if let Some(n) = self.in_flight {
@@ -99,6 +113,9 @@ impl Row {
         }
         if self.tls {
             name.push_str("-tls");
+        }
+        if self.web {
+            name.push_str("-web");
         }
         name
     }
@@ -200,8 +217,9 @@ fn run_once(row: Row) -> io::Result<Report> {
         }
         Workload::Idle => {
             config.duration = IDLE_HOLD;
-            let server = ChildServer::start(config.users_needed())?;
+            let server = ChildServer::start(config.users_needed(), row.web)?;
             config.target = server.addr;
+            config.web = row.web;
             config.server_pid = Some(server.child.id());
             let report = load::run(&config);
             server.stop()?;
@@ -226,10 +244,12 @@ fn run_once(row: Row) -> io::Result<Report> {
         _ => {
             let server = TestServer::try_with(Options {
                 tls: row.tls,
+                web: row.web,
                 ..Options::for_accounts(load::accounts(config.users_needed()))
             })?;
-            config.target = server.addr;
+            config.target = server.web_addr.unwrap_or(server.addr);
             config.tls = server.fingerprint.clone();
+            config.web = row.web;
             let report = load::run(&config);
             server.stop()?;
             report
@@ -314,7 +334,8 @@ fn thousands(x: f64) -> String {
 }
 
 /// The real `confab-server` binary as a child process, with a generated
-/// credentials file in a temporary directory and long timeouts.
+/// credentials file in a temporary directory and long timeouts; `addr` is
+/// its web port's when it has one.
 struct ChildServer {
     child: Child,
     addr: SocketAddr,
@@ -322,7 +343,7 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn start(users: usize) -> io::Result<ChildServer> {
+    fn start(users: usize, web: bool) -> io::Result<ChildServer> {
         let dir = std::env::temp_dir().join(format!("confab-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let credentials = dir.join("credentials.txt");
@@ -332,20 +353,26 @@ impl ChildServer {
             .arg((users + 100).to_string())
             .arg("--credentials")
             .arg(&credentials)
+            .args(if web { &["--web-port", "0"][..] } else { &[] })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
         let stderr = child.stderr.take();
         let (tx, rx) = mpsc::channel();
-        // Reads `listening on ADDR`, then drains stderr so the server never
-        // blocks on it.
+        // Reads `listening on ADDR` (`web listening on ADDR` with a web
+        // port), then drains stderr so the server never blocks on it.
+        let prefix = if web {
+            "web listening on "
+        } else {
+            "listening on "
+        };
         thread::spawn(move || {
             let Some(stderr) = stderr else { return };
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
-                if let Some(addr) = line.strip_prefix("listening on ") {
+                if let Some(addr) = line.strip_prefix(prefix) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr.parse::<SocketAddr>());
                     }

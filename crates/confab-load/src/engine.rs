@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use confab::credentials::Account;
 use confab::protocol::{self, Reply};
 use hdrhistogram::Histogram;
+use confab::net::stream::Stream;
+use confab::net::web::WebStream;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 
@@ -98,6 +100,8 @@ pub(super) struct Engine {
     /// The client side of every connection's TLS session, if the run
     /// speaks TLS.
     tls: Option<TlsClient>,
+    /// Every connection is a WebSocket to the web port.
+    web: bool,
     poll: Poll,
     events: Events,
     /// Tokens and readiness of the last poll: (client, readable, writable).
@@ -253,6 +257,7 @@ impl Engine {
             workload,
             target,
             tls,
+            web: config.web,
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS_CAPACITY),
             ready: Vec::new(),
@@ -656,6 +661,10 @@ impl Engine {
         let stream = match &self.tls {
             Some(tls) => tls.open(socket)?,
             None => socket.into(),
+        };
+        let stream = match self.web {
+            true => Stream::from(WebStream::client(stream, &self.target.to_string())),
+            false => stream,
         };
         // Ceiling readers speak no protocol: `WRITABLE` tells when the
         // connect completed.

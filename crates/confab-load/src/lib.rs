@@ -237,13 +237,17 @@ pub struct LoadConfig {
     /// fingerprint (`SHA256:...`, as the server prints it); `None`:
     /// plaintext. Every connection makes a full handshake.
     pub tls: Option<String>,
+    /// Speak WebSocket: `target` is the server's web port, and every
+    /// connection upgrades `/ws` and then sends and receives its lines as
+    /// text messages, as the browser page does.
+    pub web: bool,
 }
 
 impl LoadConfig {
     /// The defaults for `workload` against `target`: the workload's default
     /// clients, 10 churners, 100 logins in flight, 5 s, 64-byte messages, a
     /// 64 KiB window, 2 s of drain, 60 s to set up, no message limit, no
-    /// server memory, plaintext.
+    /// server memory, plaintext TCP.
     pub fn new(workload: Workload, target: SocketAddr) -> LoadConfig {
         LoadConfig {
             workload,
@@ -259,6 +263,7 @@ impl LoadConfig {
             setup_timeout: Duration::from_secs(60),
             server_pid: None,
             tls: None,
+            web: false,
         }
     }
 
