@@ -158,6 +158,15 @@ struct Args {
     /// trusted network; with --tls only.
     #[arg(long, value_name = "PORT")]
     plain_port: Option<u16>,
+    /// Also serve the web page and its WebSocket sessions on this port (at
+    /// --bind); HTTPS with --tls, with the same certificate.
+    #[arg(long, value_name = "PORT")]
+    web_port: Option<u16>,
+    /// An origin (`https://host[:port]`) whose pages may open WebSocket
+    /// sessions besides the page's own; repeatable; with --web-port.
+    #[arg(long, value_name = "ORIGIN", requires = "web_port",
+          value_parser = confab::server::parse_origin)]
+    web_origin: Vec<String>,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -263,6 +272,8 @@ fn run(args: Args) -> Result<(), String> {
         _ => IdentitySource::Generated,
     });
     config.plain_port = args.plain_port;
+    config.web_port = args.web_port;
+    config.web_origins = args.web_origin;
     config.credentials = Some(args.credentials.clone());
     if !args.ephemeral {
         config.storage = Storage::Durable {
@@ -300,6 +311,10 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(plain) = server.plain_addr() {
         let plain = plain.map_err(|e| e.to_string())?;
         eprintln!("listening in plaintext on {plain}");
+    }
+    if let Some(web) = server.web_addr() {
+        let web = web.map_err(|e| e.to_string())?;
+        eprintln!("web listening on {web}");
     }
     if let Some(fingerprint) = server.tls_fingerprint() {
         eprintln!("tls fingerprint {fingerprint}");

@@ -37,6 +37,7 @@ impl Chat {
             ip: ip.to_canonical(),
             private_port: None,
             private_print: None,
+            no_private: false,
             trusted,
             login_by: now.checked_add(self.config.login_timeout),
             epoch,

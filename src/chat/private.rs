@@ -24,9 +24,20 @@ impl Chat {
             .is_some_and(|session| session.private_port.is_some())
     }
 
+    /// The session's client cannot take part in private messaging (a
+    /// browser's, over WebSocket): its `privateport` is answered with
+    /// `Error. Private messaging needs the confab client`, like its
+    /// `startprivate`, so the server never introduces it to anyone.
+    pub fn without_private(&mut self, sid: SessionId) {
+        if let Some(session) = self.sessions.get_mut(sid) {
+            session.no_private = true;
+        }
+    }
+
     /// `privateport`: the session's client listens on `port` of the
     /// connection's address, over TLS with the certificate of
-    /// `fingerprint` if given; the last one counts.
+    /// `fingerprint` if given; the last one counts. Refused for a session
+    /// [`Chat::without_private`].
     pub(super) fn private_port(
         &mut self,
         sid: SessionId,
@@ -34,6 +45,9 @@ impl Chat {
         fingerprint: Option<Fingerprint>,
     ) {
         if let Some(session) = self.sessions.get_mut(sid) {
+            if session.no_private {
+                return self.outbox.line(sid, protocol::PRIVATE_NEEDS_CLIENT);
+            }
             session.private_port = Some(port);
             session.private_print = fingerprint.map(Box::new);
         }

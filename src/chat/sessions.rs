@@ -41,6 +41,9 @@ pub(super) struct Session {
     /// sessions are TLS with that certificate (boxed: most sessions have
     /// none).
     pub(super) private_print: Option<Box<Fingerprint>>,
+    /// Its client cannot take part in private messaging (a browser's):
+    /// `privateport` is refused, so the server never introduces it.
+    pub(super) no_private: bool,
     /// The connection comes from a trusted address: its failed passwords
     /// are not counted against the address.
     pub(super) trusted: bool,

@@ -50,6 +50,13 @@ pub struct Config {
     /// A plaintext listener beside the TLS one, on the same address with
     /// this port (0 picks a free one); only with [`Config::tls`].
     pub plain_port: Option<u16>,
+    /// A web listener (the page and WebSocket sessions) on the same
+    /// address with this port (0 picks a free one); HTTPS with
+    /// [`Config::tls`].
+    pub web_port: Option<u16>,
+    /// Origins whose pages may open WebSocket sessions besides the page's
+    /// own (`--web-origin`; see [`super::parse_origin`]).
+    pub web_origins: Vec<String>,
 }
 
 impl Config {
@@ -72,6 +79,8 @@ impl Config {
             credentials: None,
             tls: None,
             plain_port: None,
+            web_port: None,
+            web_origins: Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::io;
 
 use super::backlog::Backlog;
 use super::conns::Schedule;
+use super::web::HttpStage;
 use crate::net::lines::LineSplitter;
 use crate::net::link::Link;
 use crate::net::outbuf::OutBuf;
@@ -48,6 +49,9 @@ pub struct Conn {
     pub limited: Option<Box<Limited>>,
     /// Its offline mail, while that is being written.
     pub backlog: Option<Box<Backlog>>,
+    /// A web connection that has not made its HTTP request yet: no
+    /// session of the domain (see [`super::web`]).
+    pub http: Option<Box<HttpStage>>,
 }
 
 /// The state of a connection from an untrusted address.
@@ -84,6 +88,7 @@ impl Conn {
                 })
             }),
             backlog: None,
+            http: None,
         }
     }
 

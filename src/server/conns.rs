@@ -94,6 +94,15 @@ impl Conns {
         self.slab.iter_mut().map(|(_, e)| e)
     }
 
+    /// The keys of the connections `pick` chooses.
+    pub fn keys_where(&self, pick: impl Fn(&Conn) -> bool) -> Vec<usize> {
+        self.slab
+            .iter()
+            .filter(|(_, conn)| pick(conn))
+            .map(|(key, _)| key)
+            .collect()
+    }
+
     /// Takes `key` out for good.
     pub fn remove(&mut self, key: usize) -> Option<Conn> {
         self.slab.try_remove(key)

@@ -38,8 +38,8 @@ const EFFECTS_BATCH: usize = 1024;
 /// The buffers reading shares between connections.
 #[derive(Debug)]
 pub struct Input {
-    /// What one read brought.
-    scratch: Vec<u8>,
+    /// What one read brought (a web connection's request too).
+    pub(super) scratch: Vec<u8>,
     /// A line that spanned reads, joined.
     join: Vec<u8>,
 }
@@ -88,6 +88,10 @@ impl Server {
         if self.verifier.is_waiting(key) {
             return;
         }
+        // A web connection's request is not lines.
+        if self.conns.get(key).is_some_and(|conn| conn.http.is_some()) {
+            return self.read_http(key, now);
+        }
         self.handle_stash(key, now);
         let mut budget = READ_BUDGET;
         loop {
@@ -121,22 +125,28 @@ impl Server {
                     self.consume(key, &scratch[..n], now);
                     self.input.scratch = scratch;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A TLS session may have answered the peer (handshake
-                    // messages, tickets) or have been unable to take its
-                    // output until the handshake was done: write it now.
-                    let tls = conn.link.transport().tls().is_some();
-                    if tls && conn.link.has_output() {
-                        self.conns.mark_dirty(key);
-                    }
-                    return;
-                }
-                Err(e) => {
-                    debug!("#{key}: read: {e}");
-                    self.conns.doom(key);
-                    return;
-                }
+                Err(e) => return self.read_stopped(key, e),
             }
+        }
+    }
+
+    /// A read of `key` that brought nothing: `WouldBlock` leaves it for
+    /// its next readiness, anything else breaks it. A layer over the socket
+    /// may have something to write after a read — a TLS session its
+    /// handshake messages or tickets, or output it could not take until
+    /// the handshake was done; a WebSocket a pong or a close — which is
+    /// written now.
+    pub(super) fn read_stopped(&mut self, key: usize, e: io::Error) {
+        if e.kind() != io::ErrorKind::WouldBlock {
+            debug!("#{key}: read: {e}");
+            return self.conns.doom(key);
+        }
+        let layered = self
+            .conns
+            .get(key)
+            .is_some_and(|conn| conn.link.transport().is_layered() && conn.link.has_output());
+        if layered {
+            self.conns.mark_dirty(key);
         }
     }
 

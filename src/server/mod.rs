@@ -37,6 +37,7 @@ mod output;
 mod reload;
 mod staging;
 mod verify;
+mod web;
 
 use std::io;
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ use crate::journal::Journal;
 use crate::net::link::Link;
 use crate::net::stream::Stream;
 use crate::net::tls::TlsStream;
+use crate::net::web::WebStream;
 use crate::protocol;
 use admission::{Admission, TooMany};
 use commit::{open_journal, Durability};
@@ -68,6 +70,9 @@ use input::Input;
 pub use input::READ_BUDGET;
 use staging::Staging;
 use verify::Verifier;
+pub use web::http::{parse_origin, MAX_HEAD, MAX_HEADERS};
+pub use web::HTTP_TIMEOUT;
+use web::{HttpStage, Web};
 
 /// The listener's token; connections use their slab key, which is always
 /// smaller.
@@ -80,6 +85,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The token of the plaintext listener beside a TLS one (`--plain-port`).
 const PLAIN_LISTENER: Token = Token(usize::MAX - 3);
+/// The token of the web listener (`--web-port`).
+const WEB_LISTENER: Token = Token(usize::MAX - 4);
 /// How long a connection being closed may take to accept its last output.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long to wait before accepting again after running out of file
@@ -103,6 +110,8 @@ enum LoopTimer {
     ReleaseBuffers,
     /// A connection that got ahead of its rate may be read again.
     Resume { key: usize, serial: u64 },
+    /// A web connection's request is due.
+    HttpDeadline { key: usize, serial: u64 },
 }
 
 /// The loop's own timers and the states they end.
@@ -161,6 +170,8 @@ pub struct Server {
     listener: TcpListener,
     /// The plaintext listener beside a TLS one, if asked for.
     plain_listener: Option<TcpListener>,
+    /// The web listener and its page, if asked for.
+    web: Option<Web>,
     /// The certificate the main listener speaks TLS with, if it does.
     identity: Option<Identity>,
     config: Config,
@@ -227,6 +238,14 @@ impl Server {
             )?),
             None => None,
         };
+        let web = match config.web_port {
+            Some(port) => {
+                let listener = listen(SocketAddr::new(config.bind.ip(), port), WEB_LISTENER)?;
+                let web = Web::new(listener, identity.is_some(), config.web_origins.clone());
+                Some(web.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?)
+            }
+            None => None,
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let durability = journal.map(|journal| with_wake(journal, &waker));
         Ok(Server {
@@ -235,6 +254,7 @@ impl Server {
             poll,
             listener,
             plain_listener,
+            web,
             identity,
             chat,
             config,
@@ -261,6 +281,11 @@ impl Server {
     /// The address of the plaintext listener beside the TLS one, if any.
     pub fn plain_addr(&self) -> Option<io::Result<SocketAddr>> {
         self.plain_listener.as_ref().map(TcpListener::local_addr)
+    }
+
+    /// The address of the web listener (`--web-port`), if any.
+    pub fn web_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.web.as_ref().map(|web| web.listener.local_addr())
     }
 
     /// The fingerprint of the certificate the server speaks TLS with, if
@@ -329,6 +354,7 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(LISTENER, now),
                     PLAIN_LISTENER => self.accept(PLAIN_LISTENER, now),
+                    WEB_LISTENER => self.accept(WEB_LISTENER, now),
                     WAKER => {}
                     SIGNALS => {
                         let (stop, reload) = self.signalled();
@@ -401,6 +427,9 @@ impl Server {
         if self.plain_listener.is_some() {
             self.accept(PLAIN_LISTENER, now);
         }
+        if self.web.is_some() {
+            self.accept(WEB_LISTENER, now);
+        }
     }
 
     /// Accepts what waits on the listener of `token` until it would block.
@@ -408,6 +437,7 @@ impl Server {
         while !self.timers.accept_paused {
             let listener = match token {
                 PLAIN_LISTENER => self.plain_listener.as_ref(),
+                WEB_LISTENER => self.web.as_ref().map(|web| &web.listener),
                 _ => Some(&self.listener),
             };
             let Some(listener) = listener else {
@@ -415,8 +445,8 @@ impl Server {
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    let tls = token == LISTENER && self.identity.is_some();
-                    self.admit(stream, peer, tls, now);
+                    let tls = token != PLAIN_LISTENER && self.identity.is_some();
+                    self.admit(stream, peer, tls, token == WEB_LISTENER, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -436,14 +466,27 @@ impl Server {
         }
     }
 
-    /// Takes a new connection (a TLS session if `tls`) unless the server
-    /// is full or its address has too many.
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, tls: bool, now: Instant) {
-        // Best effort: a fresh socket's send buffer takes one line. Over
-        // TLS nothing can be said before a handshake: the close says it.
+    /// Takes a new connection (a TLS session if `tls`, a web connection
+    /// before its request if `web`) unless the server is full or its
+    /// address has too many.
+    fn admit(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        tls: bool,
+        web: bool,
+        now: Instant,
+    ) {
+        // Best effort: a fresh socket's send buffer takes one line (an
+        // HTTP answer saying it on the web port). Over TLS nothing can be
+        // said before a handshake: the close says it.
         let mut refuse = |line: &str| {
+            let answer = match web {
+                true => web::http::Status::Unavailable.answer(Some(line)),
+                false => format!("{line}\n").into_bytes(),
+            };
             if !tls {
-                let _ = io::Write::write_all(&mut stream, format!("{line}\n").as_bytes());
+                let _ = io::Write::write_all(&mut stream, &answer);
             }
         };
         if self.conns.len() >= self.config.max_clients {
@@ -471,6 +514,10 @@ impl Server {
             },
             _ => Stream::from(stream),
         };
+        let stream = match web {
+            true => Stream::from(WebStream::new(stream)),
+            false => stream,
+        };
         let key = self.conns.vacant_key();
         let mut link = Link::new(stream);
         if let Err(e) = link.register(self.poll.registry(), Token(key), false) {
@@ -480,9 +527,18 @@ impl Server {
         }
         debug!("{peer}: connected as #{key}");
         self.conns.insert(|serial| Conn::new(link, serial, address));
-        self.chat
-            .connect(SessionId(key), peer.ip(), address.is_none(), now);
-        self.apply_effects();
+        if web {
+            // A session only once it is a WebSocket (see `web`).
+            if let Some(conn) = self.conns.live(key) {
+                conn.http = Some(Box::new(HttpStage::new(peer.ip())));
+                let serial = conn.serial;
+                self.arm_http_deadline(key, serial, now);
+            }
+        } else {
+            self.chat
+                .connect(SessionId(key), peer.ip(), address.is_none(), now);
+            self.apply_effects();
+        }
         // The client may have sent its username already; its edge came
         // before registration, so look now.
         self.read(key, now);
@@ -511,6 +567,7 @@ impl Server {
                     return_free_memory();
                 }
                 LoopTimer::Resume { key, serial } => self.resume(key, serial, now),
+                LoopTimer::HttpDeadline { key, serial } => self.http_expired(key, serial),
             }
         }
     }
@@ -550,6 +607,10 @@ impl Server {
         let now = Instant::now();
         self.chat.shutdown(now);
         self.apply_effects();
+        // Web connections that are no session yet have nobody to tell.
+        for key in self.conns.keys_where(|conn| conn.http.is_some()) {
+            self.conns.doom(key);
+        }
         self.finish_iteration(now, true);
         let deadline = now + self.config.shutdown_grace;
         while !self.conns.is_empty() || self.durability.as_ref().is_some_and(|d| d.has_pending()) {

@@ -47,6 +47,20 @@ pub struct Client {
     buf: Vec<u8>,
 }
 
+/// A socket connected to `addr` from the local address `source`.
+pub fn connect_from(addr: SocketAddr, source: IpAddr) -> TcpStream {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket
+        .bind(&SockAddr::from(SocketAddr::new(source, 0)))
+        .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
+    socket
+        .connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)
+        .expect("connect");
+    socket.into()
+}
+
 impl Client {
     /// A new connection to `addr`; nothing read yet.
     pub fn connect(addr: SocketAddr) -> Client {
@@ -57,16 +71,7 @@ impl Client {
     /// A connection to `addr` from the local address `source` (such as
     /// `127.0.0.2`, which the server does not trust by default).
     pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Client {
-        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .expect("socket");
-        socket
-            .bind(&SockAddr::from(SocketAddr::new(source, 0)))
-            .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
-        socket
-            .connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)
-            .expect("connect");
-        Client::from_stream(socket.into())
+        Client::from_stream(connect_from(addr, source))
     }
 
     /// A client on an open connection: no Nagle delay, bounded writes.

@@ -4,8 +4,9 @@
 //! client as child processes ([`ServerProcess`], [`client_process`]), a
 //! program on a pseudo-terminal whose screen a test reads ([`pty`]), one
 //! reader of `/proc` ([`procfs`]), one seeded random number generator
-//! ([`Rng`]), temporary directories ([`TempDir`]), and the reference model
-//! and checker of the chat domain ([`chat_model`]).
+//! ([`Rng`]), temporary directories ([`TempDir`]), a WebSocket client and
+//! raw HTTP for the web port ([`web`]), and the reference model and
+//! checker of the chat domain ([`chat_model`]).
 //!
 //! Everything here is for tests and measurements, never for the product:
 //! the helpers named for tests panic with a message when something they
@@ -28,6 +29,7 @@ pub mod rng;
 pub mod server;
 pub mod temp;
 pub mod wait;
+pub mod web;
 
 pub use accounts::{accounts, password, ACCOUNTS};
 pub use client::{show, three_users, two_users, Client};
@@ -42,3 +44,4 @@ pub use rng::Rng;
 pub use server::{journal_in, Options, TestServer};
 pub use temp::TempDir;
 pub use wait::{wait_until, FailOnPanic, IO_TIMEOUT};
+pub use web::{WebClient, WebSocketStream};

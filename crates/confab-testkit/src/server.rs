@@ -18,6 +18,7 @@ use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, 
 use crate::accounts::{accounts, password};
 use crate::client::Client;
 use crate::wait::wait_until;
+use crate::web::{WebClient, WebSocketStream};
 
 /// Longest the server may take to stop after being asked to.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +59,11 @@ pub struct Options {
     /// (in memory, for ephemeral storage), whose fingerprint
     /// [`TestServer::fingerprint`] gives clients to pin.
     pub tls: bool,
+    /// `--web-port 0`: the page and WebSocket sessions on a port of their
+    /// own ([`TestServer::web_addr`]).
+    pub web: bool,
+    /// `--web-origin`, for each of these.
+    pub web_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -75,6 +81,8 @@ impl Default for Options {
             presence_delay: Duration::from_millis(defaults::PRESENCE_DELAY_MS),
             storage: Storage::Ephemeral,
             tls: false,
+            web: false,
+            web_origins: Vec::new(),
         }
     }
 }
@@ -119,6 +127,8 @@ pub struct TestServer {
     /// The fingerprint of the server's certificate if it speaks TLS
     /// ([`Options::tls`]), for clients to pin.
     pub fingerprint: Option<String>,
+    /// Where the web listener is, with [`Options::web`].
+    pub web_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -147,8 +157,11 @@ impl TestServer {
         config.presence_delay = options.presence_delay;
         config.storage = options.storage;
         config.tls = options.tls.then_some(IdentitySource::Generated);
+        config.web_port = options.web.then_some(0);
+        config.web_origins = options.web_origins;
         let mut server = Server::bind(config, options.accounts)?;
         let addr = server.local_addr()?;
+        let web_addr = server.web_addr().transpose()?;
         let fingerprint = server.tls_fingerprint();
         let handle = server.shutdown_handle();
         let gauge = server.connection_gauge();
@@ -159,6 +172,7 @@ impl TestServer {
             addr,
             gauge,
             fingerprint,
+            web_addr,
             handle,
             thread: Some(thread),
         })
@@ -171,6 +185,24 @@ impl TestServer {
             Some(fingerprint) => Client::connect_tls(self.addr, fingerprint),
             None => Client::connect(self.addr),
         }
+    }
+
+    /// A WebSocket session on the web port ([`Options::web`]), `wss` if
+    /// the server speaks TLS; nothing read yet.
+    pub fn web(&self) -> WebClient {
+        let addr = self.web_addr.expect("a server with a web port");
+        let stream = match &self.fingerprint {
+            Some(fingerprint) => WebSocketStream::connect_tls(addr, fingerprint),
+            None => WebSocketStream::connect(addr, None),
+        };
+        WebClient::open(stream, addr, None).expect("open /ws")
+    }
+
+    /// A WebSocket session logged in as `user` (a test account).
+    pub fn web_login(&self, user: &str) -> WebClient {
+        let mut client = self.web();
+        client.login(user, password(user));
+        client
     }
 
     /// A new connection logged in as `user` (a test account).

@@ -68,6 +68,32 @@ fn privateport_is_silent_and_the_last_one_counts() {
 }
 
 #[test]
+fn a_session_without_private_is_refused_privateport_and_never_introduced() {
+    let t0 = Instant::now();
+    let mut h = counted_tokens();
+    h.connect(Y, t0);
+    h.chat.without_private(Y);
+    h.discard();
+    h.send(Y, "yoda", t0);
+    h.send(Y, "wise", t0);
+    h.login_private(H, "hans", "falcon", 6000, t0);
+    h.discard();
+    assert_eq!(h.ask(Y, "privateport 5000", t0), NEEDS_CLIENT);
+    assert_eq!(h.ask(Y, "startprivate hans", t0), NEEDS_CLIENT);
+    // Nobody can start a private session with it either.
+    assert_eq!(
+        h.ask(H, "startprivate yoda", t0),
+        "Error. yoda cannot accept private messaging\n"
+    );
+    assert_eq!(h.take(Y), "");
+    // Malformed, it is a usage error like for anyone.
+    assert_eq!(
+        h.ask(Y, "privateport 0", t0),
+        "Error. Usage: privateport <port>\n"
+    );
+}
+
+#[test]
 fn startprivate_introduces_the_target_first_then_the_starter() {
     let t0 = Instant::now();
     let mut h = counted_tokens();
