@@ -4,14 +4,16 @@
 //! bench with generated accounts and timeouts no run meets
 //! ([`Options::for_accounts`]), in plaintext or over TLS ([`Options::tls`]).
 
-use std::io;
+use std::fs;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use confab::credentials::Account;
 use confab::identity::IdentitySource;
+use confab::journal::record::{self, Record};
 use confab::journal::{Fsync, JournalOptions, OnDamage};
 use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, Storage};
 
@@ -114,6 +116,30 @@ pub fn journal_in(dir: &Path) -> Storage {
         },
         on_damage: OnDamage::Stop,
     }
+}
+
+/// Appends `record` to the newest journal of the data directory `data` of
+/// a stopped server, as the server would have written it (mail stored on
+/// an earlier day, say); panics if there is no journal.
+pub fn append_to_journal(data: &Path, record: &Record<'_>) {
+    let mut journals: Vec<PathBuf> = fs::read_dir(data)
+        .expect("list the data directory")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("journal-"))
+        })
+        .collect();
+    journals.sort();
+    let journal = journals.pop().expect("a journal");
+    let mut bytes = Vec::new();
+    record::encode(record, &mut bytes);
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .expect("open the journal");
+    file.write_all(&bytes).expect("append to the journal");
 }
 
 /// A server running on its own thread; dropping it shuts the server down
