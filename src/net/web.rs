@@ -142,11 +142,6 @@ impl<T: Transport> WebStream<T> {
         &mut self.ws.get_mut().0
     }
 
-    /// Whether it frames (the handshake is done).
-    pub fn is_open(&self) -> bool {
-        self.open
-    }
-
     /// Ends the handshake: `answer` (the `101` response) is written raw,
     /// ahead of everything, and from now on the stream frames.
     pub fn open(&mut self, answer: &[u8]) {

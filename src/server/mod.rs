@@ -71,7 +71,6 @@ pub use input::READ_BUDGET;
 use staging::Staging;
 use verify::Verifier;
 pub use web::http::{parse_origin, MAX_HEAD, MAX_HEADERS};
-pub use web::HTTP_TIMEOUT;
 use web::{HttpStage, Web};
 
 /// The listener's token; connections use their slab key, which is always

@@ -48,14 +48,6 @@ impl WebSocketStream {
         let socket = socket(addr, None);
         WebSocketStream::Tls(Box::new(StreamOwned::new(session, socket)))
     }
-
-    /// The socket under it.
-    pub fn socket(&self) -> &TcpStream {
-        match self {
-            WebSocketStream::Plain(socket) => socket,
-            WebSocketStream::Tls(tls) => tls.get_ref(),
-        }
-    }
 }
 
 /// A connected socket to `addr`, from `source` if given, whose reads wait
@@ -165,11 +157,6 @@ impl WebClient {
     /// Sends any message.
     pub fn send_message(&mut self, message: Message) {
         self.ws.send(message).expect("send a message");
-    }
-
-    /// The socket under the session.
-    pub fn socket(&self) -> &TcpStream {
-        self.ws.get_ref().socket()
     }
 
     /// The next message within `wait`, pings skipped (tungstenite answers
