@@ -19,11 +19,10 @@ use std::env;
 use std::fs;
 
 use common::{Client, ProcessOptions, ServerProcess, TempDir, WELCOME};
-use confab::journal::record::Record;
-use confab_testkit::append_to_journal;
 use confab_testkit::artifacts;
 use confab_testkit::browser::Browser;
 use confab_testkit::stamps::Since;
+use confab_testkit::store_mail;
 use serde_json::Value;
 
 /// The conversation's text, one entry a line, for failure messages.
@@ -160,16 +159,7 @@ fn server_with_old_mail(data: &std::path::Path) -> ServerProcess {
     let mut first = start(false);
     first.signal(libc::SIGTERM);
     assert!(first.wait(common::IO_TIMEOUT).success());
-    append_to_journal(
-        data,
-        &Record::MailboxAppend {
-            recipient: "yoda",
-            seq: Some(1),
-            stored_unix_ms: Some(LONG_AGO_MS),
-            sender: "vader",
-            text: "I have the high ground",
-        },
-    );
+    store_mail(data, "yoda", "vader", "I have the high ground", LONG_AGO_MS);
     start(true)
 }
 
@@ -404,7 +394,7 @@ fn a_session_in_the_browser() {
 fn after_an_inactivity_logout_enter_reconnects_through_the_form() {
     let server = ServerProcess::start(ProcessOptions {
         args: vec!["--web-port".into(), "0".into()],
-        timeout: Some("2".into()),
+        timeout: Some("4".into()),
         ..ProcessOptions::default()
     });
     let browser = Browser::launch(DESKTOP.0, DESKTOP.1);

@@ -11,14 +11,12 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use common::pty::{keys, Modes, Screen, Terminal, SCREEN_TIMEOUT};
 use common::{password, Client, ProcessOptions, ServerProcess, TempDir};
-use confab::journal::record::Record;
-use confab_testkit::append_to_journal;
 use confab_testkit::stamps::Since;
+use confab_testkit::store_mail;
 
 /// The client's binary.
 const CONFAB: &str = env!("CARGO_BIN_EXE_confab");
@@ -504,22 +502,6 @@ fn offline_messages_come_under_the_away_marker_with_the_time_they_were_sent() {
 /// 05:06:07 UTC, in milliseconds since the epoch.
 const LONG_AGO_MS: u64 = 1_614_834_367_000;
 
-/// Appends a message from hans to yoda, stored at [`LONG_AGO_MS`], to the
-/// newest journal of the stopped server's data directory `data`, as the
-/// server would have written it then.
-fn store_mail_of_long_ago(data: &Path) {
-    append_to_journal(
-        data,
-        &Record::MailboxAppend {
-            recipient: "yoda",
-            seq: Some(1),
-            stored_unix_ms: Some(LONG_AGO_MS),
-            sender: "hans",
-            text: "from long ago",
-        },
-    );
-}
-
 #[test]
 fn offline_mail_of_an_earlier_day_shows_its_date() {
     let dir = TempDir::new("terminal-old-mail");
@@ -533,7 +515,7 @@ fn offline_mail_of_an_earlier_day_shows_its_date() {
     let mut first = durable();
     first.signal(libc::SIGTERM);
     assert!(first.wait(SCREEN_TIMEOUT).success());
-    store_mail_of_long_ago(&data);
+    store_mail(&data, "yoda", "hans", "from long ago", LONG_AGO_MS);
 
     let server = durable();
     let mut hans = tcp_user(&server, "hans");

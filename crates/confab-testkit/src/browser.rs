@@ -198,12 +198,44 @@ impl Browser {
             .unwrap_or_else(|e| panic!("press {key}: {e}"));
     }
 
-    /// Clicks the middle of the first element matching `selector`.
+    /// Clicks the middle of the first element matching `selector` with the
+    /// left mouse button (pressed and released there); panics if no
+    /// element matches.
     pub fn click(&self, selector: &str) {
-        self.tab
-            .find_element(selector)
-            .and_then(|element| element.click().map(|_| ()))
-            .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+        let selector_literal = Value::String(selector.to_owned());
+        let centre = self.eval(&format!(
+            "(() => {{ const element = document.querySelector({selector_literal}); \
+             if (!element) return null; const r = element.getBoundingClientRect(); \
+             return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
+        ));
+        let (Some(x), Some(y)) = (centre[0].as_f64(), centre[1].as_f64()) else {
+            panic!("click {selector}: no such element");
+        };
+        for kind in [
+            Input::DispatchMouseEventTypeOption::MousePressed,
+            Input::DispatchMouseEventTypeOption::MouseReleased,
+        ] {
+            self.tab
+                .call_method(Input::DispatchMouseEvent {
+                    Type: kind,
+                    x,
+                    y,
+                    modifiers: None,
+                    timestamp: None,
+                    button: Some(Input::MouseButton::Left),
+                    buttons: None,
+                    click_count: Some(1),
+                    force: None,
+                    tangential_pressure: None,
+                    tilt_x: None,
+                    tilt_y: None,
+                    twist: None,
+                    delta_x: None,
+                    delta_y: None,
+                    pointer_Type: None,
+                })
+                .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+        }
     }
 
     /// Makes the viewport `width` × `height` CSS pixels, as a phone's

@@ -45,7 +45,7 @@ pub use replies::{
     WELCOME,
 };
 pub use rng::Rng;
-pub use server::{append_to_journal, journal_in, Options, TestServer};
+pub use server::{journal_in, newest_journal, store_mail, Options, TestServer};
 pub use temp::TempDir;
 pub use wait::{wait_until, FailOnPanic, IO_TIMEOUT};
 pub use web::{WebClient, WebSocketStream};

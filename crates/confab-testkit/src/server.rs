@@ -118,10 +118,10 @@ pub fn journal_in(dir: &Path) -> Storage {
     }
 }
 
-/// Appends `record` to the newest journal of the data directory `data` of
-/// a stopped server, as the server would have written it (mail stored on
-/// an earlier day, say); panics if there is no journal.
-pub fn append_to_journal(data: &Path, record: &Record<'_>) {
+/// The newest journal file of the data directory `data` (an older one
+/// may be left if the server was killed before its start-up compaction
+/// finished deleting it); panics if there is none.
+pub fn newest_journal(data: &Path) -> PathBuf {
     let mut journals: Vec<PathBuf> = fs::read_dir(data)
         .expect("list the data directory")
         .map(|entry| entry.expect("an entry").path())
@@ -132,9 +132,27 @@ pub fn append_to_journal(data: &Path, record: &Record<'_>) {
         })
         .collect();
     journals.sort();
-    let journal = journals.pop().expect("a journal");
+    journals.pop().expect("a journal")
+}
+
+/// Stores a message from `sender` to `recipient`, stored at
+/// `stored_unix_ms` (milliseconds since the epoch: mail of an earlier day,
+/// say), in the data directory `data` of a stopped server whose mailbox for
+/// `recipient` is empty: appended to its newest journal as the server would
+/// have written it then.
+pub fn store_mail(data: &Path, recipient: &str, sender: &str, text: &str, stored_unix_ms: u64) {
     let mut bytes = Vec::new();
-    record::encode(record, &mut bytes);
+    record::encode(
+        &Record::MailboxAppend {
+            recipient,
+            seq: Some(1),
+            stored_unix_ms: Some(stored_unix_ms),
+            sender,
+            text,
+        },
+        &mut bytes,
+    );
+    let journal = newest_journal(data);
     let mut file = fs::OpenOptions::new()
         .append(true)
         .open(&journal)

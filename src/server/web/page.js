@@ -314,10 +314,13 @@
       return;
     }
     state.lastLine = line;
-    // A refusal (wrong password, a ban, already logged in): beside the form.
+    // A refusal (wrong password, a ban, already logged in) or the login
+    // timeout: beside the form. A password refused is typed again.
     state.wantLogin = false;
     loginMessage(line, !isFailure(line));
-    ui.password.value = '';
+    if (isFailure(line)) {
+      ui.password.value = '';
+    }
   };
 
   const welcome = () => {
