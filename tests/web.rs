@@ -320,6 +320,42 @@ fn stamps_work_over_websocket() {
 }
 
 #[test]
+fn offline_mail_reaches_a_slow_web_reader_in_full_and_in_order() {
+    let server = web_server(|_| {});
+    let mut hans = server.login("hans");
+    let text = "x".repeat(900);
+    let n = 600;
+    for i in 0..n {
+        hans.send(&format!("message yoda {i} {text}\n"));
+    }
+    for _ in 0..n {
+        hans.expect_line("yoda is offline. Your message will be delivered when they log in");
+    }
+    // A small receive window, and a pause before reading: what the
+    // socket does not take waits (a smaller window only slows TCP down).
+    let addr = web_addr(&server);
+    let stream = WebSocketStream::connect(addr, None);
+    if let WebSocketStream::Plain(socket) = &stream {
+        socket2::SockRef::from(socket)
+            .set_recv_buffer_size(32 * 1024)
+            .expect("receive buffer");
+    }
+    let mut yoda = WebClient::open(stream, addr, None).expect("a session");
+    yoda.expect(USERNAME);
+    yoda.send("yoda");
+    yoda.expect("Password: ");
+    yoda.send("wise");
+    std::thread::sleep(Duration::from_millis(300));
+    yoda.expect(WELCOME);
+    for i in 0..n {
+        yoda.expect(&format!("hans: {i} {text}"));
+    }
+    hans.expect_line("yoda logged in");
+    yoda.send("whoelse");
+    yoda.expect("hans");
+}
+
+#[test]
 fn a_web_session_times_out_like_any_other() {
     let server = web_server(|o| o.timeout = Duration::from_millis(500));
     let mut yoda = server.web_login("yoda");

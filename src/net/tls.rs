@@ -214,19 +214,10 @@ mod tests {
     /// over a blocking socket that waits at most 10 ms for a read.
     fn handshaken(send_buffer: usize) -> (Link<TlsStream>, ClientConnection, std::net::TcpStream) {
         let identity = Identity::load(&IdentitySource::Generated, None).expect("identity");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut socket = std::net::TcpStream::connect(addr).expect("connect");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(10)))
-            .expect("read timeout");
-        let (accepted, _) = listener.accept().expect("accept");
-        socket2::SockRef::from(&accepted)
-            .set_send_buffer_size(send_buffer)
-            .expect("send buffer");
-        accepted.set_nonblocking(true).expect("nonblocking");
+        let (accepted, mut socket) = crate::net::socket_pair(send_buffer);
+        let addr = socket.peer_addr().expect("addr");
         let session = ServerConnection::new(identity.config()).expect("server session");
-        let mut link = Link::new(TlsStream::new(TcpStream::from_std(accepted), session));
+        let mut link = Link::new(TlsStream::new(accepted, session));
         let trust = Arc::new(Trust::pinned(&identity.fingerprint()));
         let config = Trust::client_config(trust).expect("client config");
         let mut client =

@@ -237,8 +237,9 @@ impl<T: Transport> Transport for WebStream<T> {
         Ok(n)
     }
 
-    /// Frames whole lines (and a trailing piece) as text messages, as long
-    /// as fewer than [`BUFFER_LIMIT`] bytes wait, then writes what it can.
+    /// Frames whole lines (and a trailing piece) as text messages and
+    /// writes them, until all are taken or [`BUFFER_LIMIT`] bytes of them
+    /// wait for a socket that would block.
     fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if !self.open {
             return self.inner_mut().write_bytes(bytes);
@@ -247,24 +248,28 @@ impl<T: Transport> Transport for WebStream<T> {
             return Ok(bytes.len());
         }
         let mut taken = 0;
-        while taken < bytes.len() && self.buffered < BUFFER_LIMIT {
-            let rest = &bytes[taken..];
-            let (line, used) = match memchr::memchr(b'\n', rest) {
-                Some(end) => (&rest[..end], end + 1),
-                None => (rest, rest.len()),
-            };
-            let text = String::from_utf8_lossy(line).into_owned();
-            match self.ws.write(Message::text(text)) {
-                Ok(()) => {}
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(io_error(e)),
+        loop {
+            while taken < bytes.len() && self.buffered < BUFFER_LIMIT {
+                let rest = &bytes[taken..];
+                let (line, used) = match memchr::memchr(b'\n', rest) {
+                    Some(end) => (&rest[..end], end + 1),
+                    None => (rest, rest.len()),
+                };
+                let text = String::from_utf8_lossy(line).into_owned();
+                match self.ws.write(Message::text(text)) {
+                    Ok(()) => {}
+                    Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(io_error(e)),
+                }
+                self.buffered += line.len() + FRAME_OVERHEAD;
+                self.unflushed = true;
+                taken += used;
             }
-            self.buffered += line.len() + FRAME_OVERHEAD;
-            self.unflushed = true;
-            taken += used;
+            // Once the socket took everything, the next lines may follow.
+            if self.flush_layer()? || taken == bytes.len() {
+                return Ok(taken);
+            }
         }
-        self.flush_layer()?;
-        Ok(taken)
     }
 
     fn flush_layer(&mut self) -> io::Result<bool> {
@@ -326,5 +331,114 @@ impl<T: Source> Source for WebStream<T> {
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         self.ws.get_mut().0.deregister(registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use mio::net::TcpStream;
+
+    use super::*;
+    use crate::net::link::Link;
+
+    /// A server's link over an open WebSocket whose socket's send buffer
+    /// is `send_buffer` bytes, and the client's WebSocket over a blocking
+    /// socket that waits at most 10 ms for a read.
+    fn open(send_buffer: usize) -> (Link<WebStream<TcpStream>>, WebSocket<std::net::TcpStream>) {
+        let (accepted, socket) = crate::net::socket_pair(send_buffer);
+        let mut web = WebStream::new(accepted);
+        // The handshake is not what is tested here: no answer to skip.
+        web.open(b"");
+        let client = WebSocket::from_raw_socket(socket, Role::Client, None);
+        (Link::new(web), client)
+    }
+
+    /// Reads text messages until `n` came, within 10 s.
+    fn read_texts(client: &mut WebSocket<std::net::TcpStream>, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut texts = Vec::new();
+        while texts.len() < n {
+            assert!(Instant::now() < deadline, "got {} of {n}", texts.len());
+            match client.read() {
+                Ok(Message::Text(text)) => texts.push(text.as_str().to_owned()),
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("client read: {e}"),
+            }
+        }
+        texts
+    }
+
+    #[test]
+    fn lines_the_socket_did_not_take_wait_as_frames_and_arrive_whole_in_order() {
+        let (mut link, mut client) = open(4096);
+        let line = |i: usize| format!("{i} {}", "y".repeat(500));
+        let bytes: String = (0..4000).map(|i| line(i) + "\n").collect();
+        let taken = link.write_now(bytes.as_bytes()).expect("write");
+        assert!(taken > 0 && taken < bytes.len(), "took {taken}");
+        assert_eq!(bytes.as_bytes()[taken - 1], b'\n', "a line was cut");
+        assert!(link.has_output(), "the frames the socket refused are lost");
+        assert_eq!(link.interest(), Interest::READABLE | Interest::WRITABLE);
+        link.queue(&bytes.as_bytes()[taken..]);
+        let reader = std::thread::spawn(move || read_texts(&mut client, 4000 + 1));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while link.has_output() {
+            assert!(Instant::now() < deadline, "the frames never left");
+            link.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A trailing piece is a message of its own.
+        link.write_now(b"Username: ").expect("prompt");
+        while link.has_output() {
+            assert!(Instant::now() < deadline, "the prompt never left");
+            link.flush().expect("flush");
+        }
+        let texts = reader.join().expect("reader");
+        for (i, text) in texts[..4000].iter().enumerate() {
+            assert_eq!(*text, line(i));
+        }
+        assert_eq!(texts[4000], "Username: ");
+    }
+
+    #[test]
+    fn a_message_is_read_as_its_line_and_a_ping_is_answered() {
+        let (mut link, mut client) = open(64 * 1024);
+        client.send(Message::text("whoelse")).expect("send");
+        client
+            .send(Message::Ping(b"p".to_vec().into()))
+            .expect("ping");
+        client
+            .send(Message::text("message luke a\nlogout"))
+            .expect("send");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 5];
+        while got.len() < b"whoelse\nmessage luke a\n".len() {
+            assert!(Instant::now() < deadline, "got {got:?}");
+            match link.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        assert_eq!(got, b"whoelse\nmessage luke a\n");
+        assert!(link.has_output(), "no pong waits");
+        link.flush().expect("flush");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no pong");
+            match client.read() {
+                Ok(Message::Pong(payload)) => break assert_eq!(&payload[..], b"p"),
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(Error::Io(_)) => {}
+                Err(e) => panic!("client read: {e}"),
+            }
+        }
     }
 }
