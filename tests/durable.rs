@@ -244,23 +244,6 @@ fn records_about_removed_accounts_are_kept_until_they_come_back_or_are_pruned() 
     luke.expect_line(&offline("yoda"));
 }
 
-/// The journal a stopped server was appending to: the newest (an older one
-/// may be left if the server was killed before its start-up compaction
-/// finished deleting it).
-fn journal_file(dir: &Path) -> PathBuf {
-    let mut journals: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("list the data directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("journal-"))
-        })
-        .collect();
-    journals.sort();
-    journals.pop().expect("a journal")
-}
-
 /// Writes three messages for luke, stops the server, damages the journal
 /// with `damage`, restarts with warnings on, and checks what luke gets and
 /// what was logged.
@@ -274,7 +257,7 @@ fn damaged_tail(damage: impl FnOnce(&Path), kept: usize) {
         yoda.expect_line(&offline("luke"));
     }
     kill_9(server);
-    let journal = journal_file(&tmp.data());
+    let journal = confab_testkit::newest_journal(&tmp.data());
     let before = std::fs::metadata(&journal).expect("stat").len();
     damage(&journal);
 
@@ -359,7 +342,7 @@ fn queue_for_luke(tmp: &TempDir, n: usize) -> Vec<String> {
 fn a_flipped_byte_before_the_tail_stops_the_start_and_recover_keeps_the_rest() {
     let tmp = TempDir::new("durable-flip");
     let mail = queue_for_luke(&tmp, 200);
-    let journal = journal_file(&tmp.data());
+    let journal = confab_testkit::newest_journal(&tmp.data());
     let mut bytes = std::fs::read(&journal).expect("read the journal");
     let record = bytes.len() / 200;
     // In the 21st record: 10 % into the journal.
@@ -466,7 +449,8 @@ fn a_journal_past_the_compaction_size_is_compacted_and_loses_nothing() {
     // larger of the limit and the snapshot once the compaction the last
     // appends started (on its thread) is done.
     let sizes = || {
-        let journal = std::fs::metadata(journal_file(&tmp.data())).map_or(0, |m| m.len());
+        let journal =
+            std::fs::metadata(confab_testkit::newest_journal(&tmp.data())).map_or(0, |m| m.len());
         let snapshot = std::fs::metadata(tmp.data().join("snapshot")).map_or(0, |m| m.len());
         (journal, snapshot)
     };

@@ -11,14 +11,12 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::pty::{keys, Modes, Screen, Terminal, SCREEN_TIMEOUT};
 use common::{password, Client, ProcessOptions, ServerProcess, TempDir};
-use confab::journal::record::{self, Record};
+use confab_testkit::stamps::Since;
+use confab_testkit::store_mail;
 
 /// The client's binary.
 const CONFAB: &str = env!("CARGO_BIN_EXE_confab");
@@ -101,64 +99,6 @@ fn tcp_user(server: &ServerProcess, user: &str) -> Client {
     client
 }
 
-/// Seconds since the epoch of `time`.
-fn epoch_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .expect("the clock is past 1970")
-        .as_secs()
-}
-
-/// The UTC date of day `days` since the epoch, as `YYYY-MM-DD` (Howard
-/// Hinnant's civil_from_days).
-fn utc_date(days: u64) -> String {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// A moment the test noted, to check the stamps of lines shown after it.
-struct Since(u64);
-
-impl Since {
-    fn now() -> Since {
-        Since(epoch_seconds(SystemTime::now()))
-    }
-
-    /// Every stamp a line of a moment between this one and now may have,
-    /// as the client shows it now: `HH:MM` for today (UTC), `YYYY-MM-DD
-    /// HH:MM` for an earlier day (a test that ran across midnight).
-    fn stamps(&self) -> Vec<String> {
-        let now = epoch_seconds(SystemTime::now());
-        let today = now / 86_400;
-        (self.0 / 60..=now / 60)
-            .map(|minute| {
-                let time = format!("{:02}:{:02}", minute / 60 % 24, minute % 60);
-                let day = minute / (24 * 60);
-                if day == today {
-                    time
-                } else {
-                    format!("{} {time}", utc_date(day))
-                }
-            })
-            .collect()
-    }
-
-    /// Whether `row` is `<stamp> <text>` with a stamp of a moment since
-    /// this one.
-    fn stamped(&self, row: &str, text: &str) -> bool {
-        self.stamps()
-            .iter()
-            .any(|stamp| row == format!("{stamp} {text}"))
-    }
-}
-
 /// Whether `row` starts with an `HH:MM ` stamp.
 fn has_stamp(row: &str) -> bool {
     let bytes = row.as_bytes();
@@ -220,9 +160,6 @@ fn wait_edit(terminal: &Terminal, above: &[String], line: &str) -> Screen {
 
 #[test]
 fn the_stamp_helpers_read_utc() {
-    assert_eq!(utc_date(0), "1970-01-01");
-    assert_eq!(utc_date(19_723), "2024-01-01");
-    assert_eq!(utc_date(19_782), "2024-02-29");
     assert!(has_stamp("09:05 hans: hi"));
     assert!(!has_stamp("9:05 hans: hi"));
     assert!(!has_stamp("09:05"));
@@ -565,39 +502,6 @@ fn offline_messages_come_under_the_away_marker_with_the_time_they_were_sent() {
 /// 05:06:07 UTC, in milliseconds since the epoch.
 const LONG_AGO_MS: u64 = 1_614_834_367_000;
 
-/// Appends a message from hans to yoda, stored at [`LONG_AGO_MS`], to the
-/// newest journal of the stopped server's data directory `data`, as the
-/// server would have written it then.
-fn store_mail_of_long_ago(data: &Path) {
-    let mut journals: Vec<PathBuf> = fs::read_dir(data)
-        .expect("list the data directory")
-        .map(|entry| entry.expect("an entry").path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with("journal-"))
-        })
-        .collect();
-    journals.sort();
-    let journal = journals.pop().expect("a journal");
-    let mut bytes = Vec::new();
-    record::encode(
-        &Record::MailboxAppend {
-            recipient: "yoda",
-            seq: Some(1),
-            stored_unix_ms: Some(LONG_AGO_MS),
-            sender: "hans",
-            text: "from long ago",
-        },
-        &mut bytes,
-    );
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .open(&journal)
-        .expect("open the journal");
-    file.write_all(&bytes).expect("append to the journal");
-}
-
 #[test]
 fn offline_mail_of_an_earlier_day_shows_its_date() {
     let dir = TempDir::new("terminal-old-mail");
@@ -611,7 +515,7 @@ fn offline_mail_of_an_earlier_day_shows_its_date() {
     let mut first = durable();
     first.signal(libc::SIGTERM);
     assert!(first.wait(SCREEN_TIMEOUT).success());
-    store_mail_of_long_ago(&data);
+    store_mail(&data, "yoda", "hans", "from long ago", LONG_AGO_MS);
 
     let server = durable();
     let mut hans = tcp_user(&server, "hans");

@@ -2,11 +2,12 @@
 //! each exists once: an in-process server ([`TestServer`]), a line client
 //! whose every wait is bounded ([`Client`]), the server and the terminal
 //! client as child processes ([`ServerProcess`], [`client_process`]), a
-//! program on a pseudo-terminal whose screen a test reads ([`pty`]), one
-//! reader of `/proc` ([`procfs`]), one seeded random number generator
-//! ([`Rng`]), temporary directories ([`TempDir`]), a WebSocket client and
-//! raw HTTP for the web port ([`web`]), and the reference model and
-//! checker of the chat domain ([`chat_model`]).
+//! program on a pseudo-terminal whose screen a test reads ([`pty`]), a
+//! headless Chromium for the web page (`browser`, with the feature of that
+//! name), one reader of `/proc` ([`procfs`]), one seeded random number
+//! generator ([`Rng`]), temporary directories ([`TempDir`]), a WebSocket
+//! client and raw HTTP for the web port ([`web`]), and the reference model
+//! and checker of the chat domain ([`chat_model`]).
 //!
 //! Everything here is for tests and measurements, never for the product:
 //! the helpers named for tests panic with a message when something they
@@ -16,6 +17,8 @@
 
 pub mod accounts;
 pub mod artifacts;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod chat_model;
 pub mod client;
 pub mod client_process;
@@ -27,6 +30,7 @@ pub mod pty;
 pub mod replies;
 pub mod rng;
 pub mod server;
+pub mod stamps;
 pub mod temp;
 pub mod wait;
 pub mod web;
@@ -41,7 +45,7 @@ pub use replies::{
     WELCOME,
 };
 pub use rng::Rng;
-pub use server::{journal_in, Options, TestServer};
+pub use server::{journal_in, newest_journal, store_mail, Options, TestServer};
 pub use temp::TempDir;
 pub use wait::{wait_until, FailOnPanic, IO_TIMEOUT};
 pub use web::{WebClient, WebSocketStream};

@@ -213,6 +213,19 @@ impl ServerProcess {
         server
     }
 
+    /// Where the server's web port listens: the address of the `web
+    /// listening on ADDR` line it logs before `listening on` (with
+    /// `--web-port`); panics if it logged none.
+    pub fn web_addr(&self) -> SocketAddr {
+        let early = self.early.borrow();
+        let addr = early
+            .iter()
+            .find_map(|line| line.strip_prefix("web listening on "))
+            .unwrap_or_else(|| panic!("no `web listening on` line; stderr: {early:?}"));
+        addr.parse()
+            .unwrap_or_else(|e| panic!("`web listening on {addr}`: {e}"))
+    }
+
     /// The credentials file the server was started with (written by
     /// [`ServerProcess::start`]; a test may rewrite it and send SIGHUP).
     pub fn credentials_path(&self) -> &Path {

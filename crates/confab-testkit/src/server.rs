@@ -4,14 +4,16 @@
 //! bench with generated accounts and timeouts no run meets
 //! ([`Options::for_accounts`]), in plaintext or over TLS ([`Options::tls`]).
 
-use std::io;
+use std::fs;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use confab::credentials::Account;
 use confab::identity::IdentitySource;
+use confab::journal::record::{self, Record};
 use confab::journal::{Fsync, JournalOptions, OnDamage};
 use confab::server::{defaults, Config, ConnectionGauge, Server, ShutdownHandle, Storage};
 
@@ -114,6 +116,48 @@ pub fn journal_in(dir: &Path) -> Storage {
         },
         on_damage: OnDamage::Stop,
     }
+}
+
+/// The newest journal file of the data directory `data` (an older one
+/// may be left if the server was killed before its start-up compaction
+/// finished deleting it); panics if there is none.
+pub fn newest_journal(data: &Path) -> PathBuf {
+    let mut journals: Vec<PathBuf> = fs::read_dir(data)
+        .expect("list the data directory")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("journal-"))
+        })
+        .collect();
+    journals.sort();
+    journals.pop().expect("a journal")
+}
+
+/// Stores a message from `sender` to `recipient`, stored at
+/// `stored_unix_ms` (milliseconds since the epoch: mail of an earlier day,
+/// say), in the data directory `data` of a stopped server whose mailbox for
+/// `recipient` is empty: appended to its newest journal as the server would
+/// have written it then.
+pub fn store_mail(data: &Path, recipient: &str, sender: &str, text: &str, stored_unix_ms: u64) {
+    let mut bytes = Vec::new();
+    record::encode(
+        &Record::MailboxAppend {
+            recipient,
+            seq: Some(1),
+            stored_unix_ms: Some(stored_unix_ms),
+            sender,
+            text,
+        },
+        &mut bytes,
+    );
+    let journal = newest_journal(data);
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .expect("open the journal");
+    file.write_all(&bytes).expect("append to the journal");
 }
 
 /// A server running on its own thread; dropping it shuts the server down
