@@ -29,10 +29,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use confab::credentials::Account;
-use confab::protocol::{self, Reply};
-use hdrhistogram::Histogram;
 use confab::net::stream::Stream;
 use confab::net::web::WebStream;
+use confab::protocol::{self, Reply};
+use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 
