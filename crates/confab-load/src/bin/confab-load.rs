@@ -43,7 +43,8 @@ resumed: each connection makes a full handshake. --workload handshakes
 measures connections themselves: CLIENTS clients each connect, wait for
 the username prompt (over TLS: after the handshake) and close with a
 reset (which leaves no port in TIME_WAIT), over and over; its figure is
-connections per second, in plaintext or over TLS.
+connections per second, in plaintext or over TLS. With --web every client
+is a WebSocket to the server's web port instead, like the browser page.
 
 A storm measures the logins themselves: at most IN_FLIGHT at a time, it
 ends when the last presence line arrived (within SETUP_TIMEOUT), and exits
@@ -108,6 +109,11 @@ struct Args {
     /// connection makes a full handshake. Not for ceiling.
     #[arg(long, value_name = "SHA256:...")]
     tls_fingerprint: Option<String>,
+    /// Speak WebSocket: TARGET is the server's --web-port, every client
+    /// upgrades /ws and sends and receives its lines as text messages, as
+    /// the browser page does. Not for ceiling or handshakes.
+    #[arg(long)]
+    web: bool,
     /// Write a credentials file of generated accounts and exit.
     #[arg(
         long,
@@ -174,6 +180,7 @@ fn run(args: Args) -> Result<(), String> {
     config.setup_timeout = args.setup_timeout;
     config.server_pid = args.server_pid;
     config.tls = args.tls_fingerprint;
+    config.web = args.web;
     if !matches!(workload, Workload::Ceiling | Workload::Handshakes) {
         eprintln!(
             "{}: {} accounts needed (user0001 ...)",
