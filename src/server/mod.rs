@@ -37,7 +37,7 @@ mod output;
 mod reload;
 mod staging;
 mod verify;
-mod web;
+pub mod web;
 
 use std::io;
 use std::net::SocketAddr;
