@@ -217,7 +217,7 @@ impl Client {
         let to = target(&self.target.host, self.target.port);
         ui.notice(&format!("Reconnecting to {to}"));
         self.render()?;
-        match connect(&self.target, false) {
+        match connect(&self.target, true) {
             Ok(stream) => {
                 self.server = Link::new(stream);
                 self.close_when_flushed = false;

@@ -98,6 +98,10 @@ use ui::Ui;
 /// How long the TLS handshake with the server may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a reconnect from the terminal UI may wait for one address to
+/// accept.
+pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// TLS to the server (`confab --tls`), and what to trust besides the
 /// system's roots (see [`trust`]).
 #[derive(Debug, Clone, Default)]
@@ -147,7 +151,7 @@ pub fn run(host: &str, port: u16, tls: Option<&TlsOptions>, colour: bool) -> Exi
     let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
     let colour = colour && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let ui = interactive.then_some(colour);
-    let session = connect(&target, true).and_then(|server| Client::new(server, target, ui));
+    let session = connect(&target, false).and_then(|server| Client::new(server, target, ui));
     match session.and_then(|mut client| client.chat()) {
         Ok(End::Finished) => ExitCode::SUCCESS,
         Ok(End::Signalled(signal)) => {
@@ -176,13 +180,17 @@ enum End {
 }
 
 /// Connects to the target (over TLS with its options, the handshake
-/// done; `may_ask` lets an unknown certificate be put to the user), then
-/// makes the socket non-blocking for the poll loop. Connecting blocks:
-/// there is nothing else to do until it is done.
-fn connect(to: &Target, may_ask: bool) -> Result<Stream, Failure> {
+/// done), then makes the socket non-blocking for the poll loop.
+/// Connecting blocks: there is nothing else to do until it is done. A
+/// reconnect from the terminal UI (`again`) never asks the user about an
+/// unknown certificate, and gives up on an address after
+/// [`RECONNECT_TIMEOUT`] (the terminal is raw then: Ctrl-C is a key, not
+/// a signal, and would wait for the kernel's own timeout).
+fn connect(to: &Target, again: bool) -> Result<Stream, Failure> {
+    let timeout = again.then_some(RECONNECT_TIMEOUT);
     let stream = match &to.tls {
-        None => Stream::from(TcpStream::from_std(dial(&to.host, to.port)?)),
-        Some(options) => handshake(&to.host, to.port, options, may_ask)?,
+        None => Stream::from(TcpStream::from_std(dial(&to.host, to.port, timeout)?)),
+        Some(options) => handshake(&to.host, to.port, options, !again, timeout)?,
     };
     stream
         .socket()
@@ -200,9 +208,10 @@ fn target(host: &str, port: u16) -> String {
     }
 }
 
-/// Resolves `host` and connects, blocking, to the first address that
-/// accepts; the socket is left non-blocking.
-fn dial(host: &str, port: u16) -> Result<std::net::TcpStream, Failure> {
+/// Resolves `host` and connects, blocking (at most `timeout` for each
+/// address, if given), to the first address that accepts; the socket is
+/// left non-blocking.
+fn dial(host: &str, port: u16, timeout: Option<Duration>) -> Result<std::net::TcpStream, Failure> {
     let addresses: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|error| Failure::Resolve {
@@ -210,11 +219,23 @@ fn dial(host: &str, port: u16) -> Result<std::net::TcpStream, Failure> {
             error,
         })?
         .collect();
-    let stream =
-        std::net::TcpStream::connect(&addresses[..]).map_err(|error| Failure::Connect {
-            target: target(host, port),
-            error,
-        })?;
+    let connected = match timeout {
+        None => std::net::TcpStream::connect(&addresses[..]),
+        Some(timeout) => {
+            let mut result = Err(ErrorKind::AddrNotAvailable.into());
+            for address in &addresses {
+                result = std::net::TcpStream::connect_timeout(address, timeout);
+                if result.is_ok() {
+                    break;
+                }
+            }
+            result
+        }
+    };
+    let stream = connected.map_err(|error| Failure::Connect {
+        target: target(host, port),
+        error,
+    })?;
     stream
         .set_nonblocking(true)
         .context("cannot configure the connection")?;
@@ -231,6 +252,7 @@ fn handshake(
     port: u16,
     options: &TlsOptions,
     may_ask: bool,
+    timeout: Option<Duration>,
 ) -> Result<Stream, Failure> {
     let server = target(host, port);
     let mut known = KnownServers::load(known_servers_path()).map_err(|error| Failure::Io {
@@ -254,7 +276,7 @@ fn handshake(
             .map_err(|e| Failure::Refused(format!("TLS: {e}")))?;
         let mut session = ClientConnection::new(config, name.clone())
             .map_err(|e| Failure::Refused(format!("TLS: {e}")))?;
-        let mut socket = dial(host, port)?;
+        let mut socket = dial(host, port, timeout)?;
         let error = match shake(&mut session, &mut socket) {
             Ok(()) => {
                 let socket = TcpStream::from_std(socket);
