@@ -12,7 +12,7 @@ use super::editor::Edit;
 use super::failure::Failure;
 use super::keys::Key;
 use super::private::START_TIMEOUT;
-use super::ui::{Prompt, COMMANDS};
+use super::ui::Prompt;
 use super::{connect, display, target, Client, End, LEAVE_TIMEOUT};
 use crate::net::link::Link;
 use crate::protocol::{self, Command, Reply};
@@ -180,15 +180,22 @@ impl Client {
             return;
         }
         let (_, first) = ui.editor.word_before_cursor();
-        let names: Vec<String> = if first {
-            COMMANDS.iter().map(|c| (*c).to_owned()).collect()
+        // The listing of several matches, if there are several.
+        let several = if first {
+            // The commands: the first words of the server's usage lines
+            // and of the client's own.
+            let usages = protocol::HELP.iter().chain(protocol::PRIVATE_HELP);
+            let commands = usages.filter_map(|usage| usage.split(' ').next());
+            ui.editor.complete(commands).join("  ")
         } else {
-            ui.names().map(str::to_owned).collect()
+            // Owned: the editor is borrowed while they are offered.
+            let names: Vec<String> = ui.names().map(str::to_owned).collect();
+            ui.editor
+                .complete(names.iter().map(String::as_str))
+                .join("  ")
         };
-        let several = ui.editor.complete(names.iter().map(String::as_str));
         if !several.is_empty() {
-            let list = several.join("  ");
-            ui.notice(&list);
+            ui.notice(&several);
         }
     }
 

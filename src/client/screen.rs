@@ -42,8 +42,8 @@ pub(super) struct Screen {
     /// Columns.
     width: usize,
     rows: usize,
-    /// The last lines printed, with their widths in columns.
-    recent: VecDeque<(String, usize)>,
+    /// The last lines printed.
+    recent: VecDeque<String>,
 }
 
 impl Screen {
@@ -75,8 +75,7 @@ impl Screen {
     /// Appends to `out` what prints `line` above the input line: the input
     /// row is cleared, the line printed (the terminal wraps it if it is
     /// long), and the caller draws the input row again after it.
-    /// `columns` is the line's width on screen.
-    pub(super) fn print(&mut self, out: &mut String, line: &str, columns: usize) {
+    pub(super) fn print(&mut self, out: &mut String, line: &str) {
         out.push('\r');
         push(out, Clear(ClearType::CurrentLine));
         out.push_str(line);
@@ -84,7 +83,7 @@ impl Screen {
         if self.recent.len() == KEPT_LINES {
             self.recent.pop_front();
         }
-        self.recent.push_back((line.to_owned(), columns));
+        self.recent.push_back(line.to_owned());
     }
 
     /// Appends to `out` what draws the input row: `prompt` then `shown`
@@ -114,8 +113,8 @@ impl Screen {
         let room = self.rows.saturating_sub(1);
         let mut used = 0;
         let mut first = self.recent.len();
-        for (_, columns) in self.recent.iter().rev() {
-            let height = columns.div_ceil(self.width).max(1);
+        for line in self.recent.iter().rev() {
+            let height = visible_width(line).div_ceil(self.width).max(1);
             if used + height > room {
                 break;
             }
@@ -127,7 +126,7 @@ impl Screen {
         for _ in used..room {
             out.push_str("\r\n");
         }
-        for (line, _) in self.recent.range(first..) {
+        for line in self.recent.range(first..) {
             out.push_str(line);
             out.push_str("\r\n");
         }
@@ -155,6 +154,20 @@ pub(super) fn width_of(text: &str) -> usize {
     UnicodeWidthStr::width(text)
 }
 
+/// The columns a printed line takes: its colour sequences take none.
+/// They are the only escapes in it: what others send is escaped before it
+/// is shown.
+fn visible_width(line: &str) -> usize {
+    let mut columns = 0;
+    let mut rest = line;
+    while let Some(escape) = rest.find('\x1b') {
+        columns += width_of(&rest[..escape]);
+        let after = &rest[escape..];
+        rest = after.find('m').map_or("", |end| &after[end + 1..]);
+    }
+    columns + width_of(rest)
+}
+
 /// The terminal's columns and rows.
 fn size() -> (usize, usize) {
     let (columns, rows) = match terminal::size() {
@@ -167,4 +180,20 @@ fn size() -> (usize, usize) {
 /// Appends the escape sequence of `command`.
 fn push(out: &mut String, command: impl Command) {
     let _ = command.write_ansi(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::transcript::{Entry, Style};
+
+    #[test]
+    fn colour_sequences_take_no_columns() {
+        let entry = Entry::of_server("hans: 漢字 hi");
+        let plain = Style { colour: false }.line("14:02", &entry);
+        let coloured = Style { colour: true }.line("14:02", &entry);
+        assert_ne!(plain, coloured);
+        assert_eq!(visible_width(&coloured), width_of(&plain));
+        assert_eq!(visible_width(&plain), "14:02 hans: ".len() + 4 + 3);
+    }
 }

@@ -11,19 +11,24 @@ use std::fmt::Write;
 
 use crossterm::style::{Attribute, Color, Stylize};
 
-use crate::protocol::INVALID_COMMAND;
+use crate::protocol::{
+    ACCOUNT_BANNED, ACCOUNT_REMOVED, ALREADY_LOGGED_IN, BROADCAST_PARTIAL, INVALID_COMMAND,
+    INVALID_PASSWORD, INVALID_USERNAME, MESSAGE_BLOCKED, PASSWORD_BANNED,
+};
 
 /// What the client adds to the server's unknown-command error.
 pub(super) const HELP_HINT: &str = " (type help for the list of commands)";
 
 /// The server's lines that are failures, though not `Error.` lines.
-const FAILURES: [&str; 6] = [
-    "Invalid Username.",
-    "Invalid Password.",
-    "Your account is blocked",
-    "Your message could not be delivered",
-    "This user is already logged in",
-    "Your account has been removed",
+const FAILURES: [&str; 8] = [
+    INVALID_USERNAME,
+    INVALID_PASSWORD,
+    PASSWORD_BANNED,
+    ACCOUNT_BANNED,
+    ALREADY_LOGGED_IN,
+    MESSAGE_BLOCKED,
+    BROADCAST_PARTIAL,
+    ACCOUNT_REMOVED,
 ];
 
 /// Colours a name can get: readable on dark and light backgrounds, none of
@@ -62,7 +67,7 @@ pub(super) enum Entry<'a> {
 impl<'a> Entry<'a> {
     /// What a line from the server is.
     pub(super) fn of_server(line: &'a str) -> Self {
-        if line.starts_with("Error.") || FAILURES.iter().any(|f| line.starts_with(f)) {
+        if line.starts_with("Error.") || FAILURES.contains(&line) {
             return Entry::Error(line);
         }
         match message(line) {

@@ -17,7 +17,8 @@ use super::keys::Keys;
 use super::screen::{width_of, Screen};
 use super::transcript::{Entry, Style};
 use crate::protocol::{
-    Reply, INVALID_USERNAME, PASSWORD_PROMPT, QUEUED_END, STAMPS_ON, USERNAME_PROMPT, WELCOME,
+    Reply, INVALID_USERNAME, PASSWORD_PROMPT, PROMPTS, QUEUED_END, STAMPS_ON, USERNAME_PROMPT,
+    WELCOME,
 };
 
 /// The input line's prompt once logged in.
@@ -45,21 +46,6 @@ const HELP: [&str; 13] = [
     "help                     this list",
     "Tab completes commands and names; Up/Down go through what you typed",
     "Ctrl-A/E start/end, Ctrl-W/U/K delete word/before/after, Alt-B/F word moves",
-];
-
-/// The commands Tab completes as a line's first word.
-pub(super) const COMMANDS: [&str; 11] = [
-    "message",
-    "broadcast",
-    "whoelse",
-    "whoelsesince",
-    "block",
-    "unblock",
-    "startprivate",
-    "private",
-    "stopprivate",
-    "logout",
-    "help",
 ];
 
 /// Where the request for stamped offline mail stands.
@@ -168,7 +154,7 @@ impl Ui {
     /// it is; the prompts are the input line's, not shown above it.
     pub(super) fn server_text(&mut self, text: &str) {
         for c in text.chars() {
-            if is_prompt(&self.partial) {
+            if PROMPTS.contains(&self.partial.as_str()) {
                 self.partial.clear();
             }
             if c == '\n' {
@@ -187,7 +173,7 @@ impl Ui {
     /// The server's output ended: an unfinished line is shown as it is.
     pub(super) fn server_ended(&mut self) {
         let line = mem::take(&mut self.partial);
-        if !line.is_empty() && !is_prompt(&line) {
+        if !line.is_empty() && !PROMPTS.contains(&line.as_str()) {
             self.server_line(&line);
         }
     }
@@ -268,8 +254,7 @@ impl Ui {
             }
         }
         let line = self.style.line(stamp, entry);
-        let columns = width_of(&Style { colour: false }.line(stamp, entry));
-        self.screen.print(&mut self.out, &line, columns);
+        self.screen.print(&mut self.out, &line);
     }
 
     /// Draws the input line with `prompt`.
@@ -303,11 +288,6 @@ impl Ui {
     pub(super) fn take_output(&mut self) -> String {
         mem::take(&mut self.out)
     }
-}
-
-/// Whether `text` is one of the login prompts.
-fn is_prompt(text: &str) -> bool {
-    text == USERNAME_PROMPT || text == PASSWORD_PROMPT
 }
 
 /// The local time now as `HH:MM`.

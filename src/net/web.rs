@@ -41,7 +41,7 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error, Message, WebSocket};
 
 use super::link::Transport;
-use crate::protocol::{PASSWORD_PROMPT, USERNAME_PROMPT};
+use crate::protocol::PROMPTS;
 
 /// The largest frame, and the largest message, a peer may send: past it
 /// the WebSocket is closed (1009).
@@ -251,7 +251,7 @@ impl<T: Transport> WebStream<T> {
                     let line = memchr::memchr(b'\n', bytes).map_or(bytes, |end| &bytes[..end]);
                     self.incoming.clear();
                     self.incoming.extend_from_slice(line);
-                    let prompt = [USERNAME_PROMPT, PASSWORD_PROMPT].contains(&text.as_str());
+                    let prompt = PROMPTS.contains(&text.as_str());
                     if !(self.bare_prompts && prompt) {
                         self.incoming.push(b'\n');
                     }

@@ -27,6 +27,8 @@ pub use reply::{AboutUser, Reply};
 pub const USERNAME_PROMPT: &str = "Username: ";
 /// The second login prompt.
 pub const PASSWORD_PROMPT: &str = "Password: ";
+/// The two prompts: the only output not ending in `\n`.
+pub const PROMPTS: [&str; 2] = [USERNAME_PROMPT, PASSWORD_PROMPT];
 /// Sent after a successful login, before any queued offline messages.
 pub const WELCOME: &str = "Welcome to the greatest messaging application ever!";
 /// Login with a username that is not in the credentials file.
