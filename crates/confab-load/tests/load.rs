@@ -1,7 +1,7 @@
 //! Smoke tests of the load engine: every workload at a tiny scale against
 //! an in-process server (the testkit's [`TestServer`]), and those that
-//! `cargo bench` also runs over TLS against one speaking TLS
-//! ([`Options::tls`]). They check behaviour — everything sent arrives,
+//! `cargo bench` also runs over TLS or WebSocket against one speaking TLS
+//! ([`Options::tls`]) or with a web port ([`Options::web`]). They check behaviour — everything sent arrives,
 //! nothing unexpected is said — never speed.
 
 use std::time::Duration;
@@ -12,18 +12,27 @@ use confab_testkit::{journal_in, Options, TestServer};
 /// Runs `workload` briefly with `clients` clients against a fresh server
 /// (or, for the ceiling, none), after `adjust` tweaks the configuration.
 fn run_small(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadConfig)) -> Report {
-    run_small_on(false, workload, clients, adjust)
+    run_small_on(Over::Tcp, workload, clients, adjust)
 }
 
 /// [`run_small`] against a server speaking TLS, every client pinning its
 /// certificate.
 fn run_tls(workload: Workload, clients: usize, adjust: impl FnOnce(&mut LoadConfig)) -> Report {
-    run_small_on(true, workload, clients, adjust)
+    run_small_on(Over::Tls, workload, clients, adjust)
 }
 
-/// [`run_small`], over TLS if `tls`.
+/// What the clients speak to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Tcp,
+    Tls,
+    /// WebSocket, to the server's web port.
+    Web,
+}
+
+/// [`run_small`], over `over`.
 fn run_small_on(
-    tls: bool,
+    over: Over,
     workload: Workload,
     clients: usize,
     adjust: impl FnOnce(&mut LoadConfig),
@@ -40,13 +49,19 @@ fn run_small_on(
         return load::run(&config).expect("ceiling run");
     }
     let server = TestServer::try_with(Options {
-        tls,
+        tls: over == Over::Tls,
+        web: over == Over::Web,
         ..Options::for_accounts(load::accounts(config.users_needed()))
     })
     .expect("server starts");
-    config.target = server.addr;
+    config.target = server.web_addr.unwrap_or(server.addr);
     config.tls = server.fingerprint.clone();
-    assert_eq!(config.tls.is_some(), tls, "a TLS server has a fingerprint");
+    config.web = over == Over::Web;
+    assert_eq!(
+        config.tls.is_some(),
+        over == Over::Tls,
+        "a TLS server has a fingerprint"
+    );
     let report = load::run(&config).expect("load run");
     server.stop().expect("server stops cleanly");
     report
@@ -261,4 +276,24 @@ fn a_certificate_of_another_fingerprint_fails_the_setup() {
     let fingerprint = server.fingerprint.clone().expect("a TLS server");
     assert!(err.to_string().contains(&fingerprint), "{err}");
     server.stop().expect("server stops cleanly");
+}
+
+#[test]
+fn fanout_over_websocket_delivers_every_broadcast_to_every_listener() {
+    let report = run_small_on(Over::Web, Workload::Fanout, 5, |_| {});
+    assert_clean(&report);
+    assert!(report.sent > 0, "{report}");
+    assert_eq!(report.expected, report.sent * 5, "{report}");
+}
+
+#[test]
+fn idle_over_websocket_reports_the_server_memory() {
+    let report = run_small_on(Over::Web, Workload::Idle, 5, |c| {
+        // The server is a thread of this process: its memory is ours.
+        c.server_pid = Some(std::process::id());
+    });
+    assert_clean(&report);
+    assert_eq!(report.clients, 5);
+    assert!(report.server_memory.is_some(), "{report}");
+    assert!(report.figure().is_some(), "{report}");
 }
