@@ -307,99 +307,88 @@ fn a_long_line_of_wide_characters_is_edited_on_the_bottom_row_alone() {
     };
     let typed = "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta zzz";
     step(&mut yoda, &[typed.as_bytes()], &format!("{typed}|"));
-    step(
-        &mut yoda,
-        &[keys::CTRL_W],
-        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta |",
-    );
-    step(
-        &mut yoda,
-        &["ω終".as_bytes()],
-        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta ω終|",
-    );
-    step(
-        &mut yoda,
-        &[keys::LEFT, keys::LEFT],
-        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta |ω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::BACKSPACE],
-        "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta|ω終",
-    );
-    // Home shows the start of the line again, prompt and all.
-    let screen = step(
-        &mut yoda,
-        &[keys::HOME],
-        "|broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
-    );
-    assert_eq!(screen.left_of_cursor(), "> ", "{screen}");
-    step(
-        &mut yoda,
-        &[keys::ALT_F, keys::ALT_F],
-        "broadcast alpha| 你好世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::RIGHT, keys::DELETE, keys::DELETE],
-        "broadcast alpha |世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::CTRL_E],
-        "broadcast alpha 世界 beta 🙂🙂 gamma 漢字テスト deltaω終|",
-    );
-    step(
-        &mut yoda,
-        &[keys::ALT_B],
-        "broadcast alpha 世界 beta 🙂🙂 gamma 漢字テスト |deltaω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::ALT_B],
-        "broadcast alpha 世界 beta 🙂🙂 gamma |漢字テスト deltaω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::ALT_B],
-        "broadcast alpha 世界 beta 🙂🙂 |gamma 漢字テスト deltaω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::LEFT, keys::LEFT],
-        "broadcast alpha 世界 beta 🙂|🙂 gamma 漢字テスト deltaω終",
-    );
-    step(
-        &mut yoda,
-        &[keys::BACKSPACE],
-        "broadcast alpha 世界 beta |🙂 gamma 漢字テスト deltaω終",
-    );
-    let screen = step(
-        &mut yoda,
-        &[keys::CTRL_A],
-        "|broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終",
-    );
-    assert_eq!(screen.left_of_cursor(), "> ", "{screen}");
-    step(
-        &mut yoda,
-        &[keys::END],
-        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終|",
-    );
-    step(
-        &mut yoda,
-        &[" junk尾巴".as_bytes()],
-        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終 junk尾巴|",
-    );
-    step(
-        &mut yoda,
-        &[keys::LEFT; 7],
-        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終| junk尾巴",
-    );
-    step(
-        &mut yoda,
-        &[keys::CTRL_K],
-        "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終|",
-    );
+    // The keys of each step, and the line after them (`|` the cursor).
+    let steps: [(&[&[u8]], &str); 18] = [
+        (
+            &[keys::CTRL_W],
+            "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta |",
+        ),
+        (
+            &["ω終".as_bytes()],
+            "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta ω終|",
+        ),
+        (
+            &[keys::LEFT, keys::LEFT],
+            "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta |ω終",
+        ),
+        (
+            &[keys::BACKSPACE],
+            "broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト delta|ω終",
+        ),
+        (
+            &[keys::HOME],
+            "|broadcast alpha 你好世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::ALT_F, keys::ALT_F],
+            "broadcast alpha| 你好世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::RIGHT, keys::DELETE, keys::DELETE],
+            "broadcast alpha |世界 beta 🙂🙂 gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::CTRL_E],
+            "broadcast alpha 世界 beta 🙂🙂 gamma 漢字テスト deltaω終|",
+        ),
+        (
+            &[keys::ALT_B],
+            "broadcast alpha 世界 beta 🙂🙂 gamma 漢字テスト |deltaω終",
+        ),
+        (
+            &[keys::ALT_B],
+            "broadcast alpha 世界 beta 🙂🙂 gamma |漢字テスト deltaω終",
+        ),
+        (
+            &[keys::ALT_B],
+            "broadcast alpha 世界 beta 🙂🙂 |gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::LEFT, keys::LEFT],
+            "broadcast alpha 世界 beta 🙂|🙂 gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::BACKSPACE],
+            "broadcast alpha 世界 beta |🙂 gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::CTRL_A],
+            "|broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終",
+        ),
+        (
+            &[keys::END],
+            "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終|",
+        ),
+        (
+            &[" junk尾巴".as_bytes()],
+            "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終 junk尾巴|",
+        ),
+        (
+            &[keys::LEFT; 7],
+            "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終| junk尾巴",
+        ),
+        (
+            &[keys::CTRL_K],
+            "broadcast alpha 世界 beta 🙂 gamma 漢字テスト deltaω終|",
+        ),
+    ];
+    for (keys, line) in steps {
+        let screen = step(&mut yoda, keys, line);
+        if line.starts_with('|') {
+            // At the start, the prompt shows again.
+            assert_eq!(screen.left_of_cursor(), "> ", "{screen}");
+        }
+    }
 
     yoda.send(keys::ENTER);
     hans.expect_line("yoda: alpha 世界 beta 🙂 gamma 漢字テスト deltaω終");
