@@ -167,14 +167,20 @@ pub struct Chat {
     presence: Presence,
     /// Failed passwords per untrusted address.
     failures: FailureWindows,
-    /// Idle timeouts, login deadlines and ban ends.
+    /// Ban ends.
     deadlines: Deadlines<Timer>,
+    /// Idle timeouts and login deadlines, per group of sessions (see
+    /// [`Chat::connect_in`]).
+    idle: Vec<Deadlines<Timer>>,
     /// What the calls since the server last drained it produced.
     outbox: Outbox,
     /// Stored mail, and whether durable changes can be written.
     storage: Storage,
     /// Draws the tokens of private-messaging introductions.
     tokens: TokenSource,
+    /// A token given with the line being handled ([`Chat::line_drawn`]),
+    /// used instead of drawing one.
+    given_token: Option<Option<[u8; token::TOKEN_BYTES]>>,
 }
 
 impl Chat {
@@ -189,9 +195,11 @@ impl Chat {
             presence: Presence::default(),
             failures: FailureWindows::default(),
             deadlines: Deadlines::default(),
+            idle: Vec::new(),
             outbox: Outbox::default(),
             storage: Storage::default(),
             tokens: token::os_random,
+            given_token: None,
         }
     }
 
@@ -225,7 +233,15 @@ impl Chat {
     /// When the earliest timer is due; the poll loop must call
     /// [`Chat::expire`] no later than that.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.next()
+        let idle = self.idle.iter().filter_map(Deadlines::next);
+        idle.chain(self.deadlines.next()).min()
+    }
+
+    /// When the earliest timer that [`Chat::expire_group`] of `group` fires
+    /// is due: an idle timeout of one of its sessions, or a ban end.
+    pub fn next_deadline_of(&self, group: u32) -> Option<Instant> {
+        let idle = self.idle_heap(group).and_then(Deadlines::next);
+        idle.into_iter().chain(self.deadlines.next()).min()
     }
 
     /// How many users are logged in.
@@ -264,6 +280,23 @@ impl Chat {
                 Err(error) => self.outbox.line(sid, error.text()),
             },
         }
+    }
+
+    /// A line from `sid`, like [`Chat::line`], with the token its
+    /// `startprivate` (if it is one) introduces with, drawn by whoever
+    /// owns the connection (`None`: no randomness was available), instead
+    /// of one drawn here: in a cluster every replica handles the line, and
+    /// all must send the same token.
+    pub fn line_drawn(
+        &mut self,
+        sid: SessionId,
+        line: &str,
+        token: Option<[u8; token::TOKEN_BYTES]>,
+        now: Instant,
+    ) {
+        self.given_token = Some(token);
+        self.line(sid, line, now);
+        self.given_token = None;
     }
 
     /// A line that could not be read as text. It counts as activity; during

@@ -14,6 +14,7 @@ use super::sessions::{Session, Stage};
 use super::users::UserId;
 use super::{Chat, SessionId, Timer};
 use crate::credentials::Account;
+use crate::deadlines::Deadlines;
 use crate::journal::record::Record;
 use crate::passwords;
 use crate::protocol::{self, Reply};
@@ -30,6 +31,22 @@ impl Chat {
     /// every peer can dial. A `trusted` connection's failed passwords are
     /// not counted against its address.
     pub fn connect(&mut self, sid: SessionId, ip: IpAddr, trusted: bool, now: Instant) {
+        self.connect_in(sid, ip, trusted, 0, now);
+    }
+
+    /// A new connection, like [`Chat::connect`], held by the node of a
+    /// cluster that `group` names: its idle timeout and login deadline
+    /// fire only in [`Chat::expire_group`] of that group, because in a
+    /// cluster the node that holds the connection decides when it has been
+    /// idle too long, and publishes that.
+    pub fn connect_in(
+        &mut self,
+        sid: SessionId,
+        ip: IpAddr,
+        trusted: bool,
+        group: u32,
+        now: Instant,
+    ) {
         let epoch = self.sessions.next_epoch();
         let session = Session {
             stage: Stage::Username,
@@ -40,19 +57,14 @@ impl Chat {
             no_private: false,
             trusted,
             login_by: now.checked_add(self.config.login_timeout),
+            group,
             epoch,
             stamps: false,
             end_pending: false,
         };
         let due = self.idle_due(&session);
         self.sessions.open(sid, session);
-        self.deadlines.arm(
-            due,
-            Timer::Idle {
-                session: sid,
-                epoch,
-            },
-        );
+        self.arm_idle(group, due, sid, epoch);
         self.outbox.prompt(sid, protocol::USERNAME_PROMPT);
     }
 
@@ -65,11 +77,46 @@ impl Chat {
 
     /// Fires every timer due at `now`: idle timeouts and ban expiries.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((_, timer)) = self.deadlines.pop_due(now) {
+        let groups = u32::try_from(self.idle.len()).unwrap_or(u32::MAX);
+        for group in 0..groups.max(1) {
+            self.expire_group(group, now);
+        }
+    }
+
+    /// Fires the timers due at `now` that belong to `group`: the idle
+    /// timeouts and login deadlines of its sessions, and every ban end,
+    /// oldest first.
+    pub fn expire_group(&mut self, group: u32, now: Instant) {
+        loop {
+            let idle_at = self.idle_heap(group).and_then(|heap| heap.next());
+            let ban_at = self.deadlines.next();
+            let idle_first = match (idle_at, ban_at) {
+                (Some(idle), Some(ban)) => idle <= ban,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let popped = match idle_first {
+                true => self.idle_heap_mut(group).pop_due(now),
+                false => self.deadlines.pop_due(now),
+            };
+            let Some((_, timer)) = popped else {
+                return;
+            };
             match timer {
                 Timer::Idle { session, epoch } => self.idle_check(session, epoch, now),
                 Timer::BanEnd(user) => self.lift_ban_if_over(user, now),
             }
+        }
+    }
+
+    /// Ends every session of `group` at once (the cluster node holding
+    /// them is gone), announcing each user's departure like any leaver's.
+    pub fn end_group(&mut self, group: u32, now: Instant) {
+        for sid in self.sessions.ids_of(group) {
+            self.close(sid, now);
+        }
+        if let Some(heap) = self.idle.get_mut(group as usize) {
+            *heap = Deadlines::default();
         }
     }
 
@@ -168,6 +215,40 @@ impl Chat {
             stored: stored.into(),
         });
         self.set_stage(sid, Stage::Verifying(user));
+    }
+
+    /// What a password typed now on `sid` would be checked against, if
+    /// `sid` is at its password prompt: the account's stored password
+    /// (clear or an Argon2 hash), or `None` inside if the account was
+    /// removed (no password fits). In a cluster the node holding the
+    /// connection checks the password itself and publishes only the
+    /// verdict ([`Chat::password_judged`]), so that no password typed at
+    /// a prompt is ever written to the log.
+    pub fn password_wanted(&self, sid: SessionId) -> Option<Option<&str>> {
+        let Stage::Password(user) = self.sessions.get(sid)?.stage else {
+            return None;
+        };
+        Some(self.users[user].password.as_deref())
+    }
+
+    /// A password typed on `sid` at its password prompt, already checked
+    /// by the caller against [`Chat::password_wanted`]: `matches` says
+    /// whether it was right. Counts as activity; the per-address limit and
+    /// the ban are checked first, as for [`Chat::line`]. Ignored unless
+    /// `sid` is at its password prompt.
+    pub fn password_judged(&mut self, sid: SessionId, matches: bool, now: Instant) {
+        let Some(Stage::Password(user)) = self.touch(sid, now) else {
+            return;
+        };
+        if self.over_failure_limit(sid, now) {
+            return;
+        }
+        self.lift_ban_if_over(user, now);
+        if self.users[user].banned_until.is_some() {
+            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
+            return self.close(sid, now);
+        }
+        self.password_checked(sid, user, matches, now);
     }
 
     /// The answer to a [`Verification`] of session `sid` (of `epoch`):
@@ -303,13 +384,8 @@ impl Chat {
         };
         let due = self.idle_due(session);
         if due > now {
-            self.deadlines.arm(
-                due,
-                Timer::Idle {
-                    session: sid,
-                    epoch,
-                },
-            );
+            let group = session.group;
+            self.arm_idle(group, due, sid, epoch);
             return;
         }
         let message = match session.stage {
@@ -318,6 +394,29 @@ impl Chat {
         };
         self.outbox.line(sid, message);
         self.close(sid, now);
+    }
+
+    /// Arms the idle timer of session `sid` (of `epoch`) in `group`.
+    fn arm_idle(&mut self, group: u32, due: Instant, sid: SessionId, epoch: u64) {
+        let timer = Timer::Idle {
+            session: sid,
+            epoch,
+        };
+        self.idle_heap_mut(group).arm(due, timer);
+    }
+
+    /// The idle timers of `group`, if it has any.
+    pub(super) fn idle_heap(&self, group: u32) -> Option<&Deadlines<Timer>> {
+        self.idle.get(group as usize)
+    }
+
+    /// The idle timers of `group`, made if needed.
+    fn idle_heap_mut(&mut self, group: u32) -> &mut Deadlines<Timer> {
+        let index = group as usize;
+        if self.idle.len() <= index {
+            self.idle.resize_with(index + 1, Deadlines::default);
+        }
+        &mut self.idle[index]
     }
 
     /// Ends `user`'s ban if it is over at `now`, with the failure count.

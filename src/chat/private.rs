@@ -96,7 +96,8 @@ impl Chat {
                 .outbox
                 .reply(sid, Reply::PrivateNotAccepted { user: name });
         };
-        let Some(token) = (self.tokens)() else {
+        let drawn = self.given_token.take().unwrap_or_else(|| (self.tokens)());
+        let Some(token) = drawn else {
             return self.outbox.line(sid, protocol::PRIVATE_UNAVAILABLE);
         };
         let token = Hex(token);

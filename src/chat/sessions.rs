@@ -49,6 +49,11 @@ pub(super) struct Session {
     pub(super) trusted: bool,
     /// When it must have logged in (`None`: too far to count).
     pub(super) login_by: Option<Instant>,
+    /// The group of sessions it belongs to: the node of a cluster that
+    /// holds its connection (0 on a single server). Its idle timer fires
+    /// only in [`Chat::expire_group`](super::Chat::expire_group) of that
+    /// group.
+    pub(super) group: u32,
     /// Distinguishes this session from earlier ones with the same id, so a
     /// stale idle timer cannot touch a newer session.
     pub(super) epoch: u64,
@@ -106,6 +111,14 @@ impl Sessions {
     pub(super) fn ids(&self) -> Vec<SessionId> {
         let open = self.slots.iter().enumerate();
         open.filter(|(_, slot)| slot.is_some())
+            .map(|(index, _)| SessionId(index))
+            .collect()
+    }
+
+    /// The ids of the sessions of `group` going on, in order.
+    pub(super) fn ids_of(&self, group: u32) -> Vec<SessionId> {
+        let open = self.slots.iter().enumerate();
+        open.filter(|(_, slot)| slot.as_ref().is_some_and(|s| s.group == group))
             .map(|(index, _)| SessionId(index))
             .collect()
     }

@@ -440,6 +440,7 @@ fn leak(record: Record<'_>) -> Record<'static> {
 
 mod commands;
 mod durable;
+mod groups;
 mod hardening;
 mod hashed;
 mod inactivity;
