@@ -263,6 +263,13 @@ impl Chat {
             .is_some_and(|u| self.users[u].session.is_some())
     }
 
+    /// Whether session `sid` has logged in.
+    pub fn logged_in(&self, sid: SessionId) -> bool {
+        self.sessions
+            .get(sid)
+            .is_some_and(|session| matches!(session.stage, Stage::LoggedIn(_)))
+    }
+
     /// A complete non-empty line from `sid`, already decoded by
     /// [`protocol::decode_line`].
     pub fn line(&mut self, sid: SessionId, line: &str, now: Instant) {

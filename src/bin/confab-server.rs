@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use confab::cluster::ClusterConfig;
 use confab::credentials::CredentialsError;
 use confab::identity::IdentitySource;
 use confab::journal::{Fsync, JournalOptions, OnDamage};
@@ -167,6 +168,27 @@ struct Args {
     #[arg(long, value_name = "ORIGIN", requires = "web_port",
           value_parser = confab::server::parse_origin)]
     web_origin: Vec<String>,
+    /// Be a node of the cluster whose log is on this NATS server
+    /// (`nats://HOST:PORT`, JetStream enabled); the state is then the
+    /// cluster's, kept in NATS, and no data directory is used.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "ephemeral", "recover"])]
+    cluster: Option<String>,
+    /// This node's name in the cluster [default: the host name and PORT].
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    node: Option<String>,
+    /// How long a node may be silent in the log before the others log its
+    /// users out.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds,
+          requires = "cluster")]
+    node_timeout: Duration,
+    /// The JetStream stream that holds the cluster's log.
+    #[arg(long, value_name = "NAME", default_value = "confab", requires = "cluster")]
+    cluster_stream: String,
+    /// How many copies of the stream JetStream keeps, when the first node
+    /// creates it (3 for production, on three NATS servers).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_positive::<usize>,
+          requires = "cluster")]
+    cluster_replicas: usize,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -275,7 +297,14 @@ fn run(args: Args) -> Result<(), String> {
     config.web_port = args.web_port;
     config.web_origins = args.web_origin;
     config.credentials = Some(args.credentials.clone());
-    if !args.ephemeral {
+    if let Some(url) = &args.cluster {
+        let mut cluster = ClusterConfig::new(url);
+        cluster.node = args.node.clone();
+        cluster.node_timeout = args.node_timeout;
+        cluster.stream = args.cluster_stream.clone();
+        cluster.replicas = args.cluster_replicas;
+        config.cluster = Some(cluster);
+    } else if !args.ephemeral {
         config.storage = Storage::Durable {
             dir: args.data_dir,
             options: JournalOptions {

@@ -141,6 +141,32 @@ impl Outbox {
         self.held.clear();
     }
 
+    /// Renames the recipient of every effect, held session and
+    /// verification with `to`, dropping those it maps to `None`: in a
+    /// cluster every replica produces every effect, and a node keeps only
+    /// those for its own connections, under its own names for them.
+    pub fn retarget(&mut self, mut to: impl FnMut(SessionId) -> Option<SessionId>) {
+        self.effects.retain_mut(|effect| {
+            let sid = match effect {
+                Effect::Send { to, .. } | Effect::Notice { to, .. } => to,
+                Effect::Close(sid) | Effect::Backlog(sid) => sid,
+            };
+            match to(*sid) {
+                Some(renamed) => {
+                    *sid = renamed;
+                    true
+                }
+                None => false,
+            }
+        });
+        self.held.retain_mut(|sid| to(*sid).map(|renamed| *sid = renamed).is_some());
+        self.verifications.retain_mut(|v| {
+            to(v.session)
+                .map(|renamed| v.session = renamed)
+                .is_some()
+        });
+    }
+
     /// Bytes of text held.
     pub fn text_len(&self) -> usize {
         self.text.len()

@@ -4,21 +4,18 @@
 //! The encoding is binary and small: a version byte, then unsigned
 //! integers as LEB128 varints and byte strings as a varint length and the
 //! bytes. [`Batch::decode`] reads bytes from the network and never panics:
-//! anything malformed is an [`EntryError`], and every replica skips that
+//! anything malformed is an [`DecodeError`], and every replica skips that
 //! entry alike.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::codec::{put_accounts, put_bytes, put_u64, DecodeError, Reader};
 use crate::credentials::Account;
 use crate::protocol::LineError;
 use crate::token::TOKEN_BYTES;
 
 /// The format's version, the first byte of every batch.
 const VERSION: u8 = 1;
-/// Most inputs a batch may claim, so that a forged count cannot make the
-/// decoder reserve much.
-const MAX_INPUTS: u64 = 1 << 20;
 
 /// One node's inputs of one loop iteration, as published to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +60,37 @@ pub struct Settings {
     /// How long a node may be silent in the log before it is declared
     /// dead, in milliseconds.
     pub node_timeout_ms: u64,
+}
+
+impl Settings {
+    /// Appends the settings.
+    pub fn save(&self, out: &mut Vec<u8>) {
+        for value in [
+            self.block_ms,
+            self.timeout_ms,
+            self.login_timeout_ms,
+            u64::from(self.max_failures_per_ip),
+            self.mailbox_max,
+            self.store_max,
+            self.node_timeout_ms,
+        ] {
+            put_u64(out, value);
+        }
+    }
+
+    /// Settings as [`Settings::save`] wrote them.
+    pub fn load(r: &mut Reader<'_>) -> Result<Settings, DecodeError> {
+        Ok(Settings {
+            block_ms: r.u64()?,
+            timeout_ms: r.u64()?,
+            login_timeout_ms: r.u64()?,
+            max_failures_per_ip: u32::try_from(r.u64()?)
+                .map_err(|_| DecodeError("failure limit out of range"))?,
+            mailbox_max: r.u64()?,
+            store_max: r.u64()?,
+            node_timeout_ms: r.u64()?,
+        })
+    }
 }
 
 /// One input of a batch. A connection is named by its serial on the
@@ -134,18 +162,6 @@ pub enum Input {
     Leave,
 }
 
-/// Why bytes are not a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryError(&'static str);
-
-impl fmt::Display for EntryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed log entry: {}", self.0)
-    }
-}
-
-impl std::error::Error for EntryError {}
-
 impl Batch {
     /// The message id the batch is published with: JetStream drops a
     /// second copy with the same id, so a batch published again after a
@@ -170,25 +186,22 @@ impl Batch {
     }
 
     /// Reads a batch from the log.
-    pub fn decode(bytes: &[u8]) -> Result<Batch, EntryError> {
-        let mut r = Reader { bytes, pos: 0 };
+    pub fn decode(bytes: &[u8]) -> Result<Batch, DecodeError> {
+        let mut r = Reader::new(bytes);
         if r.byte()? != VERSION {
-            return Err(EntryError("unknown version"));
+            return Err(DecodeError("unknown version"));
         }
         let node = r.string()?;
         let id = r.u64()?;
         let number = r.u64()?;
         let clock_ms = r.u64()?;
-        let count = r.u64()?;
-        if count > MAX_INPUTS {
-            return Err(EntryError("too many inputs"));
-        }
+        let count = r.count()?;
         let mut inputs = Vec::new();
         for _ in 0..count {
             inputs.push(Input::decode(&mut r)?);
         }
-        if r.pos != bytes.len() {
-            return Err(EntryError("bytes after the last input"));
+        if !r.at_end() {
+            return Err(DecodeError("bytes after the last input"));
         }
         Ok(Batch {
             from: Incarnation { node, id },
@@ -245,17 +258,7 @@ impl Input {
             Input::Hello => out.push(tag::HELLO),
             Input::Found { settings, accounts } => {
                 out.push(tag::FOUND);
-                for value in [
-                    settings.block_ms,
-                    settings.timeout_ms,
-                    settings.login_timeout_ms,
-                    u64::from(settings.max_failures_per_ip),
-                    settings.mailbox_max,
-                    settings.store_max,
-                    settings.node_timeout_ms,
-                ] {
-                    put_u64(out, value);
-                }
+                settings.save(out);
                 put_accounts(out, accounts);
             }
             Input::Accounts(accounts) => {
@@ -321,33 +324,20 @@ impl Input {
         }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Input, EntryError> {
+    fn decode(r: &mut Reader<'_>) -> Result<Input, DecodeError> {
         Ok(match r.byte()? {
             tag::HELLO => Input::Hello,
-            tag::FOUND => {
-                let mut value = || r.u64();
-                let settings = Settings {
-                    block_ms: value()?,
-                    timeout_ms: value()?,
-                    login_timeout_ms: value()?,
-                    max_failures_per_ip: u32::try_from(value()?)
-                        .map_err(|_| EntryError("failure limit out of range"))?,
-                    mailbox_max: value()?,
-                    store_max: value()?,
-                    node_timeout_ms: value()?,
-                };
-                Input::Found {
-                    settings,
-                    accounts: r.accounts()?,
-                }
-            }
+            tag::FOUND => Input::Found {
+                settings: Settings::load(r)?,
+                accounts: r.accounts()?,
+            },
             tag::ACCOUNTS => Input::Accounts(r.accounts()?),
             tag::CONNECT => {
                 let conn = r.u64()?;
                 let ip = match r.byte()? {
                     4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
                     6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
-                    _ => return Err(EntryError("unknown address family")),
+                    _ => return Err(DecodeError("unknown address family")),
                 };
                 let flags = r.byte()?;
                 Input::Connect {
@@ -364,7 +354,7 @@ impl Input {
                     0 => None,
                     1 => Some(None),
                     2 => Some(Some(r.array::<TOKEN_BYTES>()?)),
-                    _ => return Err(EntryError("unknown token mark")),
+                    _ => return Err(DecodeError("unknown token mark")),
                 };
                 Input::Line { conn, text, token }
             }
@@ -373,7 +363,7 @@ impl Input {
                 let error = match r.byte()? {
                     0 => LineError::TooLong,
                     1 => LineError::InvalidEncoding,
-                    _ => return Err(EntryError("unknown line error")),
+                    _ => return Err(DecodeError("unknown line error")),
                 };
                 Input::LineError { conn, error }
             }
@@ -387,95 +377,8 @@ impl Input {
             },
             tag::DISCONNECT => Input::Disconnect { conn: r.u64()? },
             tag::LEAVE => Input::Leave,
-            _ => return Err(EntryError("unknown input")),
+            _ => return Err(DecodeError("unknown input")),
         })
-    }
-}
-
-fn put_u64(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u64(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-fn put_accounts(out: &mut Vec<u8>, accounts: &[Account]) {
-    put_u64(out, accounts.len() as u64);
-    for account in accounts {
-        put_bytes(out, account.username.as_bytes());
-        put_bytes(out, account.password.as_bytes());
-    }
-}
-
-/// Reads a batch's bytes front to back.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, EntryError> {
-        let byte = *self.bytes.get(self.pos).ok_or(EntryError("truncated"))?;
-        self.pos += 1;
-        Ok(byte)
-    }
-
-    fn u64(&mut self) -> Result<u64, EntryError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f)
-                .checked_shl(shift)
-                .ok_or(EntryError("varint too long"))?;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(EntryError("varint too long"))
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8], EntryError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or(EntryError("truncated"))?;
-        let slice = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], EntryError> {
-        let mut array = [0; N];
-        array.copy_from_slice(self.take(N)?);
-        Ok(array)
-    }
-
-    fn string(&mut self) -> Result<String, EntryError> {
-        let len = usize::try_from(self.u64()?).map_err(|_| EntryError("truncated"))?;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| EntryError("text is not UTF-8"))
-    }
-
-    fn accounts(&mut self) -> Result<Vec<Account>, EntryError> {
-        let count = self.u64()?;
-        if count > MAX_INPUTS {
-            return Err(EntryError("too many accounts"));
-        }
-        let mut accounts = Vec::new();
-        for _ in 0..count {
-            accounts.push(Account {
-                username: self.string()?,
-                password: self.string()?,
-            });
-        }
-        Ok(accounts)
     }
 }
 

@@ -7,5 +7,38 @@
 //! through its [`replica::Replica`], performing only the effects for its
 //! own connections.
 
+pub mod bridge;
+pub mod codec;
 pub mod entry;
 pub mod replica;
+
+use std::time::Duration;
+
+/// How a server joins a cluster (the `--cluster` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The NATS server, `nats://HOST:PORT`.
+    pub url: String,
+    /// This node's name; `None`: the host name and the listening port.
+    pub node: Option<String>,
+    /// How long a node may be silent in the log before it is dead.
+    pub node_timeout: Duration,
+    /// The JetStream stream holding the log.
+    pub stream: String,
+    /// How many copies of the stream JetStream keeps, when it creates it.
+    pub replicas: usize,
+}
+
+impl ClusterConfig {
+    /// A cluster at `url` with the defaults: the node named after the
+    /// host, a 5 s node timeout, the stream `confab`, one replica.
+    pub fn new(url: &str) -> ClusterConfig {
+        ClusterConfig {
+            url: url.to_owned(),
+            node: None,
+            node_timeout: Duration::from_secs(5),
+            stream: "confab".to_owned(),
+            replicas: 1,
+        }
+    }
+}

@@ -32,11 +32,10 @@
 //! - **Names.** A second live incarnation of the same node name is refused
 //!   at its `Hello`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
+use super::codec::{put_accounts, put_bytes, put_u64, DecodeError, Reader, MAX_COUNT};
 use super::entry::{Batch, Incarnation, Input, Settings};
 use crate::chat::{Chat, SessionId, WallClock};
 use crate::credentials::Account;
@@ -111,7 +110,10 @@ pub struct Replica {
     /// Incarnations that are over; their entries are ignored.
     over: HashSet<u64>,
     /// The connection of each session id.
-    owners: Slab<(u64, u64)>,
+    owners: Vec<Option<(u64, u64)>>,
+    /// The session ids free below `owners.len()`: a new connection gets
+    /// the lowest, so every replica gives the same.
+    free: BTreeSet<usize>,
     /// The session of each connection.
     sessions: HashMap<(u64, u64), SessionId>,
     /// The log time of the last entry applied.
@@ -134,7 +136,8 @@ impl Replica {
             nodes: HashMap::new(),
             groups: vec![None],
             over: HashSet::new(),
-            owners: Slab::new(),
+            owners: Vec::new(),
+            free: BTreeSet::new(),
             sessions: HashMap::new(),
             log_ms: 0,
             anchor: None,
@@ -172,7 +175,7 @@ impl Replica {
 
     /// The connection of session `sid`: its incarnation id and serial.
     pub fn owner(&self, sid: SessionId) -> Option<(u64, u64)> {
-        self.owners.get(sid.0).copied()
+        self.owners.get(sid.0).copied().flatten()
     }
 
     /// The session of this node's connection `conn`, once its `Connect`
@@ -187,12 +190,15 @@ impl Replica {
         self.nodes.get(&self.me.id).map(|node| node.group)
     }
 
-    /// Whether a live incarnation other than this node's current one has
-    /// this name.
-    pub fn name_live(&self, name: &str) -> bool {
+    /// When a new run of the node `name` may join, in log time: a live
+    /// incarnation of that name is replaced only once it has been silent
+    /// for the node timeout. `None`: no live incarnation has the name.
+    pub fn name_free_at(&self, name: &str) -> Option<u64> {
+        let timeout = self.settings.as_ref().map_or(0, |s| s.node_timeout_ms);
         self.nodes
             .iter()
-            .any(|(&id, node)| id != self.me.id && node.name == name)
+            .find(|(&id, node)| id != self.me.id && node.name == name)
+            .map(|(_, node)| node.last_ms.saturating_add(timeout))
     }
 
     /// How many nodes are live.
@@ -209,10 +215,7 @@ impl Replica {
 
     /// The `Instant` the domain uses for log time `ms`.
     pub fn instant(&mut self, ms: u64) -> Instant {
-        let anchor = *self.anchor.get_or_insert_with(|| WallClock {
-            at: Instant::now(),
-            unix_ms: ms,
-        });
+        let anchor = *self.anchor.get_or_insert_with(|| anchor_at(ms));
         let ahead = Duration::from_millis(ms.saturating_sub(anchor.unix_ms));
         anchor.at.checked_add(ahead).unwrap_or(anchor.at)
     }
@@ -306,12 +309,19 @@ impl Replica {
                 if self.nodes.contains_key(&id) {
                     return;
                 }
-                if self.nodes.values().any(|node| node.name == from.node) {
-                    self.over.insert(id);
-                    if id == self.me.id {
-                        *ended = Some(Ended::NameTaken);
+                let twin = self.nodes.iter().find(|(_, node)| node.name == from.node);
+                if let Some((&twin, node)) = twin {
+                    // A run of this node that was killed may be replaced
+                    // once it has been silent for the node timeout.
+                    let timeout = self.settings.as_ref().map_or(0, |s| s.node_timeout_ms);
+                    if self.log_ms.saturating_sub(node.last_ms) < timeout {
+                        self.over.insert(id);
+                        if id == self.me.id {
+                            *ended = Some(Ended::NameTaken);
+                        }
+                        return;
                     }
-                    return;
+                    self.end(chat, twin, now);
                 }
                 let group = self.free_group(id);
                 let node = Node {
@@ -344,8 +354,7 @@ impl Replica {
                 if session(conn).is_some() {
                     return;
                 }
-                let sid = SessionId(self.owners.insert((id, *conn)));
-                self.sessions.insert((id, *conn), sid);
+                let sid = self.allocate((id, *conn));
                 chat.connect_in(sid, *ip, *trusted, group, now);
                 if *web {
                     chat.without_private(sid);
@@ -377,7 +386,7 @@ impl Replica {
             Input::Disconnect { conn } => {
                 if let Some(sid) = self.sessions.remove(&(id, *conn)) {
                     chat.disconnect(sid, now);
-                    self.owners.remove(sid.0);
+                    self.release(sid);
                 }
             }
             Input::Leave => {
@@ -438,13 +447,37 @@ impl Replica {
         let gone: Vec<usize> = self
             .owners
             .iter()
-            .filter(|(_, owner)| owner.0 == id)
+            .enumerate()
+            .filter(|(_, owner)| owner.is_some_and(|owner| owner.0 == id))
             .map(|(sid, _)| sid)
             .collect();
         for sid in gone {
-            if let Some(owner) = self.owners.try_remove(sid) {
+            if let Some(owner) = self.owners[sid] {
                 self.sessions.remove(&owner);
             }
+            self.release(SessionId(sid));
+        }
+    }
+
+    /// The lowest free session id, given to connection `owner`.
+    fn allocate(&mut self, owner: (u64, u64)) -> SessionId {
+        let index = match self.free.pop_first() {
+            Some(index) => index,
+            None => {
+                self.owners.push(None);
+                self.owners.len() - 1
+            }
+        };
+        self.owners[index] = Some(owner);
+        self.sessions.insert(owner, SessionId(index));
+        SessionId(index)
+    }
+
+    /// Frees session id `sid`.
+    fn release(&mut self, sid: SessionId) {
+        if let Some(slot) = self.owners.get_mut(sid.0) {
+            *slot = None;
+            self.free.insert(sid.0);
         }
     }
 
@@ -459,5 +492,117 @@ impl Replica {
         };
         self.groups[index] = Some(id);
         u32::try_from(index).unwrap_or(u32::MAX)
+    }
+}
+
+/// How far past the present the anchor's `Instant` is put, so that any
+/// log time before the anchor (a snapshot's sessions, presence history)
+/// is an `Instant` too: 2^30 seconds, about 34 years.
+const ANCHOR_HEADROOM: Duration = Duration::from_secs(1 << 30);
+
+/// The pairing of log time `ms` with an `Instant` (see
+/// [`ANCHOR_HEADROOM`]).
+pub fn anchor_at(ms: u64) -> WallClock {
+    let now = Instant::now();
+    WallClock {
+        at: now.checked_add(ANCHOR_HEADROOM).unwrap_or(now),
+        unix_ms: ms,
+    }
+}
+
+impl Replica {
+    /// Appends the replica's state (everything but the domain's and this
+    /// node's incarnation) for a snapshot.
+    pub fn save(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.seq);
+        put_u64(out, self.log_ms);
+        put_u64(out, self.resumed_ms);
+        match (&self.settings, &self.accounts) {
+            (Some(settings), Some(accounts)) => {
+                out.push(1);
+                settings.save(out);
+                put_accounts(out, accounts);
+            }
+            _ => out.push(0),
+        }
+        let mut nodes: Vec<(&u64, &Node)> = self.nodes.iter().collect();
+        nodes.sort_unstable_by_key(|(id, _)| **id);
+        put_u64(out, nodes.len() as u64);
+        for (id, node) in nodes {
+            put_u64(out, *id);
+            put_bytes(out, node.name.as_bytes());
+            put_u64(out, u64::from(node.group));
+            put_u64(out, node.last_ms);
+            put_u64(out, node.last_number);
+        }
+        let mut over: Vec<u64> = self.over.iter().copied().collect();
+        over.sort_unstable();
+        put_u64(out, over.len() as u64);
+        for id in over {
+            put_u64(out, id);
+        }
+        put_u64(out, self.owners.len() as u64);
+        for owner in &self.owners {
+            match owner {
+                Some((id, conn)) => {
+                    out.push(1);
+                    put_u64(out, *id);
+                    put_u64(out, *conn);
+                }
+                None => out.push(0),
+            }
+        }
+    }
+
+    /// A replica as [`Replica::save`] wrote it, for the node running as
+    /// `me`; its domain time is anchored at the snapshot's log time.
+    pub fn load(r: &mut Reader<'_>, me: Incarnation) -> Result<Replica, DecodeError> {
+        let mut replica = Replica::new(me);
+        replica.seq = r.u64()?;
+        replica.log_ms = r.u64()?;
+        replica.resumed_ms = r.u64()?;
+        if r.byte()? == 1 {
+            replica.settings = Some(Settings::load(r)?);
+            replica.accounts = Some(r.accounts()?);
+        }
+        for _ in 0..r.count()? {
+            let id = r.u64()?;
+            let node = Node {
+                name: r.string()?,
+                group: u32::try_from(r.u64()?).map_err(|_| DecodeError("group out of range"))?,
+                last_ms: r.u64()?,
+                last_number: r.u64()?,
+            };
+            let index = node.group as usize;
+            if index == 0 || index > MAX_COUNT as usize {
+                return Err(DecodeError("group out of range"));
+            }
+            if replica.groups.len() <= index {
+                replica.groups.resize(index + 1, None);
+            }
+            replica.groups[index] = Some(id);
+            replica.nodes.insert(id, node);
+        }
+        for _ in 0..r.count()? {
+            replica.over.insert(r.u64()?);
+        }
+        for index in 0..r.count()? {
+            let owner = match r.byte()? {
+                1 => Some((r.u64()?, r.u64()?)),
+                _ => None,
+            };
+            let index = index as usize;
+            replica.owners.push(owner);
+            match owner {
+                Some(owner) => {
+                    replica.sessions.insert(owner, SessionId(index));
+                }
+                None => {
+                    replica.free.insert(index);
+                }
+            }
+        }
+        replica.anchor = Some(anchor_at(replica.log_ms));
+        Ok(replica)
     }
 }

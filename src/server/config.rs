@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::chat::ChatConfig;
+use crate::cluster::ClusterConfig;
 use crate::identity::IdentitySource;
 use crate::journal::{JournalOptions, OnDamage};
 use crate::rate::Rate;
@@ -57,6 +58,9 @@ pub struct Config {
     /// Origins whose pages may open WebSocket sessions besides the page's
     /// own (`--web-origin`; see [`super::parse_origin`]).
     pub web_origins: Vec<String>,
+    /// The cluster this server is a node of (`--cluster`); `None`: a
+    /// single server.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -81,6 +85,7 @@ impl Config {
             plain_port: None,
             web_port: None,
             web_origins: Vec::new(),
+            cluster: None,
         }
     }
 }

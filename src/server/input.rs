@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::cluster::Flow;
 use super::staging::STAGE_LIMIT;
 use super::{LoopTimer, Server};
 use crate::chat::SessionId;
@@ -84,8 +85,9 @@ impl Server {
     /// bytes from it and handles every complete line, as far as its rate
     /// allows.
     pub(super) fn read(&mut self, key: usize, now: Instant) {
-        // Nothing is read while its password is being verified.
-        if self.verifier.is_waiting(key) {
+        // Nothing is read while its password is being verified, or while
+        // its last input waits for the cluster's log.
+        if self.verifier.is_waiting(key) || self.awaits_log(key) {
             return;
         }
         // A web connection's request is not lines.
@@ -124,6 +126,11 @@ impl Server {
                     let scratch = std::mem::take(&mut self.input.scratch);
                     self.consume(key, &scratch[..n], now);
                     self.input.scratch = scratch;
+                    // What it sent next stays in the socket until the
+                    // answer it waits for comes (its resumption reads it).
+                    if self.verifier.is_waiting(key) || self.awaits_log(key) {
+                        return;
+                    }
                 }
                 Err(e) => return self.read_stopped(key, e),
             }
@@ -212,9 +219,23 @@ impl Server {
             if let Some(limited) = conn.limited.as_deref_mut() {
                 limited.pace.count(rate, now);
             }
-            match item.and_then(protocol::decode_line) {
+            let line = match item.and_then(protocol::decode_line) {
                 Ok(None) => continue,
-                Ok(Some(line)) => self.chat.line(sid, line, now),
+                Ok(Some(line)) => Ok(line),
+                Err(error) => Err(error),
+            };
+            if self.cluster.is_some() {
+                let line = line.map(str::to_owned);
+                match self.cluster_line(key, line.as_deref().map_err(|e| *e)) {
+                    Flow::Go => continue,
+                    Flow::Wait(index) => return self.await_log(key, index, &data[pos..]),
+                    Flow::Verify(verification) => {
+                        return self.cluster_verify(key, verification, &data[pos..])
+                    }
+                }
+            }
+            match line {
+                Ok(line) => self.chat.line(sid, line, now),
                 Err(error) => self.chat.line_error(sid, error, now),
             }
             if self.chat.outbox().has_verifications() {

@@ -26,6 +26,7 @@
 
 mod admission;
 mod backlog;
+mod cluster;
 mod commit;
 mod config;
 mod conn;
@@ -185,6 +186,8 @@ pub struct Server {
     admission: Admission,
     timers: Timers,
     control: Control,
+    /// This server's part in a cluster (`--cluster`).
+    cluster: Option<cluster::Node>,
 }
 
 impl Server {
@@ -193,7 +196,7 @@ impl Server {
     /// ephemeral, loads or makes the TLS certificate if the server speaks
     /// TLS, and binds the listeners. Errors say which of these failed.
     pub fn bind(config: Config, accounts: Vec<Account>) -> io::Result<Server> {
-        let mut chat = Chat::new(accounts, config.chat);
+        let mut chat = Chat::new(accounts.clone(), config.chat);
         chat.set_wall_clock(WallClock::new(Instant::now(), SystemTime::now()));
         let journal = match &config.storage {
             Storage::Ephemeral => None,
@@ -247,6 +250,22 @@ impl Server {
         };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let durability = journal.map(|journal| with_wake(journal, &waker));
+        let cluster = match &config.cluster {
+            None => None,
+            Some(cluster) => {
+                if durability.is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a cluster node keeps its state in NATS, not in a data directory",
+                    ));
+                }
+                let port = listener.local_addr()?.port();
+                let name = cluster.node.clone().unwrap_or_else(|| default_node_name(port));
+                let settings = cluster::settings(&config.chat, cluster.node_timeout);
+                let node = cluster::Node::join(cluster, name, settings, &accounts, &mut chat, &waker)?;
+                Some(node)
+            }
+        };
         Ok(Server {
             admission: Admission::new(config.trust.clone(), config.max_per_ip),
             staging: Staging::new(config.presence_delay),
@@ -268,6 +287,7 @@ impl Server {
                 signals: None,
                 open: Arc::new(AtomicUsize::new(0)),
             },
+            cluster,
         })
     }
 
@@ -375,9 +395,14 @@ impl Server {
                 }
             }
             self.take_answers(now);
+            self.take_log(now);
             self.read_unread(now);
             self.fire_timers(now);
             self.finish_iteration(now, events.is_empty());
+            self.cluster_turn(now);
+            if let Some(failure) = self.cluster_failure() {
+                return Err(io::Error::other(failure));
+            }
             self.control.open.store(self.conns.len(), Ordering::Relaxed);
         }
         let result = self.shut_down(&mut events);
@@ -391,8 +416,13 @@ impl Server {
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
         let now = Instant::now();
         let retry = self.durability.as_ref().and_then(Durability::retry_at);
+        // In a cluster the log ticks the domain's timers (see `cluster`).
+        let domain = match self.cluster {
+            Some(_) => self.cluster_deadline(),
+            None => self.chat.next_deadline(),
+        };
         let next = [
-            self.chat.next_deadline(),
+            domain,
             self.timers.deadlines.next(),
             self.staging.notices.due(),
             retry,
@@ -404,7 +434,7 @@ impl Server {
             .durability
             .as_ref()
             .is_some_and(Durability::wants_slice);
-        let timeout = if self.conns.wants_another_turn() || compacting {
+        let timeout = if self.conns.wants_another_turn() || compacting || self.log_left() {
             Some(Duration::ZERO)
         } else {
             // Round up so that the loop never wakes just before a deadline.
@@ -533,6 +563,8 @@ impl Server {
                 let serial = conn.serial;
                 self.arm_http_deadline(key, serial, now);
             }
+        } else if self.cluster.is_some() {
+            self.cluster_connect(key, peer.ip(), address.is_none(), false);
         } else {
             self.chat
                 .connect(SessionId(key), peer.ip(), address.is_none(), now);
@@ -544,8 +576,10 @@ impl Server {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        self.chat.expire(now);
-        self.apply_effects();
+        if self.cluster.is_none() {
+            self.chat.expire(now);
+            self.apply_effects();
+        }
         while let Some((_, timer)) = self.timers.deadlines.pop_due(now) {
             match timer {
                 LoopTimer::Linger { key, serial } => {
@@ -577,6 +611,7 @@ impl Server {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
+        let serial = conn.serial;
         if let Err(e) = conn.link.deregister(self.poll.registry()) {
             debug!("#{key}: deregister: {e}");
         }
@@ -587,8 +622,12 @@ impl Server {
         // connection.
         self.forget_staged(key);
         self.verifier.forget(key);
-        self.chat.disconnect(SessionId(key), now);
-        self.apply_effects();
+        if self.cluster.is_some() {
+            self.cluster_disconnect(key, serial);
+        } else {
+            self.chat.disconnect(SessionId(key), now);
+            self.apply_effects();
+        }
         if self.timers.accept_paused {
             self.timers.accept_paused = false;
             self.accept_all(now);
@@ -604,8 +643,12 @@ impl Server {
             debug!("deregister listener: {e}");
         }
         let now = Instant::now();
-        self.chat.shutdown(now);
-        self.apply_effects();
+        if self.cluster_mode() {
+            self.cluster_leave();
+        } else {
+            self.chat.shutdown(now);
+            self.apply_effects();
+        }
         // Web connections that are no session yet have nobody to tell.
         for key in self.conns.keys_where(|conn| conn.http.is_some()) {
             self.conns.doom(key);
@@ -661,6 +704,20 @@ fn with_wake(mut journal: Journal, waker: &Arc<Waker>) -> Durability {
         let _ = waker.wake();
     }));
     Durability::new(journal)
+}
+
+/// A node's name when `--node` is not given: the host name and the
+/// listening port.
+fn default_node_name(port: u16) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_owned()
+    };
+    format!("{host}:{port}")
 }
 
 /// `EMFILE` or `ENFILE`: the process or the system ran out of descriptors.

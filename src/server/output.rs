@@ -81,7 +81,7 @@ impl Server {
     /// lets what waited behind them follow. A closing connection gives the
     /// rest up: it stays in the mailbox for the next login.
     fn flush_backlog(&mut self, key: usize) -> io::Result<()> {
-        let sid = SessionId(key);
+        let (sid, reported) = self.backlog_session(key).unwrap_or((SessionId(key), 0));
         let Some(conn) = self.conns.live(key) else {
             return Ok(());
         };
@@ -91,7 +91,7 @@ impl Server {
         }
         if let Some((out, backlog)) = conn.backlog_mut() {
             if Backlog::wants_more(out) {
-                for line in self.chat.backlog(sid, backlog.queued()) {
+                for line in self.chat.backlog(sid, reported + backlog.queued()) {
                     if backlog.queue(out, line) {
                         break;
                     }
@@ -103,14 +103,20 @@ impl Server {
             return Ok(());
         };
         let written = backlog.written(out);
-        let all_queued = self.chat.backlog(sid, backlog.queued()).next().is_none();
+        let all_queued = self
+            .chat
+            .backlog(sid, reported + backlog.queued())
+            .next()
+            .is_none();
         if backlog.queued() == 0 && all_queued {
             conn.end_backlog();
             conn.flush()?;
         } else if !conn.has_output() {
             self.conns.mark_backlogged(key);
         }
-        if written > 0 {
+        if written > 0 && self.cluster_mode() {
+            self.cluster_written(key, written);
+        } else if written > 0 {
             self.chat.backlog_written(sid, written);
             self.apply_effects();
         }

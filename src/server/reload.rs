@@ -52,8 +52,12 @@ impl Server {
                         accounts.len(),
                         path.display()
                     );
-                    self.chat.reload_accounts(accounts, now);
-                    self.apply_effects();
+                    if self.cluster_mode() {
+                        self.cluster_accounts(accounts);
+                    } else {
+                        self.chat.reload_accounts(accounts, now);
+                        self.apply_effects();
+                    }
                 }
                 Err(e) => warn!(
                     target: "confab::reload",

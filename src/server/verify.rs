@@ -188,6 +188,24 @@ fn lower_priority() {
 }
 
 impl Server {
+    /// Hands a password of connection `key` to the worker in cluster mode,
+    /// where the node checks it before anything goes to the log; `rest`
+    /// waits for the verdict.
+    pub(super) fn cluster_verify(&mut self, key: usize, verification: Verification, rest: &[u8]) {
+        let Some(serial) = self.conns.live(key).map(|conn| conn.serial) else {
+            return;
+        };
+        let capacity = self.config.max_clients;
+        let waker = &self.control.waker;
+        if let Err(e) = self
+            .verifier
+            .submit(key, serial, verification, rest, waker, capacity)
+        {
+            warn!("#{key}: cannot verify its password: {e}");
+            self.conns.doom(key);
+        }
+    }
+
     /// Takes the domain's request to verify the password connection `key`
     /// just typed: it stops being read, and `rest` (what it sent after the
     /// password) waits for the answer. A request that cannot be queued
@@ -224,6 +242,10 @@ impl Server {
             };
             if serial != answer.serial || !self.conns.is_live(answer.key) {
                 debug!("#{}: verification answered after it left", answer.key);
+                continue;
+            }
+            if self.cluster_mode() {
+                self.cluster_verified(answer.key, serial, answer.matches, &rest);
                 continue;
             }
             self.chat

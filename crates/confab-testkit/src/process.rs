@@ -134,7 +134,7 @@ impl ServerProcess {
                 (!options
                     .args
                     .iter()
-                    .any(|a| a == "--data-dir" || a == "--ephemeral"))
+                    .any(|a| a == "--data-dir" || a == "--ephemeral" || a == "--cluster"))
                 .then_some("--ephemeral"),
             )
             .stdin(Stdio::null())

@@ -161,6 +161,9 @@ impl Server {
         let trusted = conn.address().is_none();
         debug!("#{key}: WebSocket open");
         self.conns.mark_dirty(key);
+        if self.cluster_mode() {
+            return self.cluster_connect(key, stage.ip, trusted, true);
+        }
         let sid = SessionId(key);
         self.chat.connect(sid, stage.ip, trusted, now);
         self.chat.without_private(sid);
