@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod chat;
 pub mod client;
+pub mod cluster;
 pub mod credentials;
 pub mod deadlines;
 pub mod fdlimit;
