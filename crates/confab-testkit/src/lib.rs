@@ -6,8 +6,10 @@
 //! headless Chromium for the web page (`browser`, with the feature of that
 //! name), one reader of `/proc` ([`procfs`]), one seeded random number
 //! generator ([`Rng`]), temporary directories ([`TempDir`]), a WebSocket
-//! client and raw HTTP for the web port ([`web`]), and the reference model
-//! and checker of the chat domain ([`chat_model`]).
+//! client and raw HTTP for the web port ([`web`]), a real `nats-server`
+//! with JetStream that can be killed and restarted ([`NatsServer`], for
+//! cluster mode's NATS bridge), and the reference model and checker of the
+//! chat domain ([`chat_model`]).
 //!
 //! Everything here is for tests and measurements, never for the product:
 //! the helpers named for tests panic with a message when something they
@@ -23,6 +25,7 @@ pub mod chat_model;
 pub mod client;
 pub mod client_process;
 pub mod isolated;
+pub mod nats;
 pub mod probe;
 pub mod process;
 pub mod procfs;
@@ -38,6 +41,7 @@ pub mod web;
 pub use accounts::{accounts, password, ACCOUNTS};
 pub use client::{show, three_users, two_users, Client};
 pub use isolated::isolated;
+pub use nats::NatsServer;
 pub use probe::{open_descriptors, status_kib};
 pub use process::{exit_within, run_to_end, ProcessOptions, ServerProcess};
 pub use replies::{
