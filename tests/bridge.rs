@@ -2,7 +2,8 @@
 //! `nats-server` with JetStream (`confab_testkit::NatsServer`): batches
 //! stored and followed in order, message ids deduplicated, following from
 //! a given sequence, an outage (kill and restart) with publishing that never
-//! blocks and every batch stored once, snapshots bigger than a NATS message
+//! blocks and every batch stored once, a stored batch whose answer was lost
+//! (behind a proxy) stored once more as the same entry, snapshots bigger than a NATS message
 //! kept two at a time with the log trimmed below them, and start-up errors
 //! that come within their timeout.
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use confab::cluster::bridge::{Bridge, Event, LogConfig};
 use confab_testkit::nats::free_port;
-use confab_testkit::{NatsServer, Rng};
+use confab_testkit::{NatsServer, Rng, TcpProxy};
 use futures_util::StreamExt;
 
 /// The timeout of every start-up helper.
@@ -34,12 +35,22 @@ fn config(server: &NatsServer) -> LogConfig {
 
 /// A bridge to `server`, with the count of its wake calls.
 fn connect(server: &NatsServer) -> (Bridge, Arc<AtomicUsize>) {
+    connect_to(&server.url(), server)
+}
+
+/// A bridge to `url`, which leads to `server`, with the count of its wake
+/// calls.
+fn connect_to(url: &str, server: &NatsServer) -> (Bridge, Arc<AtomicUsize>) {
     let wakes = Arc::new(AtomicUsize::new(0));
     let counted = wakes.clone();
     let wake = Arc::new(move || {
         counted.fetch_add(1, Ordering::SeqCst);
     });
-    match Bridge::connect(&config(server), START, wake) {
+    let config = LogConfig {
+        url: url.to_string(),
+        ..config(server)
+    };
+    match Bridge::connect(&config, START, wake) {
         Ok(bridge) => (bridge, wakes),
         Err(error) => panic!("connect: {error}; nats-server's log:\n{}", server.log()),
     }
@@ -209,16 +220,17 @@ fn an_outage_is_told_and_every_batch_published_across_it_is_stored_once() {
     let (bridge, _) = connect(&server);
     bridge.follow_from(1);
     bridge.publish(1, "batch-1".into(), batch(1));
-    let events = events_until(&bridge, |events| entries(events).len() == 1);
+    let mut events = events_until(&bridge, |events| entries(events).len() == 1);
     assert_eq!(stored(&events), [(1, 1)]);
     thread::sleep(Duration::from_millis(100));
 
-    // Batch 2 goes out as the server dies: whether it was stored or not,
-    // its acknowledgement never comes.
+    // Batch 2 goes out as the server dies: it may be stored and answered
+    // first, or stored with its answer lost, or not reach the server.
     bridge.publish(2, "batch-2".into(), batch(2));
     server.kill();
-    let events = events_until(&bridge, |events| events.contains(&Event::Down));
-    assert_eq!(events, [Event::Down]);
+    events.extend(events_until(&bridge, |events| {
+        events.contains(&Event::Down)
+    }));
     assert!(!bridge.is_up());
 
     let started = Instant::now();
@@ -233,21 +245,89 @@ fn an_outage_is_told_and_every_batch_published_across_it_is_stored_once() {
     thread::sleep(Duration::from_millis(500));
 
     server.restart();
-    let events = events_until(&bridge, |events| {
-        stored(events).len() == 2
-            && entries(events).len() == 2
-            && events.contains(&Event::SnapshotSaved { seq: 1 })
-    });
-    assert_eq!(events[0], Event::Up, "{events:?}");
+    let seen = events.len();
+    events.extend(events_until(&bridge, |later| {
+        let all: Vec<Event> = events.iter().chain(later).cloned().collect();
+        stored(&all).len() == 3
+            && entries(&all).len() == 3
+            && later.contains(&Event::SnapshotSaved { seq: 1 })
+    }));
+    let down = events.iter().position(|e| *e == Event::Down);
+    let up = events.iter().position(|e| *e == Event::Up);
+    assert!(down < up && down.is_some(), "{events:?}");
+    assert!(!events[seen..].contains(&Event::Down), "{events:?}");
     assert!(bridge.is_up());
-    assert_eq!(stored(&events), [(2, 2), (3, 3)]);
+    assert_eq!(stored(&events), [(1, 1), (2, 2), (3, 3)]);
     let delivered: Vec<(u64, Vec<u8>)> = entries(&events)
         .into_iter()
         .map(|(seq, _, payload)| (seq, payload))
         .collect();
-    assert_eq!(delivered, [(2, batch(2)), (3, batch(3))]);
+    assert_eq!(delivered, [(1, batch(1)), (2, batch(2)), (3, batch(3))]);
     assert_eq!(events_within(&bridge, Duration::from_millis(500)), []);
     assert_eq!(bridge.stream_bounds(START).expect("bounds"), (1, 3));
+}
+
+/// Runs `work` on a JetStream client of the test's own, connected to
+/// `server` directly.
+fn with_jetstream<T, F>(
+    server: &NatsServer,
+    work: impl FnOnce(async_nats::jetstream::Context) -> F,
+) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        work(async_nats::jetstream::new(client)).await
+    })
+}
+
+/// The log's last sequence, asked of `server` directly.
+fn last_seq(server: &NatsServer) -> u64 {
+    with_jetstream(server, |js| async move {
+        let stream = js.get_stream("confab").await.expect("the log's stream");
+        stream.cached_info().state.last_sequence
+    })
+}
+
+#[test]
+fn a_batch_stored_whose_answer_was_lost_is_republished_and_stored_once() {
+    let server = NatsServer::start();
+    let proxy = TcpProxy::start(([127, 0, 0, 1], server.port()).into());
+    let through_proxy = NatsServer::url_of(proxy.addr());
+    let (bridge, _) = connect_to(&through_proxy, &server);
+    bridge.follow_from(1);
+    publish_all(&bridge, 1..=1);
+    events_until(&bridge, |events| entries(events).len() == 1);
+
+    proxy.hold_replies(true);
+    bridge.publish(2, "batch-2".into(), batch(2));
+    let deadline = Instant::now() + WAIT;
+    while last_seq(&server) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "batch 2 never reached the server"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    proxy.cut();
+    proxy.hold_replies(false);
+
+    let events = events_until(&bridge, |events| {
+        stored(events).len() == 1 && entries(events).len() == 1
+    });
+    let down = events.iter().position(|e| *e == Event::Down);
+    let up = events.iter().position(|e| *e == Event::Up);
+    assert!(down.is_some() && down < up, "{events:?}");
+    assert_eq!(stored(&events), [(2, 2)]);
+    assert_eq!(entries(&events)[0].0, 2);
+    assert_eq!(entries(&events)[0].2, batch(2));
+    assert_eq!(events_within(&bridge, Duration::from_millis(300)), []);
+    assert_eq!(last_seq(&server), 2);
 }
 
 /// A snapshot of 1.5 MiB, more than NATS's largest message (1 MiB).
@@ -259,13 +339,7 @@ fn snapshot(seed: u64) -> Vec<u8> {
 /// The names of the objects in the snapshot store, read with a client of
 /// the test's own.
 fn snapshot_objects(server: &NatsServer) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async {
-        let client = async_nats::connect(server.url()).await.expect("connect");
-        let js = async_nats::jetstream::new(client);
+    with_jetstream(server, |js| async move {
         let store = js
             .get_object_store("confab-snapshots")
             .await

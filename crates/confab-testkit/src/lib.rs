@@ -8,8 +8,9 @@
 //! generator ([`Rng`]), temporary directories ([`TempDir`]), a WebSocket
 //! client and raw HTTP for the web port ([`web`]), a real `nats-server`
 //! with JetStream that can be killed and restarted ([`NatsServer`], for
-//! cluster mode's NATS bridge), and the reference model and checker of the
-//! chat domain ([`chat_model`]).
+//! cluster mode's NATS bridge), a TCP proxy that can lose a server's
+//! replies or cut its connections ([`TcpProxy`]), and the reference model
+//! and checker of the chat domain ([`chat_model`]).
 //!
 //! Everything here is for tests and measurements, never for the product:
 //! the helpers named for tests panic with a message when something they
@@ -29,6 +30,7 @@ pub mod nats;
 pub mod probe;
 pub mod process;
 pub mod procfs;
+pub mod proxy;
 pub mod pty;
 pub mod replies;
 pub mod rng;
@@ -44,6 +46,7 @@ pub use isolated::isolated;
 pub use nats::NatsServer;
 pub use probe::{open_descriptors, status_kib};
 pub use process::{exit_within, run_to_end, ProcessOptions, ServerProcess};
+pub use proxy::TcpProxy;
 pub use replies::{
     ACCOUNT_BANNED, HELP, INVALID_PASSWORD, INVALID_USERNAME, PASSWORD, PASSWORD_BANNED, USERNAME,
     WELCOME,

@@ -70,7 +70,13 @@ impl NatsServer {
 
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        NatsServer::url_of(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
+    }
+
+    /// The NATS URL of `addr`, such as a [`TcpProxy`](crate::TcpProxy) in
+    /// front of a server.
+    pub fn url_of(addr: SocketAddr) -> String {
+        format!("nats://{addr}")
     }
 
     /// The port it listens on (the same across restarts).

@@ -120,13 +120,10 @@ async fn serve(
                 let nats = nats.clone();
                 let outbox = outbox.clone();
                 tokio::spawn(async move {
-                    let latest =
-                        tokio::time::timeout(timeout, snapshots::latest(&nats, &outbox)).await;
-                    let _ =
-                        reply
-                            .send(latest.unwrap_or_else(|_| {
-                                Err(timed_out("the latest snapshot", timeout))
-                            }));
+                    let latest = tokio::time::timeout(timeout, snapshots::latest(&nats, &outbox))
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out("the latest snapshot", timeout)));
+                    let _ = reply.send(latest);
                 });
             }
         }

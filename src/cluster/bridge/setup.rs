@@ -94,8 +94,9 @@ pub(super) fn reconnect_delay(attempt: usize) -> Duration {
 }
 
 /// Connects (the client then reconnects by itself, forever, telling
-/// `connection` of every change), checks that JetStream answers, and finds
-/// or creates the stream and the snapshot store, all within `timeout`.
+/// `connection` of every change), then finds or creates the stream (where
+/// a server without JetStream shows, as nothing answers) and the snapshot
+/// store, all within `timeout`.
 pub(super) async fn open(
     config: &LogConfig,
     timeout: Duration,
@@ -112,8 +113,8 @@ pub(super) async fn open(
             .connection_timeout(CONNECT_ATTEMPT)
             .ping_interval(PING_INTERVAL)
             .event_callback(move |event| {
-                let sent = connection.send(event);
-                async move { drop(sent) }
+                let _ = connection.send(event);
+                std::future::ready(())
             });
         async move {
             options.connect(url).await.map_err(|e| match e.kind() {
