@@ -6,7 +6,10 @@
 //! headless Chromium for the web page (`browser`, with the feature of that
 //! name), one reader of `/proc` ([`procfs`]), one seeded random number
 //! generator ([`Rng`]), temporary directories ([`TempDir`]), a WebSocket
-//! client and raw HTTP for the web port ([`web`]), and the reference model
+//! client and raw HTTP for the web port ([`web`]), a real `nats-server`
+//! with JetStream that can be killed and restarted ([`NatsServer`], for
+//! cluster mode's NATS bridge), a TCP proxy that can lose a server's
+//! replies or cut its connections ([`TcpProxy`]), and the reference model
 //! and checker of the chat domain ([`chat_model`]).
 //!
 //! Everything here is for tests and measurements, never for the product:
@@ -23,9 +26,11 @@ pub mod chat_model;
 pub mod client;
 pub mod client_process;
 pub mod isolated;
+pub mod nats;
 pub mod probe;
 pub mod process;
 pub mod procfs;
+pub mod proxy;
 pub mod pty;
 pub mod replies;
 pub mod rng;
@@ -38,8 +43,10 @@ pub mod web;
 pub use accounts::{accounts, password, ACCOUNTS};
 pub use client::{show, three_users, two_users, Client};
 pub use isolated::isolated;
+pub use nats::NatsServer;
 pub use probe::{open_descriptors, status_kib};
 pub use process::{exit_within, run_to_end, ProcessOptions, ServerProcess};
+pub use proxy::TcpProxy;
 pub use replies::{
     ACCOUNT_BANNED, HELP, INVALID_PASSWORD, INVALID_USERNAME, PASSWORD, PASSWORD_BANNED, USERNAME,
     WELCOME,
