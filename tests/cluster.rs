@@ -225,11 +225,16 @@ fn a_node_with_different_credentials_is_refused_with_one_line() {
             .args(["--cluster", &nats.url(), "--node", "b"]),
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("confab-server")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("confab-server"))
+        .collect();
     assert_eq!(
         lines,
-        ["confab-server: the credentials file differs from the cluster's accounts: every node \
-          must load the same one"],
+        [
+            "confab-server: the credentials file differs from the cluster's accounts: every node \
+          must load the same one"
+        ],
         "{stderr}"
     );
 }
@@ -249,7 +254,14 @@ fn a_second_live_node_with_the_same_name_is_refused() {
         Command::new(server_binary())
             .args(["0", "0.5", "30", "--credentials"])
             .arg(&file)
-            .args(["--cluster", &nats.url(), "--node", "twin", "--node-timeout", "1"]),
+            .args([
+                "--cluster",
+                &nats.url(),
+                "--node",
+                "twin",
+                "--node-timeout",
+                "1",
+            ]),
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(

@@ -182,7 +182,12 @@ struct Args {
           requires = "cluster")]
     node_timeout: Duration,
     /// The JetStream stream that holds the cluster's log.
-    #[arg(long, value_name = "NAME", default_value = "confab", requires = "cluster")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "confab",
+        requires = "cluster"
+    )]
     cluster_stream: String,
     /// How many copies of the stream JetStream keeps, when the first node
     /// creates it (3 for production, on three NATS servers).

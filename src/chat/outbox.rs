@@ -159,12 +159,10 @@ impl Outbox {
                 None => false,
             }
         });
-        self.held.retain_mut(|sid| to(*sid).map(|renamed| *sid = renamed).is_some());
-        self.verifications.retain_mut(|v| {
-            to(v.session)
-                .map(|renamed| v.session = renamed)
-                .is_some()
-        });
+        self.held
+            .retain_mut(|sid| to(*sid).map(|renamed| *sid = renamed).is_some());
+        self.verifications
+            .retain_mut(|v| to(v.session).map(|renamed| v.session = renamed).is_some());
     }
 
     /// Bytes of text held.

@@ -660,7 +660,8 @@ impl Server {
 
     /// Whether entries were left for the next iteration.
     pub(super) fn log_left(&mut self) -> bool {
-        self.node().is_some_and(|node| std::mem::take(&mut node.more))
+        self.node()
+            .is_some_and(|node| std::mem::take(&mut node.more))
     }
 
     /// This node's batch `number` came back through the log with `fate`.
@@ -827,7 +828,10 @@ impl Server {
             Some(now + Duration::from_millis(ahead))
         });
         let refusal = node.pending.front().map(|queued| queued.at + STORAGE_WAIT);
-        [Some(heartbeat), timer, refusal].into_iter().flatten().min()
+        [Some(heartbeat), timer, refusal]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// This node was declared dead: every connection is dropped (their

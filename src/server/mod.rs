@@ -260,9 +260,13 @@ impl Server {
                     ));
                 }
                 let port = listener.local_addr()?.port();
-                let name = cluster.node.clone().unwrap_or_else(|| default_node_name(port));
+                let name = cluster
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| default_node_name(port));
                 let settings = cluster::settings(&config.chat, cluster.node_timeout);
-                let node = cluster::Node::join(cluster, name, settings, &accounts, &mut chat, &waker)?;
+                let node =
+                    cluster::Node::join(cluster, name, settings, &accounts, &mut chat, &waker)?;
                 Some(node)
             }
         };
