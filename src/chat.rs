@@ -61,7 +61,9 @@
 //! the idle timer, the end of a session), `commands`, `presence`
 //! (announcements, `whoelse`), `mail` (offline mail and its bounds),
 //! `private` (introductions), `records` and `snapshot` (the durable state
-//! as records), over `mailbox` and `addresses`. Every line it sends is
+//! as records), `state` (the whole state as bytes, which a node of a
+//! cluster loads to join the others: [`Chat::save_state`],
+//! [`Chat::load_state`]), over `mailbox` and `addresses`. Every line it sends is
 //! spelled by [`crate::protocol`]: its constants and its [`Reply`]s.
 //!
 //! [`Reply`]: crate::protocol::Reply
@@ -78,6 +80,7 @@ mod private;
 mod records;
 mod sessions;
 mod snapshot;
+mod state;
 mod users;
 
 use std::time::{Duration, Instant};
@@ -98,6 +101,7 @@ pub use mailbox::{cost as message_cost, MESSAGE_OVERHEAD};
 pub use outbox::{Effect, Outbox, Verification};
 pub use records::Replayed;
 pub use snapshot::SnapshotCursor;
+pub use state::StateError;
 
 /// The server's name for one connection (its slab key). The server must not
 /// reuse an id until it has called [`Chat::disconnect`] for it.

@@ -54,6 +54,14 @@ impl<K: Ord> Deadlines<K> {
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
+
+    /// Every timer armed, stale ones included, in no particular order: a
+    /// heap is rebuilt from them by arming each (entries that compare
+    /// equal are interchangeable, so the order they are armed in changes
+    /// nothing that pops).
+    pub fn entries(&self) -> impl Iterator<Item = (Instant, &K)> + '_ {
+        self.heap.iter().map(|Reverse((at, key))| (*at, key))
+    }
 }
 
 #[cfg(test)]

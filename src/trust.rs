@@ -127,6 +127,19 @@ impl IpKey {
             IpAddr::V6(v6) => IpKey((u128::from(v6) >> 64) | (1 << 127)),
         }
     }
+
+    /// The key as a number, to be written down (see [`IpKey::from_bits`]).
+    pub fn bits(self) -> u128 {
+        self.0
+    }
+
+    /// A key written down with [`IpKey::bits`]; `None` for a number that
+    /// is no address's key.
+    pub fn from_bits(bits: u128) -> Option<IpKey> {
+        let v4 = bits <= u128::from(u32::MAX);
+        let v6 = bits >> 64 == 1 << 63;
+        (v4 || v6).then_some(IpKey(bits))
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +204,22 @@ mod tests {
         assert_eq!(IpKey::of(ip("::ffff:10.0.0.1")), IpKey::of(ip("10.0.0.1")));
         assert_ne!(IpKey::of(ip("127.0.0.2")), IpKey::of(ip("127.0.0.1")));
         assert_ne!(IpKey::of(ip("0.0.0.1")), IpKey::of(ip("::1")));
+    }
+
+    #[test]
+    fn a_key_written_down_reads_back_and_no_other_number_does() {
+        for address in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let key = IpKey::of(ip(address));
+            assert_eq!(IpKey::from_bits(key.bits()), Some(key), "{address}");
+        }
+        assert_eq!(IpKey::from_bits(1 << 32), None);
+        assert_eq!(IpKey::from_bits(1 << 126), None);
+        assert_eq!(IpKey::from_bits((1 << 127) | (1 << 64)), None);
     }
 }

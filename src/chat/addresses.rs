@@ -29,6 +29,39 @@ pub struct FailureWindows {
 }
 
 impl FailureWindows {
+    /// The windows `windows` (address, failures, end), `ending` the order
+    /// to forget them in (see [`FailureWindows::ending`]).
+    pub(super) fn restored(
+        windows: Vec<(IpKey, u32, Instant)>,
+        ending: Vec<(Instant, IpKey)>,
+    ) -> FailureWindows {
+        let windows = windows
+            .into_iter()
+            .map(|(key, failures, ends)| (key, Window { failures, ends }))
+            .collect();
+        FailureWindows {
+            windows,
+            ending: ending.into(),
+        }
+    }
+
+    /// Every address's window: its failures and when it ends, by address.
+    pub(super) fn windows(&self) -> Vec<(IpKey, u32, Instant)> {
+        let mut windows: Vec<_> = self
+            .windows
+            .iter()
+            .map(|(&key, window)| (key, window.failures, window.ends))
+            .collect();
+        windows.sort_unstable_by_key(|&(key, _, _)| key);
+        windows
+    }
+
+    /// The windows by when they end, oldest first: the order they are
+    /// forgotten in.
+    pub(super) fn ending(&self) -> impl Iterator<Item = (Instant, IpKey)> + '_ {
+        self.ending.iter().copied()
+    }
+
     /// Whether `key` has used up its `max` failures in a window still
     /// running at `now`.
     pub fn over_limit(&mut self, key: IpKey, max: u32, now: Instant) -> bool {

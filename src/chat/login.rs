@@ -309,7 +309,7 @@ impl Chat {
             }
             let block_duration = self.config.block_duration;
             let account = &mut self.users[user];
-            account.failures += 1;
+            account.failures = account.failures.saturating_add(1);
             if account.failures >= MAX_FAILURES {
                 let until = now + block_duration;
                 account.banned_until = Some(until);

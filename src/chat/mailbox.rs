@@ -82,6 +82,33 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// A mailbox holding `mail` (sequence number, time stored, line),
+    /// oldest first, its next number `next_seq`; `None` unless the numbers
+    /// rise and are all below `next_seq`.
+    pub fn restored(next_seq: u64, mail: Vec<(u64, Option<u64>, Box<str>)>) -> Option<Mailbox> {
+        let mut mailbox = Mailbox {
+            mail: VecDeque::with_capacity(mail.len()),
+            next_seq: 0,
+        };
+        for (seq, stored_ms, line) in mail {
+            if seq < mailbox.next_seq {
+                return None;
+            }
+            mailbox.next_seq = seq.checked_add(1)?;
+            mailbox.mail.push_back(Mail::new(seq, stored_ms, line));
+        }
+        if next_seq < mailbox.next_seq {
+            return None;
+        }
+        mailbox.next_seq = next_seq;
+        Some(mailbox)
+    }
+
+    /// The number the next message pushed will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Messages queued.
     pub fn len(&self) -> usize {
         self.mail.len()

@@ -75,6 +75,19 @@ pub(super) struct Sessions {
 }
 
 impl Sessions {
+    /// No sessions, the next one's epoch `next_epoch`.
+    pub(super) fn restored(next_epoch: u64) -> Sessions {
+        Sessions {
+            slots: Vec::new(),
+            next_epoch,
+        }
+    }
+
+    /// The epoch the next session will get.
+    pub(super) fn upcoming_epoch(&self) -> u64 {
+        self.next_epoch
+    }
+
     /// A fresh epoch for a new session.
     pub(super) fn next_epoch(&mut self) -> u64 {
         let epoch = self.next_epoch;

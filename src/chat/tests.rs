@@ -451,3 +451,6 @@ mod private;
 mod reload;
 mod shutdown;
 mod stamps;
+mod state;
+mod state_garbage;
+mod state_random;

@@ -44,7 +44,9 @@ pub(super) struct User {
 }
 
 impl User {
-    fn new(name: Box<str>, password: Option<Box<str>>) -> User {
+    /// A user with nothing kept about it yet; `password` as for
+    /// [`User::password`].
+    pub(super) fn new(name: Box<str>, password: Option<Box<str>>) -> User {
         User {
             name,
             password,
@@ -90,6 +92,23 @@ impl Users {
             .map(|(id, u)| (u.name.clone(), id as UserId))
             .collect();
         Users { list, by_name }
+    }
+
+    /// These users, in id order; `None` if two have the same name.
+    pub(super) fn restored(list: Vec<User>) -> Option<Users> {
+        let mut by_name = HashMap::with_capacity_and_hasher(list.len(), Default::default());
+        for (id, user) in list.iter().enumerate() {
+            if by_name.insert(user.name.clone(), id as UserId).is_some() {
+                return None;
+            }
+        }
+        Some(Users { list, by_name })
+    }
+
+    /// How many users there are, accounts and those kept for their
+    /// records.
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
     }
 
     /// The id of `name`, an account or one kept only for its records.
