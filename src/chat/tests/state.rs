@@ -311,7 +311,12 @@ pub(super) fn rich(t0: Instant) -> (Chat, Verification) {
     lines(&mut c, VADER, &["vader", "sithlord"], at(1000));
     c.connect(LUKE, local, false, at(1500));
     lines(&mut c, LUKE, &["luke", "lightsaber"], at(1500));
-    lines(&mut c, VADER, &["logout"], at(2000));
+    lines(
+        &mut c,
+        VADER,
+        &["logout"],
+        at(2000) + Duration::from_nanos(1),
+    );
     c.disconnect(VADER, at(2000));
     c.disconnect(LUKE, at(3000));
     lines(&mut c, HANS, &["message luke come back"], at(3100));
@@ -326,12 +331,10 @@ pub(super) fn rich(t0: Instant) -> (Chat, Verification) {
     c.connect(GUESSER, guesser_ip(), false, at(4000));
     lines(&mut c, GUESSER, &["leia", "x", "y", "z"], at(4000));
     c.disconnect(GUESSER, at(4000));
-    c.connect(
-        NEWCOMER,
-        "2001:db8::1".parse().expect("ip"),
-        false,
-        at(5000),
-    );
+    // Between milliseconds: an instant is kept to the nanosecond.
+    let between = at(5000) + Duration::from_nanos(777_777);
+    let v6: IpAddr = "2001:db8::1".parse().expect("ip");
+    c.connect(NEWCOMER, v6, false, between);
     c.connect(AT_PASSWORD, local, false, at(5500));
     lines(&mut c, AT_PASSWORD, &["luke"], at(5500));
     c.connect(VERIFYING, local, false, at(6000));

@@ -146,7 +146,10 @@ fn run(seed: u64, steps: usize, counts: &mut Counts) {
                 twin.both(move |c, t| c.line_error(sid, error, t + now))
             }
             62..=69 => {
-                now += ms(dice.pick(&STEPS_MS));
+                now += match dice.chance(10) {
+                    true => Duration::from_nanos(dice.next() % 1_000_000),
+                    false => ms(dice.pick(&STEPS_MS)),
+                };
                 match dice.below(3) {
                     0 => twin.both(|c, t| c.expire(t + now)),
                     1 => {
