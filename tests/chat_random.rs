@@ -1,14 +1,18 @@
 //! The chat state machine driven by seeded random command sequences from
 //! several sessions, checked after every step against the reference model
 //! in `confab_testkit::chat_model` (the same checker the `chat` fuzz target
-//! uses; see that module for the invariants). Fixed seeds, so a failure
-//! reproduces; the failure message lists the operations that led to it.
+//! uses; see that module for the invariants), also with the domain
+//! replaced now and then by a copy loaded from its saved state. Fixed
+//! seeds, so a failure reproduces; the failure message lists the
+//! operations that led to it.
 
 use confab_testkit::chat_model::{Harness, Stats};
 use confab_testkit::Rng;
 
 /// Steps per seed.
 const STEPS: usize = 10_000;
+/// How many of the seeds run a second time with reloads.
+const RELOADED_SEEDS: usize = 4;
 const SEEDS: [u64; 8] = [
     1,
     2,
@@ -26,12 +30,17 @@ fn run(seed: u64, steps: usize) -> Stats {
     harness.stats()
 }
 
+/// Every seed keeps every invariant; the first [`RELOADED_SEEDS`] also
+/// with reloads, and do the same.
 #[test]
 fn random_sequences_keep_every_invariant() {
     let mut total = Stats::default();
-    for seed in SEEDS {
+    for (index, seed) in SEEDS.into_iter().enumerate() {
         let stats = run(seed, STEPS);
         assert!(stats.steps > STEPS, "seed {seed}: the run stopped early");
+        if index < RELOADED_SEEDS {
+            same_with_reloads(seed, stats);
+        }
         total.steps += stats.steps;
         total.logins += stats.logins;
         total.leaves += stats.leaves;
@@ -105,4 +114,20 @@ fn runs_are_deterministic() {
     let a = run(42, 500);
     let b = run(42, 500);
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}
+
+/// Seed `seed` run again, the domain replaced after a few steps in a
+/// hundred by a copy that another process, its clock elsewhere, loaded
+/// from its saved state: every invariant still holds, and the run does
+/// exactly what it did without the reloads (`plain`).
+fn same_with_reloads(seed: u64, plain: Stats) {
+    let mut harness = Harness::reloading(seed ^ 0x5a7e);
+    harness.run(&mut Rng::new(seed), STEPS);
+    let reloaded = harness.stats();
+    assert!(reloaded.reloads >= STEPS / 50, "seed {seed}: {reloaded:?}");
+    let without = Stats {
+        reloads: 0,
+        ..reloaded
+    };
+    assert_eq!(format!("{without:?}"), format!("{plain:?}"), "seed {seed}");
 }

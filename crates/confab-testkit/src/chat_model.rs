@@ -80,6 +80,13 @@
 //! - `next_deadline` is never later than an idle timeout or a ban end, and
 //!   `expire(now)` leaves nothing due at `now`.
 //!
+//! A harness made with [`Harness::reloading`] also replaces the domain,
+//! after steps chosen by a seed of its own, by a copy loaded from its
+//! saved state (`Chat::save_state`, `Chat::load_state`) by a process whose
+//! clock pairs other instants with the same wall times, and goes on with
+//! the copy: the checker must keep passing, and the run is the same
+//! operations as without the reloads, so its [`Stats`] must be too.
+//!
 //! Within one `expire`, several sessions may time out; the order is the
 //! implementation's choice, so the model follows the order in which the
 //! timeout notices appear (after checking that exactly the idle sessions
@@ -88,7 +95,7 @@
 //! This module holds the constants, the types a run is made of and the
 //! [`Harness`]; `generator` decodes the operations, `driver` runs them on
 //! [`Chat`] and plays the server, `model` predicts what should happen and
-//! `checker` judges what did.
+//! `checker` judges what did; `reload` swaps the domain for a loaded copy.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -107,6 +114,7 @@ mod checker;
 mod driver;
 mod generator;
 mod model;
+mod reload;
 
 /// Idle timeout of the domain under test.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
@@ -308,6 +316,9 @@ pub struct Stats {
     pub private_unreachable: usize,
     /// `startprivate` refused because the token source failed.
     pub private_unavailable: usize,
+    /// Times the domain was replaced by a copy loaded from its saved state
+    /// (only with [`Harness::reloading`]).
+    pub reloads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,6 +537,9 @@ pub struct Harness {
     trace: VecDeque<(Duration, Op)>,
     stats: Stats,
     done: bool,
+    /// Chooses the steps after which the domain is replaced by a loaded
+    /// copy, and the copy's clock; `None`: never.
+    reloads: Option<Rng>,
 }
 
 impl Default for Harness {
@@ -537,17 +551,6 @@ impl Default for Harness {
 impl Harness {
     /// A fresh domain with the four accounts and nobody connected.
     pub fn new() -> Harness {
-        let accounts = ACCOUNTS
-            .iter()
-            .map(|&(u, p)| Account {
-                username: u.to_owned(),
-                password: p.to_owned(),
-            })
-            .collect();
-        let mut config = ChatConfig::new(BLOCK_DURATION, TIMEOUT);
-        config.login_timeout = Duration::from_secs(3600);
-        config.mailbox_max = usize::MAX;
-        config.store_max = u64::MAX;
         let users = ACCOUNTS
             .iter()
             .map(|&(name, password)| User {
@@ -561,7 +564,7 @@ impl Harness {
                 mailbox: Vec::new(),
             })
             .collect();
-        let mut chat = Chat::new(accounts, config);
+        let mut chat = Chat::new(accounts(), config());
         TOKENS_DRAWN.set(0);
         chat.set_token_source(counted_token);
         Harness {
@@ -585,6 +588,17 @@ impl Harness {
             trace: VecDeque::new(),
             stats: Stats::default(),
             done: false,
+            reloads: None,
+        }
+    }
+
+    /// A fresh domain like [`Harness::new`]'s, which after steps chosen by
+    /// `seed` (a few in a hundred) is replaced by a copy loaded from its
+    /// saved state by another process (see the module documentation).
+    pub fn reloading(seed: u64) -> Harness {
+        Harness {
+            reloads: Some(Rng::new(seed)),
+            ..Harness::new()
         }
     }
 
@@ -599,11 +613,32 @@ impl Harness {
         while self.stats.steps < max_steps && !self.done {
             let Some(op) = self.next_op(src) else { break };
             self.apply(op);
+            self.maybe_reload();
         }
         if !self.done {
             self.apply(Op::Shutdown);
         }
     }
+}
+
+/// The accounts of the domain under test.
+fn accounts() -> Vec<Account> {
+    ACCOUNTS
+        .iter()
+        .map(|&(u, p)| Account {
+            username: u.to_owned(),
+            password: p.to_owned(),
+        })
+        .collect()
+}
+
+/// The configuration of the domain under test.
+fn config() -> ChatConfig {
+    let mut config = ChatConfig::new(BLOCK_DURATION, TIMEOUT);
+    config.login_timeout = Duration::from_secs(3600);
+    config.mailbox_max = usize::MAX;
+    config.store_max = u64::MAX;
+    config
 }
 
 fn utf8(bytes: Vec<u8>) -> String {
