@@ -297,3 +297,48 @@ fn a_short_nats_outage_logs_nobody_out_and_a_long_one_refuses_without_carrying_o
     yoda.send("message hans after the outage\n");
     hans.expect_line("yoda: after the outage");
 }
+
+#[test]
+fn a_node_joining_later_loads_the_newest_snapshot_and_replays_the_rest() {
+    let nats = NatsServer::start();
+    let every = ["--cluster-snapshot-every", "4"];
+    let a = node(&nats, "a", &every);
+    let mut hans = login(&a, "hans");
+    hans.send("message yoda kept in a snapshot\n");
+    hans.expect_line("yoda is offline. Your message will be delivered when they log in");
+    for n in 0..12 {
+        hans.send(&format!("message vader number {n}\n"));
+        hans.expect_line("vader is offline. Your message will be delivered when they log in");
+    }
+    hans.send("block luke\n");
+    hans.expect_line("luke is blocked");
+    let b = ServerProcess::start(ProcessOptions {
+        args: ["--cluster", &nats.url(), "--node", "b"]
+            .iter()
+            .chain(&every)
+            .map(|a| a.to_string())
+            .collect(),
+        env: vec![("RUST_LOG".into(), "confab::cluster=info".into())],
+        ..ProcessOptions::default()
+    });
+    let early = b.lines_before_listening();
+    assert!(
+        early
+            .iter()
+            .any(|line| line.contains("loaded the snapshot at")),
+        "{early:?}"
+    );
+    // hans's session, taken over in the snapshot, is online for b.
+    let mut yoda = login(&b, "yoda");
+    yoda.expect_line("hans: kept in a snapshot");
+    hans.expect_line("yoda logged in");
+    yoda.send("whoelse\n");
+    yoda.expect_line("hans");
+    let mut vader = login(&b, "vader");
+    for n in 0..12 {
+        vader.expect_line(&format!("hans: number {n}"));
+    }
+    let mut luke = login(&b, "luke");
+    luke.send("message hans blocked still\n");
+    luke.expect_line("Your message could not be delivered as the recipient has blocked you");
+}

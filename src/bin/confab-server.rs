@@ -194,6 +194,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_positive::<usize>,
           requires = "cluster")]
     cluster_replicas: usize,
+    /// How many log entries apart the cluster's snapshots are taken (the
+    /// log is trimmed behind the older of the two kept).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = parse_positive::<u64>,
+          requires = "cluster")]
+    cluster_snapshot_every: u64,
 }
 
 /// Longest duration accepted on the command line (ten years), so that
@@ -308,6 +313,7 @@ fn run(args: Args) -> Result<(), String> {
         cluster.node_timeout = args.node_timeout;
         cluster.stream = args.cluster_stream.clone();
         cluster.replicas = args.cluster_replicas;
+        cluster.snapshot_every = args.cluster_snapshot_every;
         config.cluster = Some(cluster);
     } else if !args.ephemeral {
         config.storage = Storage::Durable {

@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod codec;
 pub mod entry;
 pub mod replica;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -27,11 +28,14 @@ pub struct ClusterConfig {
     pub stream: String,
     /// How many copies of the stream JetStream keeps, when it creates it.
     pub replicas: usize,
+    /// How many entries apart snapshots are taken.
+    pub snapshot_every: u64,
 }
 
 impl ClusterConfig {
     /// A cluster at `url` with the defaults: the node named after the
-    /// host, a 5 s node timeout, the stream `confab`, one replica.
+    /// host, a 5 s node timeout, the stream `confab`, one replica, a
+    /// snapshot every 10,000 entries.
     pub fn new(url: &str) -> ClusterConfig {
         ClusterConfig {
             url: url.to_owned(),
@@ -39,6 +43,7 @@ impl ClusterConfig {
             node_timeout: Duration::from_secs(5),
             stream: "confab".to_owned(),
             replicas: 1,
+            snapshot_every: 10_000,
         }
     }
 }

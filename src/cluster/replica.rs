@@ -201,6 +201,13 @@ impl Replica {
             .map(|(_, node)| node.last_ms.saturating_add(timeout))
     }
 
+    /// Whether this node is the one that takes snapshots: the live node
+    /// with the lowest group.
+    pub fn takes_snapshots(&self) -> bool {
+        let lowest = self.groups.iter().flatten().next();
+        lowest == Some(&self.me.id)
+    }
+
     /// How many nodes are live.
     pub fn live_nodes(&self) -> usize {
         self.nodes.len()

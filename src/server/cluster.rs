@@ -47,7 +47,7 @@ use crate::chat::{Chat, ChatConfig, SessionId, Verification};
 use crate::cluster::bridge::{Bridge, Event, LogConfig};
 use crate::cluster::entry::{Batch, Incarnation, Input, Settings};
 use crate::cluster::replica::{Ended, Fate, Outcome, Replica};
-use crate::cluster::ClusterConfig;
+use crate::cluster::{snapshot, ClusterConfig};
 use crate::credentials::Account;
 use crate::passwords;
 use crate::protocol::{self, Command, LineError};
@@ -118,6 +118,8 @@ pub struct Node {
     failed: Option<String>,
     /// Entries were left for the next iteration.
     more: bool,
+    /// How many entries apart snapshots are taken.
+    snapshot_every: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -131,7 +133,7 @@ impl std::fmt::Debug for Node {
 }
 
 /// The settings of a domain configuration and a node timeout.
-pub fn settings(chat: &ChatConfig, node_timeout: Duration) -> Settings {
+fn settings(chat: &ChatConfig, node_timeout: Duration) -> Settings {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     Settings {
         block_ms: ms(chat.block_duration),
@@ -190,11 +192,12 @@ impl Node {
     pub fn join(
         config: &ClusterConfig,
         name: String,
-        settings: Settings,
+        chat_config: ChatConfig,
         accounts: &[Account],
         chat: &mut Chat,
         waker: &Arc<Waker>,
     ) -> io::Result<Node> {
+        let settings = settings(&chat_config, config.node_timeout);
         let waker = Arc::clone(waker);
         let log = LogConfig {
             url: config.url.clone(),
@@ -228,9 +231,24 @@ impl Node {
             last_clock_ms: 0,
             failed: None,
             more: false,
+            snapshot_every: config.snapshot_every.max(1),
         };
         let deadline = Instant::now() + JOIN_TIMEOUT;
-        let (_, last) = node.bridge.stream_bounds(JOIN_TIMEOUT)?;
+        if let Some((seq, bytes)) = node.bridge.latest_snapshot(JOIN_TIMEOUT)? {
+            let me = node.replica.me().clone();
+            let (replica, loaded) = snapshot::decode(&bytes, me, chat_config)
+                .map_err(|e| join_error(format!("the cluster's snapshot at {seq}: {e}")))?;
+            node.replica = replica;
+            *chat = loaded;
+            info!(target: "confab::cluster", "loaded the snapshot at {seq}");
+        }
+        let (first, last) = node.bridge.stream_bounds(JOIN_TIMEOUT)?;
+        if first > node.replica.seq() + 1 && last > 0 {
+            return Err(join_error(format!(
+                "the cluster's log starts at {first}, after its newest snapshot ({})",
+                node.replica.seq()
+            )));
+        }
         node.bridge.follow_from(node.replica.seq() + 1);
         node.catch_up(chat, deadline, |replica| replica.seq() >= last)?;
         let founding = node.replica.founded().is_none();
@@ -640,6 +658,7 @@ impl Server {
             });
             let _ = outbox.take_verifications();
             self.apply_effects();
+            self.snapshot_if_due();
             if let Some(number) = outcome.mine {
                 self.batch_came_back(number, outcome.fate, now);
             }
@@ -662,6 +681,27 @@ impl Server {
     pub(super) fn log_left(&mut self) -> bool {
         self.node()
             .is_some_and(|node| std::mem::take(&mut node.more))
+    }
+
+    /// Takes a snapshot if this node takes them and the log is at one of
+    /// their positions.
+    fn snapshot_if_due(&mut self) {
+        let Some(node) = self.cluster.as_ref() else {
+            return;
+        };
+        let seq = node.replica.seq();
+        if seq == 0 || seq % node.snapshot_every != 0 || !node.replica.takes_snapshots() {
+            return;
+        }
+        let started = Instant::now();
+        let bytes = snapshot::encode(&node.replica, &self.chat);
+        debug!(
+            target: "confab::cluster",
+            "snapshot at {seq}: {} bytes in {:?}",
+            bytes.len(),
+            started.elapsed()
+        );
+        node.bridge.save_snapshot(seq, bytes);
     }
 
     /// This node's batch `number` came back through the log with `fate`.

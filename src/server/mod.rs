@@ -264,9 +264,8 @@ impl Server {
                     .node
                     .clone()
                     .unwrap_or_else(|| default_node_name(port));
-                let settings = cluster::settings(&config.chat, cluster.node_timeout);
                 let node =
-                    cluster::Node::join(cluster, name, settings, &accounts, &mut chat, &waker)?;
+                    cluster::Node::join(cluster, name, config.chat, &accounts, &mut chat, &waker)?;
                 Some(node)
             }
         };
