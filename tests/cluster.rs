@@ -342,3 +342,145 @@ fn a_node_joining_later_loads_the_newest_snapshot_and_replays_the_rest() {
     luke.send("message hans blocked still\n");
     luke.expect_line("Your message could not be delivered as the recipient has blocked you");
 }
+
+#[test]
+fn private_messaging_is_introduced_across_nodes_with_one_token() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a", &[]);
+    let b = node(&nats, "b", &[]);
+    let mut yoda = login(&a, "yoda");
+    let mut hans = login(&b, "hans");
+    yoda.expect_line("hans logged in");
+    yoda.send("privateport 5000\n");
+    hans.send("privateport 6000\n");
+    hans.send("whoelse\n");
+    hans.expect_line("yoda");
+    yoda.send("startprivate hans\n");
+    let accept = hans.read_line();
+    let connect = yoda.read_line();
+    let token = accept
+        .strip_prefix("!private accept yoda ")
+        .unwrap_or_else(|| panic!("{accept:?}"));
+    assert_eq!(token.len(), 32, "{accept:?}");
+    assert_eq!(
+        connect,
+        format!("!private connect hans 127.0.0.1:6000 {token}")
+    );
+}
+
+#[test]
+fn an_idle_user_is_timed_out_by_its_own_node_and_announced_everywhere() {
+    let nats = NatsServer::start();
+    let idle = |name: &str| {
+        ServerProcess::start(ProcessOptions {
+            args: ["--cluster", &nats.url(), "--node", name]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            timeout: Some("1".into()),
+            ..ProcessOptions::default()
+        })
+    };
+    let a = idle("a");
+    let b = idle("b");
+    let mut yoda = login(&a, "yoda");
+    let mut hans = login(&b, "hans");
+    yoda.expect_line("hans logged in");
+    let started = Instant::now();
+    // yoda keeps talking; hans says nothing.
+    let mut got = Vec::new();
+    while started.elapsed() < Duration::from_millis(2500) {
+        yoda.send("whoelse\n");
+        while let Some(line) = yoda.poll_line(200) {
+            got.push(line);
+            if got.last().is_some_and(|l| l == "hans logged out") {
+                break;
+            }
+        }
+        if got.last().is_some_and(|l| l == "hans logged out") {
+            break;
+        }
+    }
+    hans.expect_line("You have been logged out due to inactivity");
+    hans.expect_eof();
+    assert!(got.iter().any(|l| l == "hans logged out"), "{got:?}");
+    yoda.send("whoelse\n");
+    yoda.expect_line("No other users are online");
+}
+
+#[test]
+fn no_password_typed_at_a_prompt_enters_the_log() {
+    use confab::cluster::bridge::{Bridge, Event, LogConfig};
+    use std::sync::Arc;
+    let hashed = confab::passwords::hash("correct horse").expect("hash");
+    let accounts = vec![
+        ("yoda".to_owned(), hashed),
+        ("hans".to_owned(), "falcon".to_owned()),
+    ];
+    let nats = NatsServer::start();
+    let a = node_with(&nats, "a", &[], accounts.clone());
+    let b = node_with(&nats, "b", &[], accounts);
+    let mut yoda = a.connect();
+    yoda.expect("Username: ");
+    yoda.send("yoda\n");
+    yoda.expect("Password: ");
+    yoda.send("battery staple\n");
+    yoda.expect_line("Invalid Password. Please try again");
+    yoda.expect("Password: ");
+    yoda.send("correct horse\nwhoelse\n");
+    yoda.expect_line("Welcome to the greatest messaging application ever!");
+    yoda.expect_line("No other users are online");
+    let mut hans = b.connect();
+    hans.expect("Username: ");
+    hans.send("hans\nwrong guess\n");
+    hans.expect("Password: ");
+    hans.expect_line("Invalid Password. Please try again");
+    let log = LogConfig {
+        url: nats.url(),
+        stream: "confab".into(),
+        replicas: 1,
+    };
+    let bridge = Bridge::connect(&log, Duration::from_secs(5), Arc::new(|| {})).expect("bridge");
+    let (_, last) = bridge
+        .stream_bounds(Duration::from_secs(5))
+        .expect("bounds");
+    bridge.follow_from(1);
+    let mut seen = 0;
+    let mut log_bytes = Vec::new();
+    while seen < last {
+        match bridge.wait_event(Duration::from_secs(5)) {
+            Some(Event::Entry { seq, payload, .. }) => {
+                seen = seq;
+                log_bytes.extend_from_slice(&payload);
+            }
+            Some(_) => {}
+            None => panic!("the log ended at {seen} of {last}"),
+        }
+    }
+    let contains = |needle: &[u8]| log_bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"whoelse"), "the log holds the commands");
+    for typed in ["correct horse", "battery staple", "wrong guess"] {
+        assert!(!contains(typed.as_bytes()), "{typed:?} is in the log");
+    }
+}
+
+#[test]
+fn accounts_reloaded_on_one_node_switch_on_every_node() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a", &[]);
+    let b = node(&nats, "b", &[]);
+    let mut yoda = login(&b, "yoda");
+    let mut accounts: String = confab_testkit::ACCOUNTS
+        .iter()
+        .filter(|(u, _)| *u != "yoda")
+        .map(|(u, p)| format!("{u} {p}\n"))
+        .collect();
+    accounts.push_str("lando calrissian\n");
+    std::fs::write(a.credentials_path(), accounts).expect("rewrite credentials");
+    a.signal(libc::SIGHUP);
+    yoda.expect_line("Your account has been removed");
+    yoda.expect_eof();
+    let mut lando = b.connect();
+    lando.expect("Username: ");
+    lando.enter("lando", "calrissian");
+}
