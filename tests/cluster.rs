@@ -484,3 +484,24 @@ fn accounts_reloaded_on_one_node_switch_on_every_node() {
     lando.expect("Username: ");
     lando.enter("lando", "calrissian");
 }
+
+#[test]
+fn a_browser_on_one_node_chats_with_a_terminal_on_another() {
+    use confab_testkit::web::WebClient;
+    let nats = NatsServer::start();
+    let a = node(&nats, "a", &["--web-port", "0"]);
+    let b = node(&nats, "b", &[]);
+    let mut page = WebClient::connect(a.web_addr());
+    page.login("yoda", password("yoda"));
+    let mut hans = login(&b, "hans");
+    page.expect("hans logged in");
+    hans.send("message yoda from a terminal\n");
+    page.expect("hans: from a terminal");
+    page.send("message hans from a browser");
+    hans.expect_line("yoda: from a browser");
+    page.send("privateport 5000");
+    page.expect("Error. Private messaging needs the confab client");
+    hans.send("privateport 6000\n");
+    hans.send("startprivate yoda\n");
+    hans.expect_line("Error. yoda cannot accept private messaging");
+}
