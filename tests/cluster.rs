@@ -505,3 +505,34 @@ fn a_browser_on_one_node_chats_with_a_terminal_on_another() {
     hans.send("startprivate yoda\n");
     hans.expect_line("Error. yoda cannot accept private messaging");
 }
+
+#[test]
+fn a_node_cut_off_from_nats_is_declared_dead_and_joins_again() {
+    use confab_testkit::proxy::TcpProxy;
+    use std::net::{Ipv4Addr, SocketAddr};
+    let nats = NatsServer::start();
+    let proxy = TcpProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, nats.port())));
+    let through = NatsServer::url_of(proxy.addr());
+    let a = ServerProcess::start(ProcessOptions {
+        args: ["--cluster", &through, "--node", "a", "--node-timeout", "1"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        ..ProcessOptions::default()
+    });
+    let b = node(&nats, "b", &["--node-timeout", "1"]);
+    let mut yoda = login(&a, "yoda");
+    let mut hans = login(&b, "hans");
+    yoda.expect_line("hans logged in");
+    proxy.partition(true);
+    hans.expect_line("yoda logged out");
+    hans.send("whoelse\n");
+    hans.expect_line("No other users are online");
+    thread::sleep(Duration::from_millis(500));
+    proxy.partition(false);
+    // Back in the log, a finds itself dead: it drops its connections and
+    // joins again, and its users can log in anew.
+    assert_eq!(yoda.line_or_end(), None);
+    let _yoda = login(&a, "yoda");
+    hans.expect_line("yoda logged in");
+}

@@ -514,6 +514,8 @@ impl Server {
                     let Some(sid) = sid else {
                         return Flow::Go;
                     };
+                    // The answer goes to the log as a verdict, not to the
+                    // domain: the epoch is not looked at.
                     return Flow::Verify(Verification {
                         session: sid,
                         epoch: serial,

@@ -1,6 +1,7 @@
 //! A TCP proxy on `127.0.0.1` in front of a server ([`TcpProxy`]), which a
-//! test can make drop the server's replies or cut every connection, as a
-//! network would: a request that reaches the server whose answer is lost.
+//! test can make drop the server's replies, drop everything (a
+//! partition) or cut every connection, as a network would: a request that
+//! reaches the server whose answer is lost.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,6 +15,8 @@ use std::time::Duration;
 struct Shared {
     /// Whether bytes from the server are dropped instead of passed on.
     hold_replies: AtomicBool,
+    /// Whether bytes both ways are dropped (see [`TcpProxy::partition`]).
+    partitioned: AtomicBool,
     /// Whether the proxy is dropped, so that its threads end.
     closed: AtomicBool,
     /// Both sockets of every connection, to cut them.
@@ -60,6 +63,17 @@ impl TcpProxy {
     /// again (`false`); what the clients send still reaches the server.
     pub fn hold_replies(&self, hold: bool) {
         self.shared.hold_replies.store(hold, Ordering::SeqCst);
+    }
+
+    /// Makes the proxy a black hole (`true`): everything either side sends
+    /// is dropped, on every connection, new ones too, as across a network
+    /// partition; `false` ends the partition and cuts every connection
+    /// (their streams lost bytes), so that clients connect afresh.
+    pub fn partition(&self, on: bool) {
+        self.shared.partitioned.store(on, Ordering::SeqCst);
+        if !on {
+            self.cut();
+        }
     }
 
     /// Cuts every connection made so far, both ways; new ones are
@@ -119,7 +133,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, replies: bool) 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if replies && shared.hold_replies.load(Ordering::SeqCst) {
+        let held = replies && shared.hold_replies.load(Ordering::SeqCst);
+        if held || shared.partitioned.load(Ordering::SeqCst) {
             continue;
         }
         if to.write_all(&buffer[..n]).is_err() {
