@@ -167,22 +167,12 @@ impl Batch {
     /// second copy with the same id, so a batch published again after a
     /// lost acknowledgement is stored once.
     pub fn message_id(&self) -> String {
-        format!("{}-{:016x}-{}", self.from.node, self.from.id, self.number)
+        message_id(&self.from, self.number)
     }
 
     /// The batch's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.push(VERSION);
-        put_bytes(&mut out, self.from.node.as_bytes());
-        put_u64(&mut out, self.from.id);
-        put_u64(&mut out, self.number);
-        put_u64(&mut out, self.clock_ms);
-        put_u64(&mut out, self.inputs.len() as u64);
-        for input in &self.inputs {
-            input.encode(&mut out);
-        }
-        out
+        encode(&self.from, self.number, self.clock_ms, self.inputs.iter())
     }
 
     /// Reads a batch from the log.
@@ -210,6 +200,31 @@ impl Batch {
             inputs,
         })
     }
+}
+
+/// The message id of batch `number` of `from` (see [`Batch::message_id`]).
+pub fn message_id(from: &Incarnation, number: u64) -> String {
+    format!("{}-{:016x}-{}", from.node, from.id, number)
+}
+
+/// The bytes of the batch these parts make, without building it.
+pub fn encode<'a>(
+    from: &Incarnation,
+    number: u64,
+    clock_ms: u64,
+    inputs: impl ExactSizeIterator<Item = &'a Input>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(VERSION);
+    put_bytes(&mut out, from.node.as_bytes());
+    put_u64(&mut out, from.id);
+    put_u64(&mut out, number);
+    put_u64(&mut out, clock_ms);
+    put_u64(&mut out, inputs.len() as u64);
+    for input in inputs {
+        input.encode(&mut out);
+    }
+    out
 }
 
 /// Input tags.

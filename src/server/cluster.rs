@@ -3,7 +3,7 @@
 //!
 //! In cluster mode the loop never calls the domain with what a connection
 //! did. It queues an [`Input`] instead; at the end of each iteration the
-//! queued inputs go out as one [`Batch`] (one batch in flight at a time:
+//! queued inputs go out as one [`Batch`](entry::Batch) (one batch in flight at a time:
 //! while it is out, the next one gathers everything meanwhile), through
 //! the NATS side thread ([`Bridge`]). Every entry of the log, this node's
 //! and every other's, comes back through the bridge and is applied by the
@@ -45,7 +45,7 @@ use mio::Waker;
 use super::Server;
 use crate::chat::{Chat, ChatConfig, SessionId, Verification};
 use crate::cluster::bridge::{Bridge, Event, LogConfig};
-use crate::cluster::entry::{Batch, Incarnation, Input, Settings};
+use crate::cluster::entry::{self, Incarnation, Input, Settings};
 use crate::cluster::replica::{Ended, Fate, Outcome, Replica};
 use crate::cluster::{snapshot, ClusterConfig};
 use crate::credentials::Account;
@@ -425,14 +425,10 @@ impl Node {
         let number = self.next_number;
         self.next_number += 1;
         let clock_ms = unix_ms().max(self.last_clock_ms);
-        let batch = Batch {
-            from: self.replica.me().clone(),
-            number,
-            clock_ms,
-            inputs: inputs.iter().map(|(_, input)| input.clone()).collect(),
-        };
+        let me = self.replica.me();
+        let bytes = entry::encode(me, number, clock_ms, inputs.iter().map(|(_, input)| input));
         self.bridge
-            .publish(number, batch.message_id(), batch.encode());
+            .publish(number, entry::message_id(me, number), bytes);
         self.unapplied.push_back(Unapplied {
             number,
             stored: false,
@@ -494,7 +490,7 @@ impl Server {
     }
 
     /// One line (or line error) of connection `key` in cluster mode.
-    pub(super) fn cluster_line(&mut self, key: usize, line: Result<&str, LineError>) -> Flow {
+    pub(super) fn cluster_line(&mut self, key: usize, line: Result<String, LineError>) -> Flow {
         let Some(serial) = self.conns.live(key).map(|conn| conn.serial) else {
             return Flow::Go;
         };
@@ -519,13 +515,13 @@ impl Server {
                     return Flow::Verify(Verification {
                         session: sid,
                         epoch: serial,
-                        given: given.to_owned(),
+                        given,
                         stored: stored.into(),
                     });
                 }
                 Some(stored) => Input::Password {
                     conn: serial,
-                    matches: passwords::clear_matches(stored, given),
+                    matches: passwords::clear_matches(stored, &given),
                 },
                 None => Input::Password {
                     conn: serial,
@@ -533,11 +529,11 @@ impl Server {
                 },
             },
             (Ok(text), None) => {
-                let token = matches!(protocol::parse(text), Ok(Command::StartPrivate { .. }))
+                let token = matches!(protocol::parse(&text), Ok(Command::StartPrivate { .. }))
                     .then(token::os_random);
                 Input::Line {
                     conn: serial,
-                    text: text.to_owned(),
+                    text,
                     token,
                 }
             }

@@ -226,7 +226,7 @@ impl Server {
             };
             if self.cluster.is_some() {
                 let line = line.map(str::to_owned);
-                match self.cluster_line(key, line.as_deref().map_err(|e| *e)) {
+                match self.cluster_line(key, line) {
                     Flow::Go => continue,
                     Flow::Wait(index) => return self.await_log(key, index, &data[pos..]),
                     Flow::Verify(verification) => {
