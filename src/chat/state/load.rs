@@ -33,10 +33,11 @@ impl Chat {
     /// operating system, records no changes until
     /// [`Chat::record_changes`], and its outbox is empty.
     ///
-    /// Users keep their ids. A user of the state gets its password from
-    /// the account of the same name; one without an account is kept only
-    /// for its records, as at a start without it (it cannot log in), and
-    /// must not be logged in ([`StateError::OnlineWithoutAccount`]).
+    /// Sessions keep their ids and epochs, users their ids (their order).
+    /// A user of the state gets its password from the account of the same
+    /// name; one without an account is kept only for its records, as at a
+    /// start without it (it cannot log in), and must not be logged in
+    /// ([`StateError::OnlineWithoutAccount`]).
     /// Accounts the state does not know are added after its users, as
     /// fresh users. Usernames among `accounts` must be unique, as
     /// `credentials::parse` guarantees (a repeated one is ignored). Loaded
