@@ -3,7 +3,7 @@
 //! before it is trusted — ids in range, one session per user online, the
 //! online list and the sessions agreeing — so that no input, however
 //! damaged, makes the loaded domain panic later; and what is derived
-//! rebuilt (see [`crate::chat::state`]).
+//! rebuilt (see the module documentation of `state`).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
