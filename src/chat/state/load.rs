@@ -3,7 +3,7 @@
 //! before it is trusted — ids in range, one session per user online, the
 //! online list and the sessions agreeing — so that no input, however
 //! damaged, makes the loaded domain panic later; and what is derived
-//! rebuilt (see [`crate::chat::state`]).
+//! rebuilt (see the module documentation of `state`).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -33,10 +33,11 @@ impl Chat {
     /// operating system, records no changes until
     /// [`Chat::record_changes`], and its outbox is empty.
     ///
-    /// Users keep their ids. A user of the state gets its password from
-    /// the account of the same name; one without an account is kept only
-    /// for its records, as at a start without it (it cannot log in), and
-    /// must not be logged in ([`StateError::OnlineWithoutAccount`]).
+    /// Sessions keep their ids and epochs, users their ids (their order).
+    /// A user of the state gets its password from the account of the same
+    /// name; one without an account is kept only for its records, as at a
+    /// start without it (it cannot log in), and must not be logged in
+    /// ([`StateError::OnlineWithoutAccount`]).
     /// Accounts the state does not know are added after its users, as
     /// fresh users. Usernames among `accounts` must be unique, as
     /// `credentials::parse` guarantees (a repeated one is ignored). Loaded

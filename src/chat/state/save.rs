@@ -34,12 +34,18 @@ use crate::chat::{Chat, Timer, WallClock};
 use crate::deadlines::Deadlines;
 
 impl Chat {
-    /// Appends the whole state of the domain to `out` (see
-    /// [`crate::chat::state`] for what it holds and how it is written),
-    /// with every instant written as the wall time `clock` pairs it with.
-    /// Call it between calls, once the outbox is drained: the outbox is no
-    /// part of the state, and a domain loaded with [`Chat::load_state`]
-    /// starts with an empty one.
+    /// Appends the whole state of the domain to `out`: every user (with
+    /// its mail, blocks, ban and last-seen time), every session, who is
+    /// online in which order, the failure windows of addresses, every
+    /// armed timer (stale ones included), the epoch counter, whether
+    /// storage is available and the wall clock: everything a later call
+    /// can depend on but the accounts' passwords, the configuration and
+    /// the token source. Every instant is written as the wall time `clock`
+    /// pairs it with, to the nanosecond; the whole is framed with a magic,
+    /// a version, its length and a CRC-32, and equal states give equal
+    /// bytes. Call it between calls, once the outbox is drained: the
+    /// outbox is no part of the state, and a domain loaded with
+    /// [`Chat::load_state`] starts with an empty one.
     pub fn save_state(&self, clock: WallClock, out: &mut Vec<u8>) {
         let start = out.len();
         let mut w = Writer::new(out, clock);
