@@ -1,10 +1,10 @@
 //! The cluster's replica (`confab::cluster::replica`) fed hand-made logs:
 //! several nodes' replicas apply the same entries, and each keeps what its
 //! domain sends its own connections. What the log alone decides is
-//! checked here: lateness, repeats, names, liveness, leaving and log
-//! time.
+//! checked here: lateness, repeats, names, liveness, leaving, log time,
+//! and the connections that the session ids of a batch's effects name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -52,12 +52,13 @@ fn found() -> Input {
 }
 
 /// One node: its replica and domain, the batches it published, and what
-/// its domain sent its own connections.
+/// its domain sent and closed on its own connections.
 struct Node {
     replica: Replica,
     chat: Chat,
     published: u64,
     out: HashMap<u64, String>,
+    closed: HashSet<u64>,
 }
 
 /// Nodes that all apply one log.
@@ -79,6 +80,7 @@ impl Log {
                 chat: Chat::new(accounts(), config()),
                 published: 0,
                 out: HashMap::new(),
+                closed: HashSet::new(),
             })
             .collect();
         Log { nodes, seq: 0 }
@@ -144,15 +146,22 @@ impl Log {
             let me = node.replica.me().id;
             let outbox = node.chat.outbox();
             for effect in outbox.effects() {
-                let (Effect::Send { to, text } | Effect::Notice { to, text }) = effect else {
+                let (sid, text) = match effect {
+                    Effect::Send { to, text } | Effect::Notice { to, text } => (*to, Some(text)),
+                    Effect::Close(sid) | Effect::Backlog(sid) => (*sid, None),
+                };
+                let Some((_, conn)) = node.replica.owner(sid).filter(|&(id, _)| id == me) else {
                     continue;
                 };
-                let Some((id, conn)) = node.replica.owner(*to) else {
-                    continue;
-                };
-                if id == me {
-                    let text = String::from_utf8_lossy(outbox.text(text.clone()));
-                    node.out.entry(conn).or_default().push_str(&text);
+                match text {
+                    Some(text) => {
+                        let text = String::from_utf8_lossy(outbox.text(text.clone()));
+                        node.out.entry(conn).or_default().push_str(&text);
+                    }
+                    None if matches!(effect, Effect::Close(_)) => {
+                        node.closed.insert(conn);
+                    }
+                    None => {}
                 }
             }
             outbox.clear();
@@ -399,4 +408,24 @@ fn log_time_never_goes_back_for_a_clock_that_is_behind() {
     }
     log.publish(0, T0 + 1_200, Vec::new());
     assert_eq!(log.nodes[1].replica.log_ms(), T0 + 1_200);
+}
+
+#[test]
+fn an_id_freed_in_a_batch_is_not_given_again_within_it() {
+    let mut log = Log::founded(&[("alpha", 1), ("beta", 2)]);
+    log.log_in(0, 1, "yoda", T0);
+    // Yoda logs out and the connection goes, and a new one comes, in one
+    // batch: what was meant for yoda's connection must not reach the new
+    // one, which the domain's effects would name by the same id if it
+    // were given again at once.
+    let inputs = vec![line(1, "logout"), Input::Disconnect { conn: 1 }, connect(2)];
+    log.publish(0, T0 + 10, inputs);
+    assert_eq!(log.take(0, 2), USERNAME_PROMPT);
+    assert!(!log.nodes[0].closed.contains(&2));
+    // Yoda's goodbye and close name an id that no connection has now.
+    assert_eq!(log.take(0, 1), "");
+    let sid = log.nodes[0].replica.session(2).unwrap();
+    assert_eq!(log.nodes[1].replica.owner(sid), Some((1, 2)));
+    log.publish(0, T0 + 20, vec![line(2, "yoda")]);
+    assert_eq!(log.take(0, 2), PASSWORD_PROMPT);
 }

@@ -21,7 +21,8 @@
 //!   timestamp decides, the same for every replica.
 //! - **Ownership.** A connection is its publisher's incarnation and serial;
 //!   a session id is given to it when its `Connect` is applied (the lowest
-//!   free), and freed when its `Disconnect` is.
+//!   free), and freed once the batch of its `Disconnect` is applied, so
+//!   that no id names two connections among the effects of one batch.
 //! - **Liveness.** Every batch counts as a heartbeat of its publisher, and
 //!   ticks its publisher's timers (the idle timeouts of its sessions, and
 //!   ban ends). A node silent for the node timeout while the log was live
@@ -116,6 +117,9 @@ pub struct Replica {
     free: BTreeSet<usize>,
     /// The session of each connection.
     sessions: HashMap<(u64, u64), SessionId>,
+    /// Sessions whose connections went away in the batch being applied:
+    /// their ids are freed when it is.
+    gone: Vec<SessionId>,
     /// The log time of the last entry applied.
     log_ms: u64,
     /// Where log time 0 is as an `Instant`, set at the first entry.
@@ -139,6 +143,7 @@ impl Replica {
             owners: Vec::new(),
             free: BTreeSet::new(),
             sessions: HashMap::new(),
+            gone: Vec::new(),
             log_ms: 0,
             anchor: None,
             resumed_ms: 0,
@@ -285,6 +290,9 @@ impl Replica {
             chat.expire_group(group, now);
         }
         self.find_the_dead(chat, id, now, &mut ended);
+        for sid in std::mem::take(&mut self.gone) {
+            self.release(sid);
+        }
         Outcome {
             mine,
             fate: Fate::Applied,
@@ -393,7 +401,7 @@ impl Replica {
             Input::Disconnect { conn } => {
                 if let Some(sid) = self.sessions.remove(&(id, *conn)) {
                     chat.disconnect(sid, now);
-                    self.release(sid);
+                    self.gone.push(sid);
                 }
             }
             Input::Leave => {
