@@ -2,9 +2,11 @@
 //! several sessions, checked after every step against the reference model
 //! in `confab_testkit::chat_model` (the same checker the `chat` fuzz target
 //! uses; see that module for the invariants), also with the domain
-//! replaced now and then by a copy loaded from its saved state. Fixed
-//! seeds, so a failure reproduces; the failure message lists the
-//! operations that led to it.
+//! replaced now and then by a copy loaded from its saved state, and in the
+//! replicated mode (the `replicated` fuzz target's), where the same runs
+//! also go through a cluster of two nodes. Fixed seeds, so a failure
+//! reproduces; the failure message lists the operations (and entries) that
+//! led to it.
 
 use confab_testkit::chat_model::{Harness, Stats};
 use confab_testkit::Rng;
@@ -13,6 +15,9 @@ use confab_testkit::Rng;
 const STEPS: usize = 10_000;
 /// How many of the seeds run a second time with reloads.
 const RELOADED_SEEDS: usize = 4;
+/// Steps per seed in replicated mode, each run three times (the single
+/// server and two replicas).
+const REPLICATED_STEPS: usize = 5_000;
 const SEEDS: [u64; 8] = [
     1,
     2,
@@ -41,37 +46,7 @@ fn random_sequences_keep_every_invariant() {
         if index < RELOADED_SEEDS {
             same_with_reloads(seed, stats);
         }
-        total.steps += stats.steps;
-        total.logins += stats.logins;
-        total.leaves += stats.leaves;
-        total.timeouts += stats.timeouts;
-        total.bans += stats.bans;
-        total.banned_refusals += stats.banned_refusals;
-        total.already_online += stats.already_online;
-        total.presence += stats.presence;
-        total.notices_held += stats.notices_held;
-        total.notices_led += stats.notices_led;
-        total.notices_released += stats.notices_released;
-        total.notices_dropped += stats.notices_dropped;
-        total.delivered += stats.delivered;
-        total.backlogs += stats.backlogs;
-        total.backlog_written += stats.backlog_written;
-        total.backlog_later_pulls += stats.backlog_later_pulls;
-        total.backlog_rehanded += stats.backlog_rehanded;
-        total.backlogs_interrupted += stats.backlogs_interrupted;
-        total.backlog_closes += stats.backlog_closes;
-        total.backlogs_resumed += stats.backlogs_resumed;
-        total.held_lines += stats.held_lines;
-        total.held_messages += stats.held_messages;
-        total.backlog_from_blocked += stats.backlog_from_blocked;
-        total.blocked_refusals += stats.blocked_refusals;
-        total.partial_broadcasts += stats.partial_broadcasts;
-        total.max_online = total.max_online.max(stats.max_online);
-        total.registrations += stats.registrations;
-        total.introductions += stats.introductions;
-        total.private_blocked_refusals += stats.private_blocked_refusals;
-        total.private_unreachable += stats.private_unreachable;
-        total.private_unavailable += stats.private_unavailable;
+        total.add(&stats);
     }
     // The runs must reach every behaviour the invariants are about, or the
     // test proves nothing.
@@ -130,4 +105,51 @@ fn same_with_reloads(seed: u64, plain: Stats) {
         ..reloaded
     };
     assert_eq!(format!("{without:?}"), format!("{plain:?}"), "seed {seed}");
+}
+
+/// The replicated mode: the same runs also go through a cluster of two
+/// nodes, whose effects on their own sessions must be the single server's
+/// and whose replicas must agree (see `chat_model`'s `cluster`).
+#[test]
+fn replicated_runs_match_the_single_server() {
+    let mut total = Stats::default();
+    for seed in SEEDS {
+        let mut harness = Harness::replicated();
+        harness.run(&mut Rng::new(seed), REPLICATED_STEPS);
+        let stats = harness.stats();
+        assert!(
+            stats.steps > REPLICATED_STEPS,
+            "seed {seed}: the run stopped early"
+        );
+        total.add(&stats);
+    }
+    eprintln!("{total:?}");
+    assert!(total.logins >= 500, "{total:?}");
+    assert!(total.timeouts >= 100, "{total:?}");
+    assert!(total.bans >= 20, "{total:?}");
+    assert!(total.presence >= 500, "{total:?}");
+    assert!(total.delivered >= 100, "{total:?}");
+    assert!(total.backlog_written >= 100, "{total:?}");
+    assert!(total.introductions >= 30, "{total:?}");
+    assert!(total.private_unavailable >= 2, "{total:?}");
+    assert!(total.gathered_batches >= 2_000, "{total:?}");
+    assert!(total.largest_batch >= 5, "{total:?}");
+    assert!(total.ticks >= 5_000, "{total:?}");
+    assert!(total.clocks_behind >= 2_000, "{total:?}");
+    assert!(total.verdicts >= 1_000, "{total:?}");
+    assert!(total.tokens_given >= 30, "{total:?}");
+    assert!(total.reconnect_batches >= 200, "{total:?}");
+    assert!(total.ignored_entries >= 2_000, "{total:?}");
+    assert!(total.cross_effects >= 800, "{total:?}");
+}
+
+/// The same replicated run twice gives the same result.
+#[test]
+fn replicated_runs_are_deterministic() {
+    let run = || {
+        let mut harness = Harness::replicated();
+        harness.run(&mut Rng::new(42), 500);
+        format!("{:?}", harness.stats())
+    };
+    assert_eq!(run(), run());
 }

@@ -1,8 +1,8 @@
 //! A reference model of the chat domain and a checker that drives
 //! [`Chat`] with random command sequences from several sessions and checks
 //! it after every step. Used by `tests/chat_random.rs` (fixed seeds of
-//! [`Rng`], which is a [`Source`]) and by the `chat` fuzz target
-//! (libFuzzer's bytes), so both check exactly the same things.
+//! [`Rng`], which is a [`Source`]) and by the `chat` and `replicated` fuzz
+//! targets (libFuzzer's bytes), so both check exactly the same things.
 //!
 //! A run is a stream of bytes (from a [`Source`]) decoded into operations:
 //! connect, a line chosen from a small vocabulary of valid and invalid
@@ -92,10 +92,18 @@
 //! timeout notices appear (after checking that exactly the idle sessions
 //! timed out) and judges "online at that moment" by it.
 //!
+//! [`Harness::replicated`] adds the replicated mode of `cluster`: the same
+//! operations also run on a cluster of two nodes, each a
+//! [`Replica`](confab::cluster::replica::Replica) and its own [`Chat`] fed
+//! one log of batches, and after every batch each node's effects on its
+//! own sessions must be the single server's on them, byte for byte, and
+//! both replicas must be in the single server's state (see that module).
+//!
 //! This module holds the constants, the types a run is made of and the
 //! [`Harness`]; `generator` decodes the operations, `driver` runs them on
-//! [`Chat`] and plays the server, `model` predicts what should happen and
-//! `checker` judges what did; `reload` swaps the domain for a loaded copy.
+//! [`Chat`] and plays the server, `model` predicts what should happen,
+//! `checker` judges what did; `reload` swaps the domain for a loaded copy,
+//! and `cluster` replays it all through a cluster's log.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -111,6 +119,7 @@ use confab::token::TOKEN_BYTES;
 use crate::rng::Rng;
 
 mod checker;
+mod cluster;
 mod driver;
 mod generator;
 mod model;
@@ -120,7 +129,8 @@ mod reload;
 pub const TIMEOUT: Duration = Duration::from_millis(500);
 /// Ban after three wrong passwords.
 pub const BLOCK_DURATION: Duration = Duration::from_millis(300);
-/// Session ids used: `SessionId(0..SESSIONS)`.
+/// Sessions, by index; each is named `SessionId(index)` except in the
+/// replicated mode, where its id is the one the cluster gave it.
 const SESSIONS: usize = 5;
 /// The accounts: username and password.
 const ACCOUNTS: [(&str, &str); 4] = [
@@ -319,6 +329,130 @@ pub struct Stats {
     /// Times the domain was replaced by a copy loaded from its saved state
     /// (only with [`Harness::reloading`]).
     pub reloads: usize,
+    /// Replicated mode: batches the nodes published (ticks included).
+    pub batches: usize,
+    /// Replicated mode: batches with the inputs of two operations or more.
+    pub gathered_batches: usize,
+    /// Replicated mode: empty batches, published when the clock advanced.
+    pub ticks: usize,
+    /// Replicated mode: batches whose publisher's clock was behind the
+    /// log's time.
+    pub clocks_behind: usize,
+    /// Replicated mode: passwords published as the owner's verdict.
+    pub verdicts: usize,
+    /// Replicated mode: `startprivate` lines published with the token the
+    /// single server drew for them.
+    pub tokens_given: usize,
+    /// Replicated mode: batches in which a connection went away and a
+    /// later input connected another.
+    pub reconnect_batches: usize,
+    /// Replicated mode: entries applied again, or cut short, that both
+    /// replicas ignored.
+    pub ignored_entries: usize,
+    /// Replicated mode: effects of a node's inputs on the other node's
+    /// sessions.
+    pub cross_effects: usize,
+    /// Replicated mode: most inputs in one batch.
+    pub largest_batch: usize,
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these, and keeps the larger of each
+    /// maximum: the totals of several runs, which a test holds to the
+    /// behaviours they must reach.
+    pub fn add(&mut self, other: &Stats) {
+        let Stats {
+            steps,
+            logins,
+            leaves,
+            timeouts,
+            bans,
+            banned_refusals,
+            already_online,
+            presence,
+            notices_held,
+            notices_led,
+            notices_released,
+            notices_dropped,
+            delivered,
+            backlogs,
+            backlog_written,
+            backlog_later_pulls,
+            backlog_rehanded,
+            backlogs_interrupted,
+            backlog_closes,
+            backlogs_resumed,
+            held_lines,
+            held_messages,
+            backlog_from_blocked,
+            blocked_refusals,
+            partial_broadcasts,
+            max_online,
+            registrations,
+            introductions,
+            private_blocked_refusals,
+            private_unreachable,
+            private_unavailable,
+            reloads,
+            batches,
+            gathered_batches,
+            ticks,
+            clocks_behind,
+            verdicts,
+            tokens_given,
+            reconnect_batches,
+            ignored_entries,
+            cross_effects,
+            largest_batch,
+        } = *other;
+        let sums = [
+            (&mut self.steps, steps),
+            (&mut self.logins, logins),
+            (&mut self.leaves, leaves),
+            (&mut self.timeouts, timeouts),
+            (&mut self.bans, bans),
+            (&mut self.banned_refusals, banned_refusals),
+            (&mut self.already_online, already_online),
+            (&mut self.presence, presence),
+            (&mut self.notices_held, notices_held),
+            (&mut self.notices_led, notices_led),
+            (&mut self.notices_released, notices_released),
+            (&mut self.notices_dropped, notices_dropped),
+            (&mut self.delivered, delivered),
+            (&mut self.backlogs, backlogs),
+            (&mut self.backlog_written, backlog_written),
+            (&mut self.backlog_later_pulls, backlog_later_pulls),
+            (&mut self.backlog_rehanded, backlog_rehanded),
+            (&mut self.backlogs_interrupted, backlogs_interrupted),
+            (&mut self.backlog_closes, backlog_closes),
+            (&mut self.backlogs_resumed, backlogs_resumed),
+            (&mut self.held_lines, held_lines),
+            (&mut self.held_messages, held_messages),
+            (&mut self.backlog_from_blocked, backlog_from_blocked),
+            (&mut self.blocked_refusals, blocked_refusals),
+            (&mut self.partial_broadcasts, partial_broadcasts),
+            (&mut self.registrations, registrations),
+            (&mut self.introductions, introductions),
+            (&mut self.private_blocked_refusals, private_blocked_refusals),
+            (&mut self.private_unreachable, private_unreachable),
+            (&mut self.private_unavailable, private_unavailable),
+            (&mut self.reloads, reloads),
+            (&mut self.batches, batches),
+            (&mut self.gathered_batches, gathered_batches),
+            (&mut self.ticks, ticks),
+            (&mut self.clocks_behind, clocks_behind),
+            (&mut self.verdicts, verdicts),
+            (&mut self.tokens_given, tokens_given),
+            (&mut self.reconnect_batches, reconnect_batches),
+            (&mut self.ignored_entries, ignored_entries),
+            (&mut self.cross_effects, cross_effects),
+        ];
+        for (total, count) in sums {
+            *total += count;
+        }
+        self.max_online = self.max_online.max(max_online);
+        self.largest_batch = self.largest_batch.max(largest_batch);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,9 +602,51 @@ struct Expected {
     logins: Vec<(usize, usize, bool)>,
 }
 
+/// One effect of a [`Chat`], with its text: what the replicated mode
+/// compares between the single server and each replica.
+#[derive(Clone, PartialEq, Eq)]
+enum Done {
+    Send(Vec<u8>),
+    Notice(Vec<u8>),
+    Close,
+    Backlog,
+}
+
+/// The text as text, for failure reports.
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Done::Send(text) => write!(f, "Send({:?})", String::from_utf8_lossy(text)),
+            Done::Notice(text) => write!(f, "Notice({:?})", String::from_utf8_lossy(text)),
+            Done::Close => f.write_str("Close"),
+            Done::Backlog => f.write_str("Backlog"),
+        }
+    }
+}
+
+/// Takes the effects out of `chat`'s outbox, in the order they happened,
+/// each with its text.
+fn drain(chat: &mut Chat) -> Vec<(SessionId, Done)> {
+    let outbox = chat.outbox();
+    let effects = outbox
+        .effects()
+        .iter()
+        .map(|effect| match effect {
+            Effect::Send { to, text } => (*to, Done::Send(outbox.text(text.clone()).to_vec())),
+            Effect::Notice { to, text } => (*to, Done::Notice(outbox.text(text.clone()).to_vec())),
+            Effect::Close(sid) => (*sid, Done::Close),
+            Effect::Backlog(sid) => (*sid, Done::Backlog),
+        })
+        .collect();
+    outbox.clear();
+    effects
+}
+
 /// What `Chat` did in a step, and what the harness as the server wrote.
 #[derive(Debug, Default)]
 struct Actual {
+    /// Every effect, in order, with the session it went to.
+    effects: Vec<(usize, Done)>,
     /// The bytes of the `Send` effects, by recipient.
     sent: [Vec<u8>; SESSIONS],
     /// What the server wrote to each session.
@@ -517,6 +693,11 @@ pub struct Harness {
     chat: Chat,
     model: Model,
     t0: Instant,
+    /// The id each session has in `chat`: its index, except in replicated
+    /// mode, where it is the one the cluster gave its connection.
+    sids: [SessionId; SESSIONS],
+    /// The cluster of the replicated mode.
+    cluster: Option<Box<cluster::Cluster>>,
     /// Message texts are unique; this is the next number.
     counter: u64,
     /// (message text, recipient user) pairs delivered so far.
@@ -578,6 +759,8 @@ impl Harness {
                 notices: Default::default(),
             },
             t0: Instant::now(),
+            sids: std::array::from_fn(SessionId),
+            cluster: None,
             counter: 0,
             delivered: HashSet::new(),
             tokens: HashSet::new(),
@@ -602,9 +785,28 @@ impl Harness {
         }
     }
 
+    /// A fresh domain as [`Harness::new`], checked as ever, and beside it
+    /// a cluster of two nodes that every operation also goes through (see
+    /// the module documentation): the replicated mode.
+    pub fn replicated() -> Harness {
+        let mut harness = Harness::new();
+        let cluster = match cluster::Cluster::new() {
+            Ok(cluster) => cluster,
+            Err(problem) => harness.fail(problem),
+        };
+        harness.cluster = Some(Box::new(cluster));
+        harness.sids = std::array::from_fn(cluster::unused_sid);
+        harness.chat.set_wall_clock(cluster::wall_clock(harness.t0));
+        harness
+    }
+
     /// What the run has exercised so far.
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut stats = self.stats;
+        if let Some(cluster) = &self.cluster {
+            cluster.add_stats(&mut stats);
+        }
+        stats
     }
 
     /// Runs steps until `src` runs dry or `max_steps` were taken, then shuts
@@ -612,6 +814,10 @@ impl Harness {
     pub fn run(&mut self, src: &mut impl Source, max_steps: usize) {
         while self.stats.steps < max_steps && !self.done {
             let Some(op) = self.next_op(src) else { break };
+            if let Some(cluster) = self.cluster.as_deref_mut() {
+                let Some(batching) = src.byte() else { break };
+                cluster.batching(batching);
+            }
             self.apply(op);
             self.maybe_reload();
         }

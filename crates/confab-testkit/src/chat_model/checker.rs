@@ -378,7 +378,7 @@ impl Harness {
         for s in 0..SESSIONS {
             let backlog: Vec<String> = self
                 .chat
-                .backlog(SessionId(s), 0)
+                .backlog(self.sids[s], 0)
                 .map(|line| line.to_string())
                 .collect();
             let mailbox = match self.model.slots[s] {
@@ -408,6 +408,9 @@ impl Harness {
         let mut report = format!("chat invariant violated: {problem}\nlast operations:\n");
         for (at, op) in &self.trace {
             let _ = writeln!(report, "  t={at:?} {}", describe(op));
+        }
+        if let Some(cluster) = &self.cluster {
+            report.push_str(&cluster.report());
         }
         panic!("{report}");
     }

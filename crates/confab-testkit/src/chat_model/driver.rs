@@ -26,6 +26,8 @@ impl Harness {
         self.stats.steps += 1;
 
         let pre = self.model.clone();
+        let drawn = TOKENS_DRAWN.get();
+        self.replicate_before(&op);
         let now = self.at(self.model.now);
         // Sessions that may get output during this step.
         let mut open: [bool; SESSIONS] =
@@ -33,21 +35,23 @@ impl Harness {
         let mut expected = Expected::default();
         let actual = match &op {
             Op::Connect(s) => {
-                self.chat.connect(SessionId(*s), SESSION_IPS[*s], true, now);
+                let group = self.cluster.as_ref().map_or(0, |c| c.group(*s));
+                self.chat
+                    .connect_in(self.sids[*s], SESSION_IPS[*s], true, group, now);
                 open[*s] = true;
                 self.take(open)
             }
             Op::Line(s, raw, _) => {
                 match decode_line(raw) {
-                    Ok(Some(text)) => self.chat.line(SessionId(*s), text, now),
+                    Ok(Some(text)) => self.chat.line(self.sids[*s], text, now),
                     Ok(None) => {}
-                    Err(error) => self.chat.line_error(SessionId(*s), error, now),
+                    Err(error) => self.chat.line_error(self.sids[*s], error, now),
                 }
                 self.take(open)
             }
             Op::LineError(s, error) => {
                 if open[*s] {
-                    self.chat.line_error(SessionId(*s), *error, now);
+                    self.chat.line_error(self.sids[*s], *error, now);
                 }
                 self.take(open)
             }
@@ -58,7 +62,7 @@ impl Harness {
                     self.notices[*s].clear();
                     self.stats.notices_dropped += 1;
                 }
-                self.chat.disconnect(SessionId(*s), now);
+                self.chat.disconnect(self.sids[*s], now);
                 open[*s] = false;
                 self.take(open)
             }
@@ -110,6 +114,12 @@ impl Harness {
         self.check_introductions(&pre, &actual);
         self.check_transcripts(&actual, &expected);
         self.check_state();
+        self.replicate_after(&op, &pre, &actual, drawn);
+    }
+
+    /// The session that `sid` names among those `open`.
+    fn slot_of(&self, sid: SessionId, open: &[bool; SESSIONS]) -> Option<usize> {
+        (0..SESSIONS).find(|&s| open[s] && self.sids[s] == sid)
     }
 
     /// Drains the outbox into an [`Actual`], failing on output to a session
@@ -118,26 +128,20 @@ impl Harness {
         let mut actual = Actual::default();
         let mut partial: [Vec<u8>; SESSIONS] = Default::default();
         let mut problem = None;
-        let outbox = self.chat.outbox();
-        let effects = outbox.effects().to_vec();
-        let texts: Vec<Vec<u8>> = effects
-            .iter()
-            .map(|e| match e {
-                Effect::Send { text, .. } | Effect::Notice { text, .. } => {
-                    outbox.text(text.clone()).to_vec()
-                }
-                _ => Vec::new(),
-            })
-            .collect();
-        outbox.clear();
-        for (effect, text) in effects.iter().zip(texts) {
-            match effect {
-                Effect::Backlog(sid) => {
-                    let s = sid.0;
-                    if s >= SESSIONS || !open[s] {
-                        problem.get_or_insert(format!("backlog of {sid:?}, which is not open"));
-                        continue;
-                    }
+        for (sid, done) in drain(&mut self.chat) {
+            let Some(s) = self.slot_of(sid, &open) else {
+                let what = match done {
+                    Done::Send(_) | Done::Notice(_) => "output",
+                    Done::Close => "a close",
+                    Done::Backlog => "a backlog",
+                };
+                problem.get_or_insert(format!("{what} to {sid:?}, which is not open"));
+                continue;
+            };
+            actual.effects.push((s, done.clone()));
+            let notice = matches!(done, Done::Notice(_));
+            match done {
+                Done::Backlog => {
                     if self.writers[s].is_some() {
                         problem.get_or_insert(format!("a second backlog of {sid:?}"));
                         continue;
@@ -152,31 +156,24 @@ impl Harness {
                     actual.backlog_starts.push((s, after_welcome));
                     self.writers[s] = Some(Writer::default());
                 }
-                Effect::Send { to, .. } | Effect::Notice { to, .. } => {
-                    let s = to.0;
-                    if s >= SESSIONS || !open[s] {
-                        problem.get_or_insert(format!("output to {to:?}, which is not open"));
-                        continue;
-                    }
-                    let bytes = &text[..];
-                    actual.sent[s].extend_from_slice(bytes);
-                    let notice = matches!(effect, Effect::Notice { .. });
+                Done::Send(bytes) | Done::Notice(bytes) => {
+                    actual.sent[s].extend_from_slice(&bytes);
                     let writer = self.writers[s].as_mut();
                     let held = writer.is_some();
                     match writer {
-                        Some(writer) => writer.held.extend_from_slice(bytes),
+                        Some(writer) => writer.held.extend_from_slice(&bytes),
                         // The server holds a notice; anything else lets
                         // the held notices go first.
-                        None if notice => self.notices[s].extend_from_slice(bytes),
+                        None if notice => self.notices[s].extend_from_slice(&bytes),
                         None => {
                             if !self.notices[s].is_empty() {
                                 self.stats.notices_led += 1;
                                 actual.out[s].append(&mut self.notices[s]);
                             }
-                            actual.out[s].extend_from_slice(bytes);
+                            actual.out[s].extend_from_slice(&bytes);
                         }
                     }
-                    for &b in bytes {
+                    for b in bytes {
                         if b == b'\n' {
                             let line = utf8(std::mem::take(&mut partial[s]));
                             if held {
@@ -191,12 +188,7 @@ impl Harness {
                         }
                     }
                 }
-                Effect::Close(sid) => {
-                    let s = sid.0;
-                    if s >= SESSIONS || !open[s] {
-                        problem.get_or_insert(format!("close of {sid:?}, which is not open"));
-                        continue;
-                    }
+                Done::Close => {
                     // Held notices go out, the backlog is given up, and
                     // what waited for it goes out before the close.
                     actual.out[s].append(&mut self.notices[s]);
@@ -228,7 +220,7 @@ impl Harness {
     /// and the backlog is over.
     fn write_backlog(&mut self, s: usize, hand: usize, confirm: usize) -> Actual {
         let mut actual = Actual::default();
-        let sid = SessionId(s);
+        let sid = self.sids[s];
         let Some(writer) = self.writers[s].as_mut() else {
             return actual;
         };
