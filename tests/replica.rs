@@ -429,3 +429,22 @@ fn an_id_freed_in_a_batch_is_not_given_again_within_it() {
     log.publish(0, T0 + 20, vec![line(2, "yoda")]);
     assert_eq!(log.take(0, 2), PASSWORD_PROMPT);
 }
+
+#[test]
+fn a_hello_that_replaces_a_silent_twin_does_not_hand_its_ids_to_the_same_batch() {
+    let mut log = Log::new(&[("alpha", 1), ("beta", 2), ("alpha", 3)]);
+    log.publish(0, T0, vec![Input::Hello, found()]);
+    log.publish(1, T0, vec![Input::Hello]);
+    log.publish(2, T0, vec![]);
+    log.log_in(0, 1, "yoda", T0);
+    log.discard();
+    // The first alpha was killed; a new run of it joins once the first
+    // has been silent for the node timeout, with a connection at once.
+    let at = T0 + NODE_TIMEOUT_MS + 10;
+    log.publish(2, at, vec![Input::Hello, connect(1)]);
+    assert_eq!(log.take(2, 1), USERNAME_PROMPT);
+    assert!(!log.nodes[2].closed.contains(&1));
+    assert_eq!(log.nodes[1].replica.live_nodes(), 2);
+    let sid = log.nodes[2].replica.session(1).unwrap();
+    assert_eq!(log.nodes[1].replica.owner(sid), Some((3, 1)));
+}

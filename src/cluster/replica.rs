@@ -470,7 +470,7 @@ impl Replica {
             if let Some(owner) = self.owners[sid] {
                 self.sessions.remove(&owner);
             }
-            self.release(SessionId(sid));
+            self.gone.push(SessionId(sid));
         }
     }
 
