@@ -4,8 +4,9 @@
 //! a given sequence, an outage (kill and restart) with publishing that never
 //! blocks and every batch stored once, a stored batch whose answer was lost
 //! (behind a proxy) stored once more as the same entry, snapshots bigger than a NATS message
-//! kept two at a time with the log trimmed below them, and start-up errors
-//! that come within their timeout.
+//! kept two at a time with the log trimmed below them, the stream's size
+//! as its info tells it, and start-up errors that come within their
+//! timeout.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,6 +143,7 @@ fn batches_are_stored_in_order_and_followed_once_each() {
     let (bridge, wakes) = connect(&server);
     assert!(bridge.is_up());
     assert_eq!(bridge.stream_bounds(START).expect("bounds"), (0, 0));
+    assert_eq!(bridge.stream_info(START).expect("info"), (0, 0));
     bridge.follow_from(1);
 
     let before = now_ms();
@@ -173,6 +175,14 @@ fn batches_are_stored_in_order_and_followed_once_each() {
     }
     assert_eq!(events_within(&bridge, Duration::from_millis(300)), []);
     assert_eq!(bridge.stream_bounds(START).expect("bounds"), (1, 50));
+    let (messages, bytes) = bridge.stream_info(START).expect("info");
+    assert_eq!(messages, 50);
+    // Each entry is stored with its subject and headers besides its payload.
+    let payloads: u64 = (1..=50).map(|n| batch(n).len() as u64).sum();
+    assert!(
+        bytes > payloads + 50 * "confab.log".len() as u64,
+        "{bytes} bytes"
+    );
     assert!(wakes.load(Ordering::SeqCst) >= 100);
 }
 
@@ -383,6 +393,7 @@ fn snapshots_round_trip_the_newest_two_are_kept_and_the_log_is_trimmed_below_the
         events == [Event::SnapshotSaved { seq: 9 }]
     });
     assert_eq!(bridge.stream_bounds(START).expect("bounds"), (7, 10));
+    assert_eq!(bridge.stream_info(START).expect("info").0, 4);
     assert_eq!(
         snapshot_objects(&server),
         [

@@ -106,6 +106,7 @@ enum Command {
     Snapshot(Snapshot),
     Follow(u64),
     Bounds(Duration, std_mpsc::Sender<io::Result<(u64, u64)>>),
+    Info(Duration, std_mpsc::Sender<io::Result<(u64, u64)>>),
     LatestSnapshot(Duration, std_mpsc::Sender<LatestSnapshot>),
 }
 
@@ -170,6 +171,18 @@ impl Bridge {
         let (reply, answer) = std_mpsc::channel();
         self.send(Command::Bounds(timeout, reply));
         wait_answer(answer, timeout, "the stream's bounds")
+    }
+
+    /// Blocking, at most `timeout`, read-only: how many entries the stream
+    /// holds and how many bytes it takes to store them, `(messages,
+    /// bytes)`, as JetStream's stream info tells them (stored bytes: each
+    /// entry's payload, headers and subject, and the store's framing), for
+    /// measuring what the log costs; entries purged behind a snapshot are
+    /// no longer counted.
+    pub fn stream_info(&self, timeout: Duration) -> io::Result<(u64, u64)> {
+        let (reply, answer) = std_mpsc::channel();
+        self.send(Command::Info(timeout, reply));
+        wait_answer(answer, timeout, "the stream's info")
     }
 
     /// Blocking, at start, at most `timeout`: the newest snapshot that can

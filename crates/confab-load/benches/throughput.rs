@@ -11,7 +11,17 @@
 //! handshake. `fanout` and `idle` also have a twin over WebSocket
 //! (`fanout-web`, `idle-web`): the clients connect to the server's web
 //! port, upgrade `/ws`, and send and receive their lines as text
-//! messages, as the browser page does.
+//! messages, as the browser page does. `direct` also has two rows in
+//! cluster mode, each with its own nats-server 2.9 (JetStream, on
+//! loopback): `direct-node`, one cluster node alone with every user on it,
+//! every input going through the log; and `direct-cluster`, two nodes A
+//! and B with each pair's sender on one and its receiver on the other
+//! (pairs alternating), so every message goes A→B or B→A through the log.
+//! Their extra column has what the log took per delivered message (its
+//! entries, each a batch of one node's inputs, and the bytes JetStream
+//! stored, read from the stream's info after the run) and, as for
+//! `direct`, the CPU time of the server threads per message (and of the
+//! nodes' NATS threads and of nats-server).
 //!
 //! The server runs on one thread of this process (the testkit's
 //! `TestServer`; `idle` starts the real `confab-server` binary instead, so
@@ -27,12 +37,15 @@ use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use confab::cluster::bridge::{Bridge, LogConfig};
+use confab::cluster::ClusterConfig;
 use confab_load::{self as load, LoadConfig, Report, Workload};
-use confab_testkit::{artifacts, journal_in, Options, TestServer};
+use confab_testkit::procfs::threads_cpu_time;
+use confab_testkit::{artifacts, journal_in, NatsServer, Options, TestServer};
 
 /// Runs per workload; the row shows the median.
 const RUNS: usize = 3;
@@ -54,15 +67,37 @@ const OVER_TLS: [Workload; 3] = [Workload::Fanout, Workload::Direct, Workload::H
 /// The workloads that also run over WebSocket, each in a row after its
 /// plaintext (and TLS) twin.
 const OVER_WEB: [Workload; 2] = [Workload::Fanout, Workload::Idle];
+/// The workloads that also run in cluster mode, in a `-node` and a
+/// `-cluster` row after their other twins.
+const IN_CLUSTER: [Workload; 1] = [Workload::Direct];
 /// The ratios printed under the table: a row's figure over another's.
-const RATIOS: [(&str, &str); 6] = [
+const RATIOS: [(&str, &str); 8] = [
     ("fanout", "ceiling"),
     ("fanout-tls", "fanout"),
     ("fanout-web", "fanout"),
     ("idle-web", "idle"),
     ("direct-tls", "direct"),
+    ("direct-node", "direct"),
+    ("direct-cluster", "direct"),
     ("handshakes-tls", "handshakes"),
 ];
+/// The names of the server's threads (the testkit's `TestServer`) and of
+/// a cluster node's NATS thread, whose CPU time the direct rows report.
+const SERVER_THREAD: &str = "confab-server";
+const NATS_THREAD: &str = "confab-nats";
+/// How long reaching NATS for the stream's info may take after a run.
+const NATS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a row's server runs: alone, or as nodes of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One server, no cluster.
+    Single,
+    /// One cluster node: every input goes through the log.
+    Node,
+    /// Two cluster nodes; every message crosses from one to the other.
+    Cluster,
+}
 
 /// One row of the table: a workload, for the storm how many logins are in
 /// flight, and whether the clients speak TLS or WebSocket.
@@ -72,6 +107,7 @@ struct Row {
     in_flight: Option<usize>,
     tls: bool,
     web: bool,
+    layout: Layout,
 }
 
 impl Row {
@@ -85,6 +121,7 @@ impl Row {
                 in_flight: None,
                 tls: false,
                 web: false,
+                layout: Layout::Single,
             };
             if workload == Workload::Storm {
                 rows.extend(STORM_IN_FLIGHT.map(|n| Row {
@@ -100,12 +137,15 @@ impl Row {
             if OVER_WEB.contains(&workload) {
                 rows.push(Row { web: true, ..row });
             }
+            if IN_CLUSTER.contains(&workload) {
+                rows.extend([Layout::Node, Layout::Cluster].map(|layout| Row { layout, ..row }));
+            }
         }
         rows
     }
 
-    /// The row's name: the workload's, the logins in flight, `-tls` or
-    /// `-web`.
+    /// The row's name: the workload's, the logins in flight, `-tls`,
+    /// `-web`, `-node` or `-cluster`.
     fn name(&self) -> String {
         let mut name = self.workload.name().to_string();
         if let Some(n) = self.in_flight {
@@ -116,6 +156,11 @@ impl Row {
         }
         if self.web {
             name.push_str("-web");
+        }
+        match self.layout {
+            Layout::Single => {}
+            Layout::Node => name.push_str("-node"),
+            Layout::Cluster => name.push_str("-cluster"),
         }
         name
     }
@@ -143,26 +188,26 @@ fn main() -> ExitCode {
     let mut failed = false;
     let mut medians = Vec::new();
     for row in selected {
-        let mut reports = Vec::new();
+        let mut runs = Vec::new();
         for _ in 0..RUNS {
             match run_once(row) {
-                Ok(report) => reports.push(report),
+                Ok(run) => runs.push(run),
                 Err(e) => {
                     failed = true;
                     eprintln!("{}: {e}", row.name());
                 }
             }
         }
-        match median(&mut reports) {
+        match median(&mut runs) {
             Some(middle) => {
-                let report = &reports[middle];
+                let report = &runs[middle].report;
                 let figure = report.figure().unwrap_or(f64::NAN);
                 println!(
                     "{:<14} {:>13}  {:<13} {}",
                     row.name(),
                     show_figure(report),
                     report.unit(),
-                    extra(report, &reports)
+                    extra(&runs[middle], &runs)
                 );
                 medians.push((row.name(), figure, report.unit()));
             }
@@ -188,13 +233,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// One run's report and, for the direct rows, what it cost besides.
+struct Run {
+    report: Report,
+    costs: Option<Costs>,
+}
+
+impl From<Report> for Run {
+    fn from(report: Report) -> Run {
+        Run {
+            report,
+            costs: None,
+        }
+    }
+}
+
+/// What a direct run cost, over the whole run (logins included).
+struct Costs {
+    /// CPU time of the server threads (every node's loop).
+    loops: Duration,
+    /// In cluster mode: CPU time of the nodes' NATS threads, of
+    /// nats-server, and the log's entries and stored bytes.
+    cluster: Option<ClusterCosts>,
+}
+
+/// What the cluster's side of a run cost.
+struct ClusterCosts {
+    bridges: Duration,
+    nats: Duration,
+    entries: u64,
+    bytes: u64,
+}
+
+/// CPU time so far of this process's threads named `name`.
+fn cpu_of(name: &str) -> io::Result<Duration> {
+    threads_cpu_time(std::process::id(), Some(name))
+}
+
 /// One run of `row` at the issue's scale against a fresh server.
-fn run_once(row: Row) -> io::Result<Report> {
+fn run_once(row: Row) -> io::Result<Run> {
     let workload = row.workload;
     let mut config = LoadConfig::new(workload, SocketAddr::from(([127, 0, 0, 1], 0)));
     config.duration = SECONDS;
     config.setup_timeout = SETUP_TIMEOUT;
-    match workload {
+    if row.layout != Layout::Single {
+        return run_in_cluster(row.layout, config);
+    }
+    let report = match workload {
         Workload::Ceiling => load::run(&config),
         Workload::Offline => {
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -241,6 +326,25 @@ fn run_once(row: Row) -> io::Result<Report> {
             }
             Ok(report)
         }
+        Workload::Direct => {
+            let server = TestServer::try_with(Options {
+                tls: row.tls,
+                ..Options::for_accounts(load::accounts(config.users_needed()))
+            })?;
+            config.target = server.addr;
+            config.tls = server.fingerprint.clone();
+            let loops = cpu_of(SERVER_THREAD)?;
+            let report = load::run(&config);
+            let loops = cpu_of(SERVER_THREAD)?.saturating_sub(loops);
+            server.stop()?;
+            return Ok(Run {
+                report: report?,
+                costs: Some(Costs {
+                    loops,
+                    cluster: None,
+                }),
+            });
+        }
         _ => {
             let server = TestServer::try_with(Options {
                 tls: row.tls,
@@ -254,14 +358,75 @@ fn run_once(row: Row) -> io::Result<Report> {
             server.stop()?;
             report
         }
-    }
+    };
+    report.map(Run::from)
 }
 
-/// Sorts the reports by figure and returns the index of the middle one.
-fn median(reports: &mut [Report]) -> Option<usize> {
-    let figure = |r: &Report| r.figure().unwrap_or(f64::NAN);
-    reports.sort_by(|a, b| figure(a).total_cmp(&figure(b)));
-    (!reports.is_empty()).then_some(reports.len() / 2)
+/// One run of `config` (a direct one) against a fresh nats-server and one
+/// cluster node, or two with every message crossing from one to the
+/// other. The nodes take no snapshots, so that the stream still holds
+/// every entry of the run when its info is read.
+fn run_in_cluster(layout: Layout, mut config: LoadConfig) -> io::Result<Run> {
+    let nats = NatsServer::start();
+    let node = |name: &str| {
+        let mut cluster = ClusterConfig::new(&nats.url());
+        cluster.node = Some(name.to_owned());
+        cluster.snapshot_every = u64::MAX;
+        TestServer::try_with(Options {
+            cluster: Some(cluster),
+            ..Options::for_accounts(load::accounts(config.users_needed()))
+        })
+    };
+    let a = node("a")?;
+    let b = match layout {
+        Layout::Cluster => Some(node("b")?),
+        Layout::Single | Layout::Node => None,
+    };
+    config.target = a.addr;
+    config.peer_target = b.as_ref().map(|b| b.addr);
+    let nats_pid = nats
+        .pid()
+        .ok_or_else(|| io::Error::other("nats-server is not running"))?;
+    let nats_cpu = || threads_cpu_time(nats_pid, None);
+    let before = (cpu_of(SERVER_THREAD)?, cpu_of(NATS_THREAD)?, nats_cpu()?);
+    let report = load::run(&config);
+    let after = (cpu_of(SERVER_THREAD)?, cpu_of(NATS_THREAD)?, nats_cpu()?);
+    let (entries, bytes) = stream_info(&nats)?;
+    if let Some(b) = b {
+        b.stop()?;
+    }
+    a.stop()?;
+    Ok(Run {
+        report: report?,
+        costs: Some(Costs {
+            loops: after.0.saturating_sub(before.0),
+            cluster: Some(ClusterCosts {
+                bridges: after.1.saturating_sub(before.1),
+                nats: after.2.saturating_sub(before.2),
+                entries,
+                bytes,
+            }),
+        }),
+    })
+}
+
+/// The log's entries and stored bytes, from the stream's info, through a
+/// bridge of its own.
+fn stream_info(nats: &NatsServer) -> io::Result<(u64, u64)> {
+    let log = LogConfig {
+        url: nats.url(),
+        stream: ClusterConfig::new(&nats.url()).stream,
+        replicas: 1,
+    };
+    let bridge = Bridge::connect(&log, NATS_TIMEOUT, Arc::new(|| {}))?;
+    bridge.stream_info(NATS_TIMEOUT)
+}
+
+/// Sorts the runs by figure and returns the index of the middle one.
+fn median(runs: &mut [Run]) -> Option<usize> {
+    let figure = |r: &Run| r.report.figure().unwrap_or(f64::NAN);
+    runs.sort_by(|a, b| figure(a).total_cmp(&figure(b)));
+    (!runs.is_empty()).then_some(runs.len() / 2)
 }
 
 /// The figure column: seconds to the millisecond, anything else as a
@@ -274,8 +439,10 @@ fn show_figure(report: &Report) -> String {
     }
 }
 
-/// The extra column: latency, loss, memory, and every run's figure.
-fn extra(report: &Report, all: &[Report]) -> String {
+/// The extra column: latency, loss, memory, what a direct run cost, and
+/// every run's figure.
+fn extra(run: &Run, all: &[Run]) -> String {
+    let report = &run.report;
     let mut parts = Vec::new();
     if let Some(rate) = report.logins_per_second() {
         parts.push(format!("{} logins/s", thousands(rate)));
@@ -302,9 +469,33 @@ fn extra(report: &Report, all: &[Report]) -> String {
     if report.disconnects > 0 {
         parts.push(format!("disconnects {}", report.disconnects));
     }
-    let runs: Vec<String> = all.iter().map(show_figure).collect();
+    if let Some(costs) = &run.costs {
+        parts.push(costs_text(costs, report.delivered));
+    }
+    let runs: Vec<String> = all.iter().map(|run| show_figure(&run.report)).collect();
     parts.push(format!("runs {}", runs.join(" / ")));
     parts.join(", ")
+}
+
+/// What a direct run cost per message delivered: CPU time of the server
+/// loops (and of the nodes' NATS threads and nats-server), and the log's
+/// entries and bytes.
+fn costs_text(costs: &Costs, delivered: u64) -> String {
+    let messages = delivered.max(1) as f64;
+    let per = |d: Duration| format!("{:.2} µs", d.as_secs_f64() * 1e6 / messages);
+    let Some(cluster) = &costs.cluster else {
+        return format!("cpu/msg: loop {}", per(costs.loops));
+    };
+    format!(
+        "cpu/msg: loops {}, nats threads {}, nats-server {}; log/msg: {:.4} entries \
+         ({:.0} msgs/entry), {:.0} B",
+        per(costs.loops),
+        per(cluster.bridges),
+        per(cluster.nats),
+        cluster.entries as f64 / messages,
+        messages / cluster.entries.max(1) as f64,
+        cluster.bytes as f64 / messages
+    )
 }
 
 fn mib(bytes: u64) -> f64 {

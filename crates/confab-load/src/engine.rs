@@ -97,6 +97,8 @@ impl Stats {
 pub(super) struct Engine {
     workload: Workload,
     target: SocketAddr,
+    /// The second node of a cluster run ([`LoadConfig::peer_target`]).
+    peer_target: Option<SocketAddr>,
     /// The client side of every connection's TLS session, if the run
     /// speaks TLS.
     tls: Option<TlsClient>,
@@ -256,6 +258,7 @@ impl Engine {
         Ok(Engine {
             workload,
             target,
+            peer_target: config.peer_target,
             tls,
             web: config.web,
             poll: Poll::new()?,
@@ -650,20 +653,32 @@ impl Engine {
         &self.accounts[self.clients[i].account].username
     }
 
+    /// The server client `i` connects to: with a peer target, the direct
+    /// pairs alternate between the two nodes, pair 0 sending from the
+    /// target to the peer, pair 1 from the peer to the target, and so on,
+    /// so that every message crosses from one node to the other.
+    fn target_of(&self, i: usize) -> SocketAddr {
+        match self.peer_target {
+            Some(peer) if (i ^ (i >> 1)) & 1 == 1 => peer,
+            _ => self.target,
+        }
+    }
+
     // ----- connections ----------------------------------------------------
 
     /// Starts client `i`'s connection (a TLS session, if the run speaks
     /// TLS, whose client hello goes at the next flush).
     fn connect(&mut self, i: usize) -> io::Result<()> {
-        let socket = TcpStream::connect(self.target)
-            .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", self.target)))?;
+        let target = self.target_of(i);
+        let socket = TcpStream::connect(target)
+            .map_err(|e| io::Error::new(e.kind(), format!("connect to {target}: {e}")))?;
         let port = socket.local_addr()?.port();
         let stream = match &self.tls {
             Some(tls) => tls.open(socket)?,
             None => socket.into(),
         };
         let stream = match self.web {
-            true => Stream::from(WebStream::client(stream, &self.target.to_string())),
+            true => Stream::from(WebStream::client(stream, &target.to_string())),
             false => stream,
         };
         // Ceiling readers speak no protocol: `WRITABLE` tells when the
@@ -1154,4 +1169,30 @@ impl Engine {
 /// A received line for a notice.
 fn show(line: &[u8]) -> String {
     String::from_utf8_lossy(line).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_a_peer_target_every_pair_crosses_and_the_directions_alternate() {
+        let target: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let peer: SocketAddr = "127.0.0.1:2".parse().expect("address");
+        let mut config = LoadConfig::new(Workload::Direct, target);
+        config.clients = 4;
+        let engine = Engine::new(&config, target, None).expect("an engine");
+        assert!((0..8).all(|i| engine.target_of(i) == target));
+
+        config.peer_target = Some(peer);
+        let engine = Engine::new(&config, target, None).expect("an engine");
+        let mut senders = Vec::new();
+        for pair in 0..4 {
+            let (s, r) = (2 * pair, 2 * pair + 1);
+            assert_eq!(engine.clients[s].role, Role::Sender { to: r });
+            assert_ne!(engine.target_of(s), engine.target_of(r), "pair {pair}");
+            senders.push(engine.target_of(s));
+        }
+        assert_eq!(senders, [target, peer, target, peer]);
+    }
 }

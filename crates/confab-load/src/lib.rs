@@ -13,7 +13,9 @@
 //! chatter are what is measured, and the `storm` module checks what every
 //! client heard; in [`Workload::Handshakes`], connections themselves. With
 //! [`LoadConfig::tls`] every client speaks TLS (the `tls` module), pinning
-//! the server's certificate. Every message carries its send time (nanoseconds
+//! the server's certificate. With [`LoadConfig::peer_target`], `direct`
+//! runs against two nodes of a cluster, each pair's sender on one and its
+//! receiver on the other. Every message carries its send time (nanoseconds
 //! since the run started, 16 hex digits at the start of the text), so the
 //! receiver of each delivery records its latency. Senders keep a bounded
 //! number of bytes in flight ([`LoadConfig::window`]), far below the
@@ -241,13 +243,20 @@ pub struct LoadConfig {
     /// connection upgrades `/ws` and then sends and receives its lines as
     /// text messages, as the browser page does.
     pub web: bool,
+    /// A second node of the same cluster as `target`, for
+    /// [`Workload::Direct`] only (loopback, plaintext): half the pairs
+    /// send from `target` to users logged in here and the other half from
+    /// here to `target`, so that every message crosses from one node to
+    /// the other through the cluster's log. `None`: every client is on
+    /// `target`.
+    pub peer_target: Option<SocketAddr>,
 }
 
 impl LoadConfig {
     /// The defaults for `workload` against `target`: the workload's default
     /// clients, 10 churners, 100 logins in flight, 5 s, 64-byte messages, a
     /// 64 KiB window, 2 s of drain, 60 s to set up, no message limit, no
-    /// server memory, plaintext TCP.
+    /// server memory, plaintext TCP, one server.
     pub fn new(workload: Workload, target: SocketAddr) -> LoadConfig {
         LoadConfig {
             workload,
@@ -264,6 +273,7 @@ impl LoadConfig {
             server_pid: None,
             tls: None,
             web: false,
+            peer_target: None,
         }
     }
 
@@ -284,6 +294,20 @@ impl LoadConfig {
         let invalid = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
         let target = (self.workload != Workload::Ceiling).then_some(self.target);
         check_target_and_size(target, self.message_size, "load runs")?;
+        if let Some(peer) = self.peer_target {
+            check_target_and_size(Some(peer), self.message_size, "load runs")?;
+            if self.workload != Workload::Direct {
+                return invalid(format!(
+                    "a peer target is for direct only, not {}",
+                    self.workload.name()
+                ));
+            }
+            if self.tls.is_some() {
+                return invalid(
+                    "a peer target speaks no TLS: one fingerprint pins one node".into(),
+                );
+            }
+        }
         let least = match self.workload {
             Workload::Pingpong => 2,
             Workload::Idle | Workload::Logins => 0,
@@ -491,6 +515,24 @@ mod tests {
     fn remote_targets_are_refused() {
         let config = LoadConfig::new(Workload::Direct, "10.0.0.1:9".parse().expect("address"));
         let err = run(&config).expect_err("not loopback");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn peer_targets_are_loopback_and_for_direct_only() {
+        let local = "127.0.0.1:9".parse().expect("address");
+        let mut config = LoadConfig::new(Workload::Direct, local);
+        config.peer_target = Some("10.0.0.1:9".parse().expect("address"));
+        let err = run(&config).expect_err("not loopback");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let mut config = LoadConfig::new(Workload::Fanout, local);
+        config.peer_target = Some(local);
+        let err = run(&config).expect_err("not direct");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let mut config = LoadConfig::new(Workload::Direct, local);
+        config.peer_target = Some(local);
+        config.tls = Some(format!("SHA256:{}", "A".repeat(43)));
+        let err = run(&config).expect_err("not over TLS");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

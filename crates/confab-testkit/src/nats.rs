@@ -84,6 +84,11 @@ impl NatsServer {
         self.port
     }
 
+    /// Its process id while it runs, to read its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills it with SIGKILL and reaps it; nothing happens if it is not
     /// running.
     pub fn kill(&mut self) {

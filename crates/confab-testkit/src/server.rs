@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use confab::cluster::ClusterConfig;
 use confab::credentials::Account;
 use confab::identity::IdentitySource;
 use confab::journal::record::{self, Record};
@@ -66,6 +67,9 @@ pub struct Options {
     pub web: bool,
     /// `--web-origin`, for each of these.
     pub web_origins: Vec<String>,
+    /// `--cluster`: the server is a node of this cluster (with ephemeral
+    /// storage), and [`TestServer::try_with`] returns once it has joined.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
             tls: false,
             web: false,
             web_origins: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -203,6 +208,7 @@ impl TestServer {
         config.tls = options.tls.then_some(IdentitySource::Generated);
         config.web_port = options.web.then_some(0);
         config.web_origins = options.web_origins;
+        config.cluster = options.cluster;
         let mut server = Server::bind(config, options.accounts)?;
         let addr = server.local_addr()?;
         let web_addr = server.web_addr().transpose()?;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
 
+use async_nats::jetstream::stream::{State, Stream};
 use tokio::sync::{mpsc, watch};
 
 use super::outbox::Outbox;
@@ -104,17 +105,14 @@ async fn serve(
                 tokio::spawn(follower::run(nats.clone(), seq, up, outbox.clone()));
             }
             Command::Bounds(timeout, reply) => {
-                let log = nats.log.clone();
-                tokio::spawn(async move {
-                    let bounds = tokio::time::timeout(timeout, log.get_info()).await;
-                    let _ = reply.send(match bounds {
-                        Ok(Ok(info)) => Ok((info.state.first_sequence, info.state.last_sequence)),
-                        Ok(Err(error)) => Err(io::Error::other(format!(
-                            "cannot read the stream's bounds: {error}"
-                        ))),
-                        Err(_) => Err(timed_out("the stream's bounds", timeout)),
-                    });
-                });
+                let bounds = |state: &State| (state.first_sequence, state.last_sequence);
+                let what = "the stream's bounds";
+                tokio::spawn(answer_state(nats.log.clone(), timeout, what, reply, bounds));
+            }
+            Command::Info(timeout, reply) => {
+                let size = |state: &State| (state.messages, state.bytes);
+                let what = "the stream's info";
+                tokio::spawn(answer_state(nats.log.clone(), timeout, what, reply, size));
             }
             Command::LatestSnapshot(timeout, reply) => {
                 let nats = nats.clone();
@@ -128,6 +126,23 @@ async fn serve(
             }
         }
     }
+}
+
+/// Reads the state of the stream `log` within `timeout` and sends `reply`
+/// what `pick` takes of it, or why it could not be read (`what` names it).
+async fn answer_state<T>(
+    log: Stream,
+    timeout: Duration,
+    what: &'static str,
+    reply: std_mpsc::Sender<io::Result<T>>,
+    pick: impl Fn(&State) -> T,
+) {
+    let info = tokio::time::timeout(timeout, log.get_info()).await;
+    let _ = reply.send(match info {
+        Ok(Ok(info)) => Ok(pick(&info.state)),
+        Ok(Err(error)) => Err(io::Error::other(format!("cannot read {what}: {error}"))),
+        Err(_) => Err(timed_out(what, timeout)),
+    });
 }
 
 /// The error of a start-up helper that NATS did not answer in time.

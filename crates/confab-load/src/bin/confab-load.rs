@@ -46,6 +46,11 @@ reset (which leaves no port in TIME_WAIT), over and over; its figure is
 connections per second, in plaintext or over TLS. With --web every client
 is a WebSocket to the server's web port instead, like the browser page.
 
+With --peer-target, --workload direct drives two nodes of one cluster
+(confab-server --cluster): each pair's sender is on one node and its
+receiver on the other, pairs alternating, so every message goes through
+the cluster's log from one node to the other.
+
 A storm measures the logins themselves: at most IN_FLIGHT at a time, it
 ends when the last presence line arrived (within SETUP_TIMEOUT), and exits
 with 1 if any client heard of a login never, twice or out of the server's
@@ -114,6 +119,11 @@ struct Args {
     /// the browser page does. Not for ceiling or handshakes.
     #[arg(long)]
     web: bool,
+    /// A second node of TARGET's cluster (direct only, loopback,
+    /// plaintext): half the pairs send from TARGET to users on this node,
+    /// the other half from here to TARGET, so every message crosses nodes.
+    #[arg(long, value_name = "HOST:PORT")]
+    peer_target: Option<String>,
     /// Write a credentials file of generated accounts and exit.
     #[arg(
         long,
@@ -160,7 +170,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let workload = args.workload.ok_or("--workload is required")?;
     let target = match (&args.target, workload) {
-        (Some(target), _) => resolve_loopback(target)?,
+        (Some(target), _) => resolve_loopback("--target", target)?,
         (None, Workload::Ceiling) => SocketAddr::from(([127, 0, 0, 1], 0)),
         (None, _) => return Err(format!("--target is required for {}", workload.name())),
     };
@@ -181,6 +191,11 @@ fn run(args: Args) -> Result<(), String> {
     config.server_pid = args.server_pid;
     config.tls = args.tls_fingerprint;
     config.web = args.web;
+    config.peer_target = args
+        .peer_target
+        .as_deref()
+        .map(|peer| resolve_loopback("--peer-target", peer))
+        .transpose()?;
     if !matches!(workload, Workload::Ceiling | Workload::Handshakes) {
         eprintln!(
             "{}: {} accounts needed (user0001 ...)",
@@ -199,13 +214,13 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The first loopback address `target` resolves to.
-fn resolve_loopback(target: &str) -> Result<SocketAddr, String> {
+/// The first loopback address `target`, given as `flag`, resolves to.
+fn resolve_loopback(flag: &str, target: &str) -> Result<SocketAddr, String> {
     let addrs = target
         .to_socket_addrs()
-        .map_err(|e| format!("--target {target}: {e}"))?;
+        .map_err(|e| format!("{flag} {target}: {e}"))?;
     addrs
         .into_iter()
         .find(|addr| addr.ip().is_loopback())
-        .ok_or_else(|| format!("--target {target}: not a loopback address"))
+        .ok_or_else(|| format!("{flag} {target}: not a loopback address"))
 }
