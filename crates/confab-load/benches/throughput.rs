@@ -1,7 +1,7 @@
 //! `cargo bench [FILTER]`: every load workload against a fresh confab
 //! server, three runs each, one table row per workload with the median
-//! run's figure, then the ratios: `fanout / ceiling`, and each TLS row
-//! over its plaintext twin. The storm has three rows, `storm-10`,
+//! run's figure, then the ratios: `fanout / ceiling`, each TLS row over
+//! its plaintext twin, and each cluster row over `direct`. The storm has three rows, `storm-10`,
 //! `storm-100` and `storm-1000`: 5,000 users logging in with that many
 //! logins in flight, the figure the seconds until the last presence line
 //! arrived; a storm that loses, duplicates or misorders a presence line
@@ -12,7 +12,7 @@
 //! (`fanout-web`, `idle-web`): the clients connect to the server's web
 //! port, upgrade `/ws`, and send and receive their lines as text
 //! messages, as the browser page does. `direct` also has two rows in
-//! cluster mode, each with its own nats-server 2.9 (JetStream, on
+//! cluster mode, each run with its own nats-server (JetStream, on
 //! loopback): `direct-node`, one cluster node alone with every user on it,
 //! every input going through the log; and `direct-cluster`, two nodes A
 //! and B with each pair's sender on one and its receiver on the other
