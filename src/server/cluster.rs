@@ -745,12 +745,18 @@ impl Server {
                 target: "confab::cluster",
                 "batch {number} reached the log too late; its lines are refused"
             );
+            // Queued no later than what they go before, so that the queue
+            // stays in the order of `at`.
+            let at = node
+                .pending
+                .front()
+                .map_or(now, |queued| queued.at.min(now));
             for input in requeue.into_iter().rev() {
                 node.pending_bytes += input.size();
                 node.pending.push_front(Queued {
                     input,
                     index: u64::MAX,
-                    at: now,
+                    at,
                 });
             }
         }
@@ -821,6 +827,15 @@ impl Server {
         let Some(node) = self.cluster.as_mut() else {
             return;
         };
+        // The queue is in the order of `at`: nothing is stale unless its
+        // front is.
+        if node
+            .pending
+            .front()
+            .is_none_or(|queued| queued.at + STORAGE_WAIT > now)
+        {
+            return;
+        }
         let mut refused = Vec::new();
         let mut kept = VecDeque::new();
         while let Some(queued) = node.pending.pop_front() {
