@@ -191,13 +191,10 @@ impl Chat {
         if self.over_failure_limit(sid, now) {
             return;
         }
-        self.lift_ban_if_over(user, now);
-        let account = &self.users[user];
-        if account.banned_until.is_some() {
-            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
-            return self.close(sid, now);
+        if self.refused_as_banned(sid, user, now) {
+            return;
         }
-        let Some(stored) = account.password.as_deref() else {
+        let Some(stored) = self.users[user].password.as_deref() else {
             // Removed from the credentials file meanwhile: no password fits.
             return self.password_checked(sid, user, false, now);
         };
@@ -243,10 +240,8 @@ impl Chat {
         if self.over_failure_limit(sid, now) {
             return;
         }
-        self.lift_ban_if_over(user, now);
-        if self.users[user].banned_until.is_some() {
-            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
-            return self.close(sid, now);
+        if self.refused_as_banned(sid, user, now) {
+            return;
         }
         self.password_checked(sid, user, matches, now);
     }
@@ -263,12 +258,22 @@ impl Chat {
             return;
         };
         // Banned by another connection's failures meanwhile.
-        self.lift_ban_if_over(user, now);
-        if self.users[user].banned_until.is_some() {
-            self.outbox.line(sid, protocol::ACCOUNT_BANNED);
-            return self.close(sid, now);
+        if self.refused_as_banned(sid, user, now) {
+            return;
         }
         self.password_checked(sid, user, matches, now);
+    }
+
+    /// Whether `user` is banned at `now` (a ban that is over is lifted
+    /// first), in which case `sid` is told so and closed.
+    fn refused_as_banned(&mut self, sid: SessionId, user: UserId, now: Instant) -> bool {
+        self.lift_ban_if_over(user, now);
+        if self.users[user].banned_until.is_none() {
+            return false;
+        }
+        self.outbox.line(sid, protocol::ACCOUNT_BANNED);
+        self.close(sid, now);
+        true
     }
 
     /// Whether `sid`'s untrusted address is over its limit of failed

@@ -230,7 +230,7 @@ impl Server {
                     Flow::Go => continue,
                     Flow::Wait(index) => return self.await_log(key, index, &data[pos..]),
                     Flow::Verify(verification) => {
-                        return self.cluster_verify(key, verification, &data[pos..])
+                        return self.submit_verification(key, verification, &data[pos..])
                     }
                 }
             }

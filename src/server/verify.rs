@@ -188,10 +188,15 @@ fn lower_priority() {
 }
 
 impl Server {
-    /// Hands a password of connection `key` to the worker in cluster mode,
-    /// where the node checks it before anything goes to the log; `rest`
-    /// waits for the verdict.
-    pub(super) fn cluster_verify(&mut self, key: usize, verification: Verification, rest: &[u8]) {
+    /// Hands a password of connection `key` to the worker (in cluster mode
+    /// the node checks it before anything goes to the log); `rest` waits
+    /// for the answer. One that cannot be queued closes the connection.
+    pub(super) fn submit_verification(
+        &mut self,
+        key: usize,
+        verification: Verification,
+        rest: &[u8],
+    ) {
         let Some(serial) = self.conns.live(key).map(|conn| conn.serial) else {
             return;
         };
@@ -214,18 +219,7 @@ impl Server {
         let requests = self.chat.outbox().take_verifications();
         for verification in requests {
             debug_assert_eq!(verification.session.0, key, "one password per line read");
-            let Some(serial) = self.conns.live(key).map(|conn| conn.serial) else {
-                continue;
-            };
-            let capacity = self.config.max_clients;
-            let waker = &self.control.waker;
-            if let Err(e) = self
-                .verifier
-                .submit(key, serial, verification, rest, waker, capacity)
-            {
-                warn!("#{key}: cannot verify its password: {e}");
-                self.conns.doom(key);
-            }
+            self.submit_verification(key, verification, rest);
         }
     }
 
